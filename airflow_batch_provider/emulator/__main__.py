@@ -1,0 +1,79 @@
+"""``python -m airflow_batch_provider.emulator``: a local ScaleDown Batch API for demos and tests."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from airflow_batch_provider.emulator.config import FAULT_KINDS, EmulatorConfig, FaultSettings
+from airflow_batch_provider.emulator.server import EmulatorServer
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m airflow_batch_provider.emulator",
+        description="A local, ScaleDown-compatible Batch API. Its engines are deterministic "
+                    "stand-ins (patterns and word lists), not machine learning.",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8787, help="0 picks a free port (see --port-file)")
+    p.add_argument("--port-file", type=Path, help="write the port listened on to this file once ready")
+    p.add_argument("--api-key", default=os.environ.get("SCALEDOWN_API_KEY"),
+                   help="the x-api-key clients must send (default: $SCALEDOWN_API_KEY)")
+    p.add_argument("--data-dir", type=Path, help="keep batches here (SQLite); default: a temporary dir")
+    p.add_argument("--api-version", type=int, choices=(1, 2), default=1,
+                   help="1: the live reference page's shape; 2: the OpenAI-style object, 50 requests/batch")
+    p.add_argument("--no-router", action="store_true", help="answer batch routes with 503")
+    p.add_argument("--items-per-second", type=float, help="processing capacity (default: unlimited)")
+    p.add_argument("--start-delay", type=float, default=0.0, help="seconds a batch stays queued")
+    p.add_argument("--item-failure-rate", type=float, default=0.0)
+    p.add_argument("--batch-failure-rate", type=float, default=0.0)
+    p.add_argument("--fault-rate", type=float, default=0.0, help="chance per API request of a fault")
+    p.add_argument("--fault-kinds", default="429,500,502,503,504,reset,slow",
+                   help=f"comma-separated, from: {','.join(FAULT_KINDS)}")
+    p.add_argument("--fault-routes", default="submit,status,output,realtime")
+    p.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds on 429")
+    p.add_argument("--slow-seconds", type=float, default=2.0)
+    p.add_argument("--fault-seed", type=int)
+    p.add_argument("--log-level", default="info")
+    args = p.parse_args(argv)
+    if not args.api_key:
+        p.error("an API key is required: --api-key KEY or SCALEDOWN_API_KEY")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = EmulatorConfig(
+            api_key=args.api_key, data_dir=args.data_dir, api_version=args.api_version,
+            router=not args.no_router, items_per_second=args.items_per_second,
+            start_delay=args.start_delay, item_failure_rate=args.item_failure_rate,
+            batch_failure_rate=args.batch_failure_rate,
+            faults=FaultSettings(
+                rate=args.fault_rate, kinds=tuple(filter(None, args.fault_kinds.split(","))),
+                routes=tuple(filter(None, args.fault_routes.split(","))),
+                retry_after=args.retry_after, slow_seconds=args.slow_seconds, seed=args.fault_seed,
+            ),
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server = EmulatorServer(config, host=args.host, port=args.port, log_level=args.log_level).start()
+    if args.port_file:
+        args.port_file.write_text(str(server.port))
+    print(f"ScaleDown emulator (API v{args.api_version}) listening on {server.url}", flush=True)
+    stop.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""The emulator's HTTP routes, answering as ``shared spec`` section 2 and 3 say (see docs/emulator.md).
+
+Decisions where the spec leaves room: error bodies are ``{"detail": "..."}``; submit answers 200; an
+unknown batch id is 404 in both versions, and so is output asked for before the batch completed;
+``Idempotency-Key`` on submit returns the batch already created with that key (an emulator
+extension the provider's hook uses for safe retries).
+"""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from airflow_batch_provider.emulator import engines
+from airflow_batch_provider.emulator.config import EmulatorConfig, FaultSettings
+from airflow_batch_provider.emulator.faults import FaultInjector, FaultState
+from airflow_batch_provider.emulator.store import BatchRow, BatchStore
+from airflow_batch_provider.emulator.worker import Processor
+from airflow_batch_provider.protocol import MODELS, LineDecoder, LineSplitter, MalformedLineError
+
+INSERT_EVERY = 2000
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def _v1(row: BatchRow) -> dict[str, Any]:
+    return {"batch_id": row.id, "status": row.state, "total_count": row.total,
+            "completed_count": row.completed, "failed_count": row.failed}
+
+
+_V2_STATUS = {"queued": "validating", "processing": "in_progress", "completed": "completed",
+              "failed": "failed"}
+
+
+def _v2(row: BatchRow) -> dict[str, Any]:
+    return {
+        "id": row.id, "object": "batch", "endpoint": "/v1/chat/completions", "input_file_id": None,
+        "completion_window": "24h", "status": _V2_STATUS[row.state],
+        "output_file_id": f"{row.id}_output" if row.state == "completed" else None,
+        "error_file_id": None, "created_at": int(row.created_at),
+        "request_counts": {"total": row.total, "completed": row.completed, "failed": row.failed},
+        "metadata": None,
+    }
+
+
+def _check_line(decoder: LineDecoder, raw: bytes) -> bytes | None:
+    """The line to store, None for a blank line; ApiError(400) for what rejects the submission."""
+    try:
+        obj = decoder.decode(raw)
+    except MalformedLineError as exc:
+        raise ApiError(400, str(exc)) from None
+    if obj is None:
+        return None
+    line = decoder.line_number
+    custom_id = obj.get("custom_id")
+    if not isinstance(custom_id, str) or not custom_id:
+        raise ApiError(400, f"line {line}: custom_id must be a non-empty string")
+    body = obj.get("body")
+    if not isinstance(body, dict):
+        raise ApiError(400, f"line {line} ({custom_id}): body must be an object")
+    if body.get("model") not in MODELS:
+        raise ApiError(400, f"line {line} ({custom_id}): invalid model {body.get('model')!r}; "
+                            f"expected one of {', '.join(MODELS)}")
+    return raw.strip()
+
+
+def create_app(config: EmulatorConfig) -> FastAPI:
+    tmp = None
+    if config.data_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="scaledown-emulator-")
+        data_dir = Path(tmp.name)
+    else:
+        data_dir = Path(config.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+    store = BatchStore(data_dir / "batches.sqlite3")
+    processor = Processor(store, config)
+    shape = _v1 if config.api_version == 1 else _v2
+    id_prefix = "batch-" if config.api_version == 1 else "batch_"
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        processor.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(processor.stop)
+            if tmp is not None:
+                tmp.cleanup()
+
+    app = FastAPI(title="ScaleDown Batch API emulator", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.config = config
+    app.state.store = store
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @app.middleware("http")
+    async def _auth(request: Request, call_next):
+        given = request.headers.get("x-api-key")
+        if not given or not secrets.compare_digest(given.encode(), config.api_key.encode()):
+            return JSONResponse({"detail": "missing or invalid x-api-key"}, status_code=401)
+        return await call_next(request)
+
+    def _visible(batch_id: str) -> BatchRow:
+        if not config.router:
+            raise ApiError(503, "batch router is not configured")
+        row = store.get(batch_id)
+        if row is None:
+            raise ApiError(404, f"batch {batch_id} not found")
+        return row
+
+    @app.post("/v1/batches")
+    async def submit(request: Request) -> dict[str, Any]:
+        if not config.router:
+            raise ApiError(503, "batch router is not configured")
+        key = request.headers.get("idempotency-key")
+        if key:
+            existing = await run_in_threadpool(store.find_by_idempotency_key, key)
+            if existing is not None:
+                if existing.state == "receiving":
+                    raise ApiError(409, f"a submission with Idempotency-Key {key!r} is still uploading")
+                return shape(existing)
+        batch_id = id_prefix + uuid.uuid4().hex[:24]
+        await run_in_threadpool(store.begin_batch, batch_id, time.time(), key or None)
+        try:
+            total = await _receive(request, batch_id)
+        except BaseException:
+            await run_in_threadpool(store.discard_batch, batch_id)
+            raise
+        await run_in_threadpool(store.seal_batch, batch_id, total)
+        return shape(store.get(batch_id))
+
+    async def _receive(request: Request, batch_id: str) -> int:
+        splitter, decoder = LineSplitter(), LineDecoder()
+        pending: list[bytes] = []
+        total = 0
+
+        async def take(raw_lines: list[bytes]) -> None:
+            nonlocal total, pending
+            for raw in raw_lines:
+                line = _check_line(decoder, raw)
+                if line is None:
+                    continue
+                pending.append(line)
+                if config.max_batch_items and total + len(pending) > config.max_batch_items:
+                    raise ApiError(400, f"a batch holds at most {config.max_batch_items} requests")
+            if len(pending) >= INSERT_EVERY:
+                await run_in_threadpool(store.add_items, batch_id, total, pending)
+                total, pending = total + len(pending), []
+
+        async for chunk in request.stream():
+            await take(splitter.feed(chunk))
+        await take(splitter.close())
+        if pending:
+            await run_in_threadpool(store.add_items, batch_id, total, pending)
+            total += len(pending)
+        if total == 0:
+            raise ApiError(400, "the body holds no requests (one JSON request per line)")
+        return total
+
+    @app.get("/v1/batches/{batch_id}")
+    async def status(batch_id: str) -> dict[str, Any]:
+        return shape(await run_in_threadpool(_visible, batch_id))
+
+    @app.get("/v1/batches/{batch_id}/output")
+    async def output(batch_id: str) -> Response:
+        row = await run_in_threadpool(_visible, batch_id)
+        if row.state == "failed":
+            raise ApiError(404, f"batch {batch_id} failed; it has no output")
+        if row.state != "completed":
+            raise ApiError(404, f"output of batch {batch_id} is not ready (status {row.state})")
+        return StreamingResponse(store.iter_output(batch_id), media_type="application/jsonl")
+
+    async def _json(request: Request) -> dict[str, Any]:
+        try:
+            data = msgspec.json.decode(await request.body())
+        except msgspec.DecodeError as exc:
+            raise ApiError(400, f"malformed JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "the body must be a JSON object")
+        return data
+
+    def _realtime(model: str, data: dict[str, Any], spelling: str = "text") -> dict[str, Any]:
+        try:
+            return engines.run({**data, "model": model}, entity_spelling=spelling)
+        except engines.ItemFailure as exc:
+            raise ApiError(422, exc.message) from None
+
+    @app.post("/extract")
+    async def extract(request: Request) -> dict[str, Any]:
+        data = await _json(request)
+        result = _realtime("extract", data)
+        top_n = data.get("top_n") or 0
+        threshold = data.get("threshold", 0.5)
+        entities = [e for e in result["entities"] if e["confidence"] >= threshold]
+        if top_n:
+            entities = sorted(entities, key=lambda e: -e["confidence"])[:top_n]
+        return {"entities": entities, "structured_result": None, "ocr_text": None}
+
+    @app.post("/summarization/abstractive")
+    async def summarization(request: Request) -> dict[str, Any]:
+        started = time.perf_counter()
+        result = _realtime("summarize", await _json(request))
+        return {**result, "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
+
+    @app.post("/classify")
+    async def classify(request: Request) -> dict[str, Any]:
+        result = _realtime("classify", await _json(request))
+        return {"top_label": result["top_label"], "scores": result["scores"], "labels": result["labels"]}
+
+    @app.get("/_emulator/stats")
+    async def stats() -> dict[str, Any]:
+        counts = await run_in_threadpool(store.counts)
+        return {**counts, "requests": dict(faults.requests), "faults_injected": dict(faults.injected)}
+
+    @app.put("/_emulator/faults")
+    async def set_faults(request: Request) -> dict[str, Any]:
+        data = await _json(request)
+        try:
+            faults.configure(FaultSettings(**data))
+        except (TypeError, ValueError) as exc:
+            raise ApiError(422, str(exc)) from None
+        return asdict(faults.settings)
+
+    faults = FaultState(config.faults)
+    app.state.faults = faults
+    app.add_middleware(FaultInjector, state=faults)  # added last, so it runs first
+    return app

@@ -1,0 +1,54 @@
+"""Settings of one emulator instance (the CLI flags, also usable in-process)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FAULT_KINDS = ("429", "500", "502", "503", "504", "reset", "reset_after", "slow")
+
+
+@dataclass
+class FaultSettings:
+    """Faults injected into API calls (not into ``/_emulator/*`` control routes).
+
+    ``rate`` is the chance per request; ``kinds`` are drawn uniformly. ``reset`` drops the connection
+    before the request is handled (nothing happened); ``reset_after`` handles it, then drops the
+    connection before the answer arrives (a submitted batch exists although the client saw an error).
+    """
+
+    rate: float = 0.0
+    kinds: tuple[str, ...] = ("429", "500", "502", "503", "504", "reset", "slow")
+    retry_after: float = 1.0
+    slow_seconds: float = 2.0
+    routes: tuple[str, ...] = ("submit", "status", "output", "realtime")
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.kinds) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; choose from {', '.join(FAULT_KINDS)}")
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError(f"fault rate must be within [0, 1], got {self.rate}")
+        self.kinds = tuple(self.kinds)
+        self.routes = tuple(self.routes)
+
+
+@dataclass
+class EmulatorConfig:
+    api_key: str
+    data_dir: Path | None = None
+    api_version: int = 1
+    router: bool = True
+    items_per_second: float | None = None
+    start_delay: float = 0.0
+    item_failure_rate: float = 0.0
+    batch_failure_rate: float = 0.0
+    max_batch_items: int | None = None
+    faults: FaultSettings = field(default_factory=FaultSettings)
+
+    def __post_init__(self) -> None:
+        if self.api_version not in (1, 2):
+            raise ValueError(f"api_version must be 1 or 2, got {self.api_version}")
+        if self.max_batch_items is None and self.api_version == 2:
+            self.max_batch_items = 50

@@ -1,0 +1,113 @@
+"""Fault injection as ASGI middleware, so reliability tests need no HTTP mocking.
+
+Faults hit only API routes, never ``/_emulator/*`` (the control routes tests use to count batches and
+switch faults on and off). Every injected fault is counted by kind and route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+
+from airflow_batch_provider.emulator.config import FaultSettings
+
+_UNCOMPLETED = "ASGI callable returned without completing response."
+
+
+class _DropResetNoise(logging.Filter):
+    """uvicorn logs an error when a response is cut short; for injected resets that is the point."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != _UNCOMPLETED
+
+
+def route_of(method: str, path: str) -> str | None:
+    if path.startswith("/_emulator"):
+        return None
+    if path.rstrip("/") == "/v1/batches":
+        return "submit" if method == "POST" else None
+    if path.startswith("/v1/batches/"):
+        return "output" if path.rstrip("/").endswith("/output") else "status"
+    if path in ("/extract", "/summarization/abstractive", "/classify"):
+        return "realtime"
+    return None
+
+
+class FaultState:
+    """What to inject and what was injected; shared by the middleware and the control routes."""
+
+    def __init__(self, settings: FaultSettings) -> None:
+        self.requests: Counter[str] = Counter()
+        self.injected: Counter[str] = Counter()
+        self.configure(settings)
+
+    def configure(self, settings: FaultSettings) -> None:
+        self.settings = settings
+        self.random = random.Random(settings.seed)
+
+    def draw(self, route: str | None) -> str | None:
+        settings = self.settings
+        if route is None or route not in settings.routes or not settings.kinds:
+            return None
+        if settings.rate <= 0 or self.random.random() >= settings.rate:
+            return None
+        return self.random.choice(settings.kinds)
+
+
+class FaultInjector:
+    def __init__(self, app, state: FaultState) -> None:
+        self.app = app
+        self.state = state
+        logging.getLogger("uvicorn.error").addFilter(_DropResetNoise())
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = route_of(scope["method"], scope["path"])
+        if route is not None:
+            self.state.requests[route] += 1
+        kind = self.state.draw(route)
+        if kind is None:
+            await self.app(scope, receive, send)
+            return
+        self.state.injected[f"{route}:{kind}"] += 1
+        if kind == "slow":
+            await asyncio.sleep(self.state.settings.slow_seconds)
+            await self.app(scope, receive, send)
+        elif kind == "reset":
+            await _cut_connection(send)
+        elif kind == "reset_after":
+            await self.app(scope, receive, _swallow_then_cut(send))
+        else:
+            await _error(send, int(kind), self.state.settings.retry_after)
+
+
+async def _error(send, status: int, retry_after: float) -> None:
+    body = b'{"detail":"injected fault: HTTP %d"}' % status
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 429:
+        headers.append((b"retry-after", str(max(0, round(retry_after))).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _cut_connection(send) -> None:
+    """Announce a body, send none, and return: the server closes the connection mid-response."""
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
+
+
+def _swallow_then_cut(send):
+    """Let the app do its work, then cut the connection instead of delivering its answer."""
+    started = False
+
+    async def wrapped(message) -> None:
+        nonlocal started
+        if not started:
+            started = True
+            await _cut_connection(send)
+
+    return wrapped

@@ -1,0 +1,86 @@
+"""JSONL without I/O: encode objects to lines, split a byte stream into lines, decode lines.
+
+Every transport (the sync hook, the async hook, the emulator reading a request body) feeds bytes in
+and gets lines or objects out, so line splitting and error reporting behave the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import msgspec
+
+from airflow_batch_provider.protocol.errors import MalformedLineError
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+
+def encode_jsonl(objects: Iterable[Any]) -> Iterator[bytes]:
+    """One ``bytes`` line (newline included) per object, lazily."""
+    for obj in objects:
+        yield _encode(obj) + b"\n"
+
+
+class LineSplitter:
+    """Feed it byte chunks of any size; it hands back complete lines (without the newline).
+
+    Only the unfinished tail of the stream is buffered, so memory is bounded by the longest line.
+    """
+
+    def __init__(self) -> None:
+        self._tail = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if not chunk:
+            return []
+        data = self._tail + chunk
+        lines = data.split(b"\n")
+        self._tail = lines.pop()
+        return lines
+
+    def close(self) -> list[bytes]:
+        """The last line when the stream did not end with a newline."""
+        tail, self._tail = self._tail, b""
+        return [tail] if tail else []
+
+
+def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Complete lines from an iterable of byte chunks."""
+    splitter = LineSplitter()
+    for chunk in chunks:
+        yield from splitter.feed(chunk)
+    yield from splitter.close()
+
+
+class LineDecoder:
+    """Decodes lines one by one, counting them so errors can name the line number.
+
+    Blank lines (whitespace only, ``\\r\\n`` endings included) are skipped but counted.
+    """
+
+    def __init__(self) -> None:
+        self.line_number = 0
+
+    def decode(self, line: bytes) -> dict[str, Any] | None:
+        """The JSON object on this line, or None for a blank line."""
+        self.line_number += 1
+        if not line.strip():
+            return None
+        try:
+            obj = _decode(line)
+        except msgspec.DecodeError as exc:
+            raise MalformedLineError(self.line_number, str(exc)) from None
+        if not isinstance(obj, dict):
+            raise MalformedLineError(self.line_number, f"expected an object, got {type(obj).__name__}")
+        return obj
+
+
+def decode_jsonl(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    """JSON objects from already-split lines, skipping blank ones."""
+    decoder = LineDecoder()
+    for line in lines:
+        obj = decoder.decode(line)
+        if obj is not None:
+            yield obj

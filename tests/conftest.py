@@ -1,0 +1,42 @@
+"""Test set-up. Airflow reads its settings at import, so they are set before anything imports it."""
+
+import os
+import tempfile
+from pathlib import Path
+
+_HOME = tempfile.mkdtemp(prefix="airflow-test-home-")
+os.environ["AIRFLOW_HOME"] = _HOME
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).parent / "dags")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
+os.environ.pop("SCALEDOWN_API_KEY", None)
+
+pytest_plugins = ["airflow_batch_provider.emulator.pytest_plugin"]
+
+import pytest  # noqa: E402
+
+from tests.emulator_helpers import EmulatorFactory, EmulatorProcess  # noqa: E402
+
+
+@pytest.fixture
+def make_emulator():
+    """``make_emulator(api_version=2, items_per_second=50)``: an in-process emulator for one test."""
+    factory = EmulatorFactory()
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def emulator_process(tmp_path):
+    """``emulator_process("--data-dir", d)``: the emulator as a separate OS process."""
+    started: list[EmulatorProcess] = []
+
+    def start(*args: str, port: int | None = None) -> EmulatorProcess:
+        proc = EmulatorProcess(list(args), tmp_path, port=port).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()

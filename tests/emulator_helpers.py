@@ -1,0 +1,79 @@
+"""Starting emulators for tests: in-process (fast, configurable) or as a real `python -m` process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from airflow_batch_provider.emulator import EmulatorConfig, EmulatorServer
+
+
+class EmulatorFactory:
+    def __init__(self) -> None:
+        self.servers: list[EmulatorServer] = []
+
+    def __call__(self, **config) -> EmulatorServer:
+        config.setdefault("api_key", "test-key")
+        server = EmulatorServer(EmulatorConfig(**config)).start()
+        self.servers.append(server)
+        return server
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@dataclass
+class EmulatorProcess:
+    """The emulator as its own OS process, started with the documented command line."""
+
+    args: list[str]
+    workdir: Path
+    api_key: str = "process-key"
+    process: subprocess.Popen | None = None
+    port: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> EmulatorProcess:
+        port_file = self.workdir / f"port-{time.monotonic_ns()}"
+        port = ["--port", str(self.port)] if self.port else ["--port", "0"]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "airflow_batch_provider.emulator", "--api-key", self.api_key,
+             *port, "--port-file", str(port_file), "--log-level", "warning", *self.args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ},
+        )
+        deadline = time.monotonic() + timeout
+        while not port_file.exists() or not port_file.read_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                output = self.process.stdout.read().decode() if self.process.poll() is not None else ""
+                raise RuntimeError(f"emulator process did not start: {output}")
+            time.sleep(0.05)
+        self.port = int(port_file.read_text())
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handler runs, as when a machine dies."""
+        self.process.kill()
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def stats(self) -> dict:
+        return requests.get(self.url + "/_emulator/stats", headers={"x-api-key": self.api_key},
+                            timeout=10).json()
