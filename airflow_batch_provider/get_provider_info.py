@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from airflow_batch_provider import __version__
 
+INTEGRATION = "ScaleDown Batch"
+
+
+def _field(label: str, kind: str, default, description: str) -> dict:
+    return {"label": label, "schema": {"type": [kind, "null"], "default": default},
+            "description": description}
+
 
 def get_provider_info() -> dict:
     return {
@@ -12,10 +19,45 @@ def get_provider_info() -> dict:
         "description": "Enrich tables with the ScaleDown Batch API: extract, summarize, classify.",
         "versions": [__version__],
         "integrations": [
+            {"integration-name": INTEGRATION, "external-doc-url": "https://docs.scaledown.ai",
+             "tags": ["software"]}
+        ],
+        "hooks": [
+            {"integration-name": INTEGRATION,
+             "python-modules": ["airflow_batch_provider.hooks.batch_api",
+                                "airflow_batch_provider.hooks.batch_api_async"]}
+        ],
+        "connection-types": [
             {
-                "integration-name": "ScaleDown Batch",
-                "external-doc-url": "https://docs.scaledown.ai",
-                "tags": ["software"],
+                "connection-type": "batch_api",
+                "hook-class-name": "airflow_batch_provider.hooks.batch_api.BatchApiHook",
+                "hook-name": "ScaleDown Batch API",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login", "extra"],
+                    "relabeling": {"host": "Base URL", "password": "API Key"},
+                    "placeholders": {"host": "https://api.scaledown.xyz",
+                                     "password": "falls back to $SCALEDOWN_API_KEY"},
+                },
+                "conn-fields": {
+                    "connect_timeout": _field("Connect timeout (s)", "number", 10, "seconds to open a connection"),
+                    "read_timeout": _field("Read timeout (s)", "number", 120, "seconds to wait for an answer"),
+                    "max_items_per_batch": _field("Max requests per batch", "integer", 50,
+                                                  "50 is the newest documented limit"),
+                    "max_bytes_per_batch": _field("Max bytes per batch", "integer", 50 * 1024 * 1024,
+                                                  "JSONL bytes per submitted batch"),
+                    "retry_max_attempts": _field("Retry: attempts", "integer", 6,
+                                                 "attempts per call for 429/5xx/connection errors"),
+                    "retry_initial_wait": _field("Retry: first wait (s)", "number", 1.0,
+                                                 "exponential backoff with full jitter starts here"),
+                    "retry_max_wait": _field("Retry: longest wait (s)", "number", 60.0,
+                                             "cap of one backoff wait (Retry-After is honoured)"),
+                    "retry_total_timeout": _field("Retry: total time (s)", "number", 600.0,
+                                                  "no retry starts after this long"),
+                    "retry_ambiguous_submits": _field(
+                        "Retry ambiguous submits", "boolean", False,
+                        "resubmit after a failure that happened once the body was sent; safe only "
+                        "if the server honours Idempotency-Key"),
+                },
             }
         ],
     }

@@ -1,0 +1,247 @@
+"""``BatchApiHook``: the synchronous ScaleDown Batch API client, on Airflow's ``HttpHook``.
+
+The only place (with its async twin) that speaks HTTP. Connection type ``batch_api``: host is the
+base URL (default ``https://api.scaledown.xyz``), password the API key (sent as ``x-api-key``; falls
+back to ``SCALEDOWN_API_KEY``), extras the timeouts, batch limits and retry settings of
+:class:`~airflow_batch_provider.hooks.settings.ApiSettings`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import cached_property
+from typing import Any, BinaryIO
+
+import requests
+from requests.exceptions import ChunkedEncodingError, ConnectTimeout, ContentDecodingError, ReadTimeout
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from airflow.providers.http.hooks.http import HttpHook
+from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook
+from airflow_batch_provider.hooks.errors import (
+    BatchApiAuthError,
+    BatchApiBadRequestError,
+    BatchApiConnectionError,
+    BatchApiError,
+    BatchRouterUnavailableError,
+    SubmitOutcomeUnknownError,
+    error_for_status,
+)
+from airflow_batch_provider.hooks.output import OutputReader
+from airflow_batch_provider.hooks.retry import TransportError, is_retryable, parse_retry_after, retry_policy
+from airflow_batch_provider.hooks.settings import DEFAULT_BASE_URL, ApiSettings
+from airflow_batch_provider.protocol import (
+    BatchStatus,
+    ClassifyResult,
+    Extract,
+    ExtractResult,
+    Label,
+    OutputLine,
+    SummarizeResult,
+    UnexpectedResponseError,
+)
+from airflow_batch_provider.protocol.results import parse_result
+
+BATCHES = "/v1/batches"
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
+
+
+def _transport_error(exc: requests.RequestException, endpoint: str) -> TransportError:
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    never_sent = isinstance(exc, ConnectTimeout) or isinstance(reason, (NewConnectionError, ConnectTimeoutError))
+    kind = "timed out" if isinstance(exc, (ConnectTimeout, ReadTimeout)) else "failed"
+    return TransportError(f"the request {kind}: {type(exc).__name__}", request_sent=not never_sent,
+                          endpoint=endpoint)
+
+
+class BatchApiHook(HttpHook):
+    """Submit batches, read their status and output, call the realtime endpoints.
+
+    :param batch_api_conn_id: a ``batch_api`` connection (default ``batch_api_default``).
+    """
+
+    conn_name_attr = "batch_api_conn_id"
+    default_conn_name = "batch_api_default"
+    conn_type = "batch_api"
+    hook_name = "ScaleDown Batch API"
+    default_host = DEFAULT_BASE_URL
+
+    def __init__(self, batch_api_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(method="GET", http_conn_id=batch_api_conn_id, **kwargs)
+        self.batch_api_conn_id = batch_api_conn_id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(batch_api_conn_id={self.batch_api_conn_id!r})"
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:  # declared in get_provider_info instead
+        return {}
+
+    @cached_property
+    def settings(self) -> ApiSettings:
+        return ApiSettings.from_connection(self.get_connection(self.batch_api_conn_id))
+
+    def _extract_auth(self, connection: Any) -> None:
+        return None  # the key goes in x-api-key, never as basic auth
+
+    @cached_property
+    def session(self) -> requests.Session:
+        """One session for the hook's life: connections are pooled and reused."""
+        session = self.get_conn()
+        for name in ApiSettings.extra_fields():  # our extras are settings, not headers
+            session.headers.pop(name, None)
+        session.headers["x-api-key"] = self.settings.api_key
+        self.base_url = self.settings.base_url
+        return session
+
+    # -- one exchange ----------------------------------------------------------------------------
+    def _send(self, method: str, endpoint: str, *, stream: bool = False, **kwargs: Any) -> requests.Response:
+        settings = self.settings
+        try:
+            response = self.session.request(
+                method, settings.base_url + endpoint, stream=stream,
+                timeout=(settings.connect_timeout, settings.read_timeout), **kwargs)
+        except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError, ContentDecodingError) as exc:
+            raise _transport_error(exc, f"{method} {endpoint}") from None
+        if response.status_code >= 400:
+            body = response.text if not stream else response.raw.read(2048, decode_content=True).decode(errors="replace")
+            response.close()
+            raise error_for_status(
+                response.status_code, response.reason or "request failed", body=body,
+                endpoint=f"{method} {endpoint}",
+                retry_after=parse_retry_after(response.headers.get("Retry-After")))
+        return response
+
+    def _json(self, method: str, endpoint: str, **kwargs: Any) -> Any:
+        for attempt in retry_policy(self.settings, idempotent=True, log=self.log, what=f"{method} {endpoint}"):
+            with attempt:
+                response = self._send(method, endpoint, **kwargs)
+                try:
+                    return response.json()
+                except (ValueError, ChunkedEncodingError) as exc:
+                    if isinstance(exc, ChunkedEncodingError):
+                        raise _transport_error(exc, f"{method} {endpoint}") from None
+                    raise UnexpectedResponseError(
+                        f"{method} {endpoint} answered with a body that is not JSON: {response.text[:200]!r}"
+                    ) from None
+        raise AssertionError("unreachable")  # tenacity either returns or raises
+
+    # -- batch endpoints -------------------------------------------------------------------------
+    def submit_batch(self, lines: Iterable[bytes], *, idempotency_key: str | None = None) -> BatchStatus:
+        """Submit JSONL request lines as one batch; the body is streamed, never built in memory.
+
+        ``lines`` may be any iterable, even a one-shot generator: it is spooled to a temporary file
+        (in memory up to 8 MB) so a retry can send the same bytes again. Submissions are retried
+        when that is safe (see :mod:`~airflow_batch_provider.hooks.retry`); an ambiguous failure
+        that may not be retried raises :class:`SubmitOutcomeUnknownError`. The same
+        ``Idempotency-Key`` (given, or one per call) goes with every attempt.
+        """
+        settings = self.settings
+        key = idempotency_key or uuid.uuid4().hex
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as body:
+            items, size = self._spool(lines, body)
+            if items == 0:
+                raise BatchApiBadRequestError("nothing to submit: no request lines", endpoint="POST /v1/batches")
+            if items > settings.max_items_per_batch or size > settings.max_bytes_per_batch:
+                raise BatchApiBadRequestError(
+                    f"the batch has {items} requests / {size} bytes; the connection allows at most "
+                    f"{settings.max_items_per_batch} requests and {settings.max_bytes_per_batch} bytes per "
+                    "batch (max_items_per_batch / max_bytes_per_batch)", endpoint="POST /v1/batches")
+            headers = {"content-type": "application/jsonl", "Idempotency-Key": key}
+            idempotent = settings.retry_ambiguous_submits
+            try:
+                for attempt in retry_policy(settings, idempotent=idempotent, log=self.log,
+                                            what=f"submitting a batch of {items} requests"):
+                    with attempt:
+                        body.seek(0)
+                        response = self._send("POST", BATCHES, data=body, headers=headers)
+                        status = BatchStatus.from_json(response.json())
+            except BatchApiError as exc:
+                if not is_retryable(exc, idempotent=True) or is_retryable(exc, idempotent=idempotent):
+                    raise
+                raise SubmitOutcomeUnknownError(
+                    f"the submission of {items} requests failed after it was sent ({exc}); a batch may "
+                    f"have been created (Idempotency-Key {key}). Not resubmitted, to avoid paying twice; "
+                    "set retry_ambiguous_submits on the connection if the server honours Idempotency-Key",
+                    status_code=exc.status_code, endpoint="POST /v1/batches") from exc
+        self.log.info("Submitted batch %s: %d requests, %d bytes", status.batch_id, items, size)
+        return status
+
+    @staticmethod
+    def _spool(lines: Iterable[bytes], body: BinaryIO) -> tuple[int, int]:
+        items = size = 0
+        for line in lines:
+            if not line.endswith(b"\n"):
+                line += b"\n"
+            body.write(line)
+            items += 1
+            size += len(line)
+        return items, size
+
+    def get_batch(self, batch_id: str) -> BatchStatus:
+        return BatchStatus.from_json(self._json("GET", f"{BATCHES}/{batch_id}"))
+
+    def iter_output(self, batch_id: str, *, expected_model: str | None = None) -> Iterator[OutputLine]:
+        """Output lines of a completed batch, parsed, streamed a chunk at a time.
+
+        If the stream breaks, the request is retried and lines already yielded are skipped, so
+        every ``custom_id`` is yielded once.
+        """
+        endpoint = f"{BATCHES}/{batch_id}/output"
+        reader = OutputReader(expected_model)
+        for attempt in retry_policy(self.settings, idempotent=True, log=self.log, what=f"GET {endpoint}"):
+            with attempt:
+                with self._send("GET", endpoint, stream=True) as response:
+                    try:
+                        for chunk in response.iter_content(chunk_size=1 << 16):
+                            yield from reader.feed(chunk)
+                        yield from reader.close()
+                    except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError) as exc:
+                        reader.restart()
+                        raise _transport_error(exc, f"GET {endpoint}") from None
+        self.log.info("Read %d output lines of batch %s", reader.yielded, batch_id)
+
+    # -- realtime endpoints ----------------------------------------------------------------------
+    def _realtime(self, endpoint: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        payload = {k: v for k, v in payload.items() if v is not None}
+        return self._json("POST", endpoint, json=payload)
+
+    def extract(self, text: str, entities: Mapping[str, str], instruction: str | None = None,
+                **options: Any) -> ExtractResult:
+        request = Extract(entities, instruction)  # validates before sending
+        return parse_result("extract", self._realtime(
+            "/extract", {"text": text, **request.params(), **options}))
+
+    def summarize(self, text: str, instructions: str | None = None, max_tokens: int | None = None) -> SummarizeResult:
+        return parse_result("summarize", self._realtime(
+            "/summarization/abstractive", {"text": text, "instructions": instructions, "max_tokens": max_tokens}))
+
+    def classify(self, text: str, labels: Sequence[Label], system_prompt: str | None = None) -> ClassifyResult:
+        labels_json = [{"name": label.name, "rubric": label.rubric} for label in labels]
+        return parse_result("classify", self._realtime(
+            "/classify", {"text": text, "labels": labels_json, "system_prompt": system_prompt}))
+
+    # -- connection test -------------------------------------------------------------------------
+    def test_connection(self) -> tuple[bool, str]:
+        """Prove the key works: ask for a batch that cannot exist; 404 means we were let in."""
+        probe = f"connection-test-{uuid.uuid4().hex[:8]}"
+        try:
+            self._send("GET", f"{BATCHES}/{probe}")
+        except BatchApiAuthError:
+            return False, f"Wrong API key: {self.settings.base_url} refused it (HTTP 401/403)."
+        except BatchRouterUnavailableError:
+            return False, f"{self.settings.base_url} answered, but its batch router is not configured (HTTP 503)."
+        except BatchApiConnectionError as exc:
+            return False, f"Cannot reach {self.settings.base_url}: {exc}"
+        except BatchApiError as exc:
+            if exc.status_code == 404:
+                return True, f"Connected to {self.settings.base_url}; the API key was accepted."
+            return False, f"Unexpected answer from {self.settings.base_url}: {exc}"
+        except ValueError as exc:  # no key, bad extras
+            return False, str(exc)
+        return True, f"Connected to {self.settings.base_url}; the API key was accepted."
+
+
+__all__ = ["BatchApiAsyncHook", "BatchApiHook"]

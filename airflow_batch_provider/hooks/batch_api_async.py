@@ -1,0 +1,93 @@
+"""``BatchApiAsyncHook``: the asyncio twin of ``BatchApiHook`` for triggers, on ``HttpAsyncHook``.
+
+One aiohttp session is reused across polls; the connection is looked up with the async API, so no
+call blocks the triggerer's event loop. Same retry policy and typed errors as the sync hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+from airflow.providers.common.compat.connection import get_async_connection
+from airflow.providers.http.hooks.http import HttpAsyncHook
+from airflow_batch_provider.hooks.errors import error_for_status
+from airflow_batch_provider.hooks.retry import TransportError, parse_retry_after, retry_policy
+from airflow_batch_provider.hooks.settings import ApiSettings
+from airflow_batch_provider.protocol import BatchStatus, UnexpectedResponseError
+
+
+class BatchApiAsyncHook(HttpAsyncHook):
+    """Use as ``async with BatchApiAsyncHook(conn_id) as hook: await hook.get_batch(id)``."""
+
+    conn_name_attr = "batch_api_conn_id"
+    default_conn_name = "batch_api_default"
+    conn_type = "batch_api"
+    hook_name = "ScaleDown Batch API (async)"
+
+    def __init__(self, batch_api_conn_id: str = default_conn_name) -> None:
+        super().__init__(method="GET", http_conn_id=batch_api_conn_id, auth_type=None)
+        self.batch_api_conn_id = batch_api_conn_id
+        self._settings: ApiSettings | None = None
+        self._client: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(batch_api_conn_id={self.batch_api_conn_id!r})"
+
+    async def settings(self) -> ApiSettings:
+        if self._settings is None:
+            conn = await get_async_connection(self.batch_api_conn_id, hook=self)
+            self._settings = ApiSettings.from_connection(conn)
+        return self._settings
+
+    async def client(self) -> aiohttp.ClientSession:
+        if self._client is None or self._client.closed:
+            settings = await self.settings()
+            self._client = aiohttp.ClientSession(
+                headers={"x-api-key": settings.api_key},
+                timeout=aiohttp.ClientTimeout(sock_connect=settings.connect_timeout,
+                                              sock_read=settings.read_timeout),
+            )
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def __aenter__(self) -> BatchApiAsyncHook:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _get_json(self, endpoint: str) -> Any:
+        settings = await self.settings()
+        client = await self.client()
+        what = f"GET {endpoint}"
+        async for attempt in retry_policy(settings, idempotent=True, log=self.log, what=what,
+                                          asynchronous=True):
+            with attempt:
+                try:
+                    async with client.get(settings.base_url + endpoint) as response:
+                        if response.status >= 400:
+                            raise error_for_status(
+                                response.status, response.reason or "request failed",
+                                body=(await response.text(errors="replace")), endpoint=what,
+                                retry_after=parse_retry_after(response.headers.get("Retry-After")))
+                        try:
+                            return await response.json(content_type=None)
+                        except ValueError:
+                            raise UnexpectedResponseError(f"{what} answered with a body that is not JSON") from None
+                except aiohttp.ClientConnectorError as exc:  # connect failed: nothing was sent
+                    raise TransportError(f"the request failed: {type(exc).__name__}", request_sent=False,
+                                         endpoint=what) from None
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    raise TransportError(f"the request failed: {type(exc).__name__}", request_sent=True,
+                                         endpoint=what) from None
+        raise AssertionError("unreachable")
+
+    async def get_batch(self, batch_id: str) -> BatchStatus:
+        return BatchStatus.from_json(await self._get_json(f"/v1/batches/{batch_id}"))

@@ -1,0 +1,97 @@
+"""The one retry policy of both hooks: what is retried, how long to wait, when to stop.
+
+Retried: connection errors and timeouts, 429, 500, 502, 503, 504 — with exponential backoff and full
+jitter, honouring ``Retry-After`` (seconds or an HTTP date), bounded by attempts and by total time.
+400/401/403/404/413/422 fail at once.
+
+A request the server may have acted on is *ambiguous*: a dropped connection after the body went out,
+a read timeout, a 500/502/504. Reads are always safe to repeat. A submission is repeated only when it
+is idempotent (the caller allows it; the hook then sends the same ``Idempotency-Key``), because
+repeating it otherwise could create — and bill — a second batch. 429 and 503 mean the request was
+not processed, and connection failures before anything was sent are safe too.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from datetime import datetime, timezone
+
+import tenacity
+
+from airflow_batch_provider.hooks.errors import (
+    BatchApiConnectionError,
+    BatchApiRateLimitedError,
+    BatchApiUpstreamError,
+    BatchRouterUnavailableError,
+)
+from airflow_batch_provider.hooks.settings import ApiSettings
+
+
+class TransportError(BatchApiConnectionError):
+    """No usable answer; ``request_sent`` says whether the server may have received the request."""
+
+    def __init__(self, message: str, *, request_sent: bool, endpoint: str = "") -> None:
+        super().__init__(message, endpoint=endpoint)
+        self.request_sent = request_sent
+
+
+def is_retryable(exc: BaseException, *, idempotent: bool) -> bool:
+    if isinstance(exc, (BatchApiRateLimitedError, BatchRouterUnavailableError)):
+        return True
+    if isinstance(exc, BatchApiUpstreamError):
+        return idempotent
+    if isinstance(exc, TransportError):
+        return idempotent or not exc.request_sent
+    return False
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds, from either of its forms; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+class _BackoffOrRetryAfter(tenacity.wait.wait_base):
+    """Full-jitter exponential backoff, unless the server said how long to wait."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self.backoff = tenacity.wait_random_exponential(multiplier=initial, max=maximum)
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return retry_after
+        return self.backoff(retry_state)
+
+
+def retry_policy(settings: ApiSettings, *, idempotent: bool, log: logging.Logger, what: str,
+                 asynchronous: bool = False) -> tenacity.BaseRetrying:
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        log.warning("%s failed (%s); retrying in %.1f s (attempt %d of %d)", what,
+                    state.outcome.exception(), state.next_action.sleep, state.attempt_number + 1,
+                    settings.retry_max_attempts)
+
+    kwargs = dict(
+        retry=tenacity.retry_if_exception(lambda exc: is_retryable(exc, idempotent=idempotent)),
+        wait=_BackoffOrRetryAfter(settings.retry_initial_wait, settings.retry_max_wait),
+        stop=(tenacity.stop_after_attempt(settings.retry_max_attempts)
+              | tenacity.stop_before_delay(settings.retry_total_timeout)),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    if asynchronous:
+        return tenacity.AsyncRetrying(**kwargs)
+    return tenacity.Retrying(sleep=time.sleep, **kwargs)

@@ -1,0 +1,75 @@
+"""What a ``batch_api`` connection says, read once and typed, for both hooks.
+
+URI-style connections give extras as strings, JSON ones as typed values; both are accepted.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+DEFAULT_BASE_URL = "https://api.scaledown.xyz"
+API_KEY_ENV = "SCALEDOWN_API_KEY"
+
+
+class MissingApiKeyError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    base_url: str
+    api_key: str
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    max_items_per_batch: int = 50         # the newest documented limit (v2)
+    max_bytes_per_batch: int = 50 * 1024 * 1024
+    retry_max_attempts: int = 6
+    retry_initial_wait: float = 1.0
+    retry_max_wait: float = 60.0
+    retry_total_timeout: float = 600.0
+    retry_ambiguous_submits: bool = False
+
+    def __repr__(self) -> str:  # the key must never reach a log line
+        return f"ApiSettings(base_url={self.base_url!r}, api_key='***')"
+
+    @classmethod
+    def extra_fields(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls) if f.name not in ("base_url", "api_key"))
+
+    @classmethod
+    def from_connection(cls, conn: Any) -> ApiSettings:
+        host = (conn.host or DEFAULT_BASE_URL).rstrip("/")
+        if "://" not in host:
+            host = f"{conn.schema or 'https'}://{host}"
+        if conn.port:
+            host = f"{host}:{conn.port}"
+        api_key = conn.password or os.environ.get(API_KEY_ENV)
+        if not api_key:
+            raise MissingApiKeyError(
+                f"no API key: set the password (API Key) of connection {conn.conn_id!r} "
+                f"(e.g. `airflow connections add {conn.conn_id} --conn-type batch_api "
+                f"--conn-password <key>`) or the environment variable {API_KEY_ENV}")
+        extra = conn.extra_dejson or {}
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in extra and extra[f.name] not in (None, ""):
+                values[f.name] = _coerce(f.name, extra[f.name], type(getattr(cls, f.name)))
+        return cls(base_url=host, api_key=api_key, **values)
+
+
+def _coerce(name: str, value: Any, kind: type) -> Any:
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        coerced = kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"connection extra {name!r} must be a {kind.__name__}, got {value!r}") from None
+    if coerced <= 0:
+        raise ValueError(f"connection extra {name!r} must be > 0, got {value!r}")
+    return coerced
