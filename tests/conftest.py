@@ -39,3 +39,22 @@ def emulator_process(tmp_path):
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A fresh Airflow metadata database (SQLite), for dag.test() tests."""
+    from airflow.utils import db
+
+    db.resetdb()
+    yield
+
+
+def load_dag(name: str):
+    """The module-level ``dag`` of tests/dags/<name>.py."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "dags" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.dag

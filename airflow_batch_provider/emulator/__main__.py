@@ -39,6 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds on 429")
     p.add_argument("--slow-seconds", type=float, default=2.0)
     p.add_argument("--fault-seed", type=int)
+    p.add_argument("--fault-skip-first", type=int, default=0,
+                   help="let this many requests per route through before faults start")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     if not args.api_key:
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                 rate=args.fault_rate, kinds=tuple(filter(None, args.fault_kinds.split(","))),
                 routes=tuple(filter(None, args.fault_routes.split(","))),
                 retry_after=args.retry_after, slow_seconds=args.slow_seconds, seed=args.fault_seed,
+                skip_first=args.fault_skip_first,
             ),
         )
     except ValueError as exc:

@@ -23,6 +23,7 @@ class FaultSettings:
     slow_seconds: float = 2.0
     routes: tuple[str, ...] = ("submit", "status", "output", "realtime")
     seed: int | None = None
+    skip_first: int = 0  # let this many requests per route through before faults start
 
     def __post_init__(self) -> None:
         unknown = set(self.kinds) - set(FAULT_KINDS)

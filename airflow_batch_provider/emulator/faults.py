@@ -46,10 +46,14 @@ class FaultState:
     def configure(self, settings: FaultSettings) -> None:
         self.settings = settings
         self.random = random.Random(settings.seed)
+        self.passed: Counter[str] = Counter()
 
     def draw(self, route: str | None) -> str | None:
         settings = self.settings
         if route is None or route not in settings.routes or not settings.kinds:
+            return None
+        self.passed[route] += 1
+        if self.passed[route] <= settings.skip_first:
             return None
         if settings.rate <= 0 or self.random.random() >= settings.rate:
             return None

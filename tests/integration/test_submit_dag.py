@@ -1,0 +1,20 @@
+"""The submit operator inside real Airflow (dag.test()): XCom in and out, templating, task_state_store."""
+
+import pytest
+
+from airflow_batch_provider.emulator.pytest_plugin import connection_json
+from tests.conftest import load_dag
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_dataframe_from_xcom_to_manifest(make_emulator, monkeypatch, tmp_path):
+    server = make_emulator()
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(server))
+    dag = load_dag("submit_dataframe_dag")
+    run = dag.test(run_conf={"manifest_dir": str(tmp_path)})
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success", states
+    assert server.stats()["batches"] == 3 and server.stats()["items"] == 120
+    report = next(ti for ti in run.get_task_instances() if ti.task_id == "report")
+    assert report.xcom_pull(task_ids="report") == 120
+    assert list(tmp_path.iterdir())  # the manifest went where the template said

@@ -1,0 +1,205 @@
+"""The submit operators against the emulator over HTTP, with real Parquet files and databases."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pandas as pd
+import psycopg2
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from airflow_batch_provider.emulator.pytest_plugin import connection_json
+from airflow_batch_provider.hooks.errors import SubmitOutcomeUnknownError
+from airflow_batch_provider.operators.submit import (
+    DataFrameToBatchOperator,
+    InputChangedError,
+    InvalidRowsError,
+    ParquetToBatchOperator,
+    SqlToBatchOperator,
+)
+from airflow_batch_provider.protocol import Classify, InvalidRequestError, Label, Summarize
+from airflow_batch_provider.state import read_manifest
+from tests.state_store import DictStateStore
+
+POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+CLASSIFY = Classify([Label("positive", "Does the review praise the product?"),
+                     Label("negative", "Does the review complain?")])
+
+
+def reviews(n, start=0):
+    return pd.DataFrame({"review_id": range(start, start + n),
+                         "body": [f"Review {i}: the kettle is great, fast shipping." for i in range(start, start + n)]})
+
+
+@pytest.fixture
+def emulator(make_emulator, monkeypatch, tmp_path):
+    server = make_emulator()
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(
+        server, retry_initial_wait=0.01, retry_max_wait=0.05))
+    return server
+
+
+def run(operator, store=None):
+    return operator.execute({"task_state_store": store if store is not None else DictStateStore()})
+
+
+def frame_op(tmp_path, frame, **kwargs):
+    return DataFrameToBatchOperator(task_id="submit", dataframe=frame, id_column="review_id",
+                                    text_column="body", request=kwargs.pop("request", CLASSIFY),
+                                    manifest_dir=str(tmp_path / "jobs"), **kwargs)
+
+
+def test_dataframe_1000_rows_50_per_batch_is_20_batches(emulator, tmp_path):
+    reference = run(frame_op(tmp_path, reviews(1000), max_items_per_batch=50))
+    assert emulator.stats()["batches"] == 20 and emulator.stats()["items"] == 1000
+    assert (reference["batches"], reference["rows"], reference["invalid_rows"]) == (20, 1000, 0)
+    assert len(json.dumps(reference)) < 1000
+    manifest, location = read_manifest(reference)
+    assert manifest.model == "classify" and manifest.id_type == "int64" and manifest.total_rows == 1000
+    assert [b.rows for b in manifest.batches] == [50] * 20 and len({b.batch_id for b in manifest.batches}) == 20
+    rows = pq.read_table(str(location / "rows.parquet"))
+    assert rows.num_rows == 1000 and rows.schema.field("id").type == pa.int64()
+    assert rows.column("custom_id").to_pylist()[:3] == ["0", "1", "2"]
+
+
+def test_bytes_limit_cuts_batches_too(emulator, tmp_path):
+    reference = run(frame_op(tmp_path, reviews(100), max_items_per_batch=50, max_bytes_per_batch=4000))
+    manifest, _ = read_manifest(reference)
+    assert sum(b.rows for b in manifest.batches) == 100 and len(manifest.batches) > 2
+
+
+def test_callable_dataframe_and_templated_request(emulator, tmp_path):
+    op = frame_op(tmp_path, lambda **_: reviews(3), request=Summarize(instructions="Mention {{ params.shop }}."))
+    op.render_template_fields({"params": {"shop": "Kettles Ltd"}})
+    reference = op.execute({"task_state_store": DictStateStore(), "params": {"shop": "Kettles Ltd"}})
+    manifest, _ = read_manifest(reference)
+    assert manifest.request == {"instructions": "Mention Kettles Ltd."}
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (pd.DataFrame({"review_id": [1, 2, 3], "body": ["ok", None, "fine"]}), "1 of 3 rows cannot be sent.*2: text is null"),
+        (pd.DataFrame({"review_id": [1, 2, 3], "body": ["ok", "  ", ""]}), "2 of 3 rows.*2: text is empty; 3: text is empty"),
+        (pd.DataFrame({"review_id": [1, 1, 2], "body": ["a", "b", "c"]}), "1 of 3 rows.*1: duplicate id"),
+        (pd.DataFrame({"review_id": ["a", None, "c"], "body": ["a", "b", "c"]}), "None: id is null"),
+        (pd.DataFrame({"review_id": [1, 2], "body": [5, 6]}), "2 of 2 rows.*holds int64, not strings"),
+        (pd.DataFrame({"review_id": [1, 2], "body": ["x" * 2_000_001, "ok"]}), "1: text is longer than 1000000 bytes"),
+    ],
+)
+def test_invalid_rows_are_named_and_nothing_is_submitted(emulator, tmp_path, frame, message):
+    with pytest.raises(InvalidRowsError, match=message):
+        run(frame_op(tmp_path, frame))
+    assert emulator.stats()["batches"] == 0 and emulator.stats()["requests"] == {}
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (pd.DataFrame({"review_id": [], "body": []}), "holds no rows"),
+        (pd.DataFrame({"review_id": [1], "text": ["x"]}), "has no column 'body'"),
+        (pd.DataFrame({"review_id": [1.5], "body": ["x"]}), "must hold integers or strings, not double"),
+    ],
+)
+def test_unusable_input_is_refused_before_any_call(emulator, tmp_path, frame, message):
+    with pytest.raises(InvalidRequestError, match=message):
+        run(frame_op(tmp_path, frame))
+    assert emulator.stats()["requests"] == {}
+
+
+def test_skip_policy_reports_and_submits_the_rest(emulator, tmp_path):
+    frame = pd.DataFrame({"review_id": [1, 2, 3, 4], "body": ["good", None, "bad", ""]})
+    reference = run(frame_op(tmp_path, frame, on_invalid_rows="skip"))
+    assert (reference["rows"], reference["invalid_rows"]) == (2, 2)
+    assert emulator.stats()["items"] == 2
+
+
+def test_parquet_file_and_directory(emulator, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for part in range(3):
+        pq.write_table(pa.Table.from_pandas(reviews(40, start=part * 40), preserve_index=False),
+                       data / f"part-{part}.parquet", row_group_size=10)
+    one = run(ParquetToBatchOperator(task_id="p", path=str(data / "part-0.parquet"), id_column="review_id",
+                                     text_column="body", request=CLASSIFY, manifest_dir=str(tmp_path / "jobs")))
+    assert one["rows"] == 40
+    every = run(ParquetToBatchOperator(task_id="p", path=f"file://{data}", id_column="review_id",
+                                       text_column="body", request=CLASSIFY, manifest_dir=str(tmp_path / "jobs")))
+    assert every["rows"] == 120 and every["batches"] == 3
+
+
+def test_parquet_with_a_missing_column_is_refused(emulator, tmp_path):
+    pq.write_table(pa.table({"review_id": [1], "text": ["x"]}), tmp_path / "bad.parquet")
+    with pytest.raises(InvalidRequestError, match="has no column 'body'; its columns are review_id, text"):
+        run(ParquetToBatchOperator(task_id="p", path=str(tmp_path / "bad.parquet"), id_column="review_id",
+                                   text_column="body", request=CLASSIFY, manifest_dir=str(tmp_path)))
+    assert emulator.stats()["requests"] == {}
+
+
+def test_sql_source_on_sqlite(emulator, tmp_path, monkeypatch):
+    db = tmp_path / "src.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE reviews (review_id TEXT, body TEXT)")
+        conn.executemany("INSERT INTO reviews VALUES (?, ?)", [(f"r{i}", f"Text {i} is nice.") for i in range(120)])
+    monkeypatch.setenv("AIRFLOW_CONN_SRC_SQLITE", json.dumps({"conn_type": "sqlite", "host": str(db)}))
+    reference = run(SqlToBatchOperator(task_id="s", conn_id="src_sqlite", sql="SELECT review_id, body FROM reviews",
+                                       id_column="review_id", text_column="body", request=CLASSIFY,
+                                       manifest_dir=str(tmp_path / "jobs")))
+    assert (reference["rows"], reference["batches"]) == (120, 3)
+
+
+def test_sql_source_on_postgres_streams_with_a_server_side_cursor(emulator, tmp_path, monkeypatch):
+    with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS submit_src; CREATE TABLE submit_src (id BIGINT, body TEXT)")
+        cur.execute("INSERT INTO submit_src SELECT g, 'Review ' || g || ' is fine.' FROM generate_series(1, 25000) g")
+    monkeypatch.setenv("AIRFLOW_CONN_SRC_PG", POSTGRES_DSN.replace("postgresql://", "postgres://"))
+    reference = run(SqlToBatchOperator(task_id="s", conn_id="src_pg", sql="SELECT id, body FROM submit_src ORDER BY id",
+                                       id_column="id", text_column="body", request=Summarize(),
+                                       max_items_per_batch=5000, manifest_dir=str(tmp_path / "jobs")))
+    assert (reference["rows"], reference["batches"]) == (25000, 5)
+    assert read_manifest(reference)[0].id_type == "int64"
+
+
+def test_a_crash_after_chunk_k_and_a_retry_submits_exactly_the_rest(emulator, tmp_path):
+    store = DictStateStore()
+    # The 4th submission reaches the server but its answer is lost: the try dies there.
+    emulator.set_faults(rate=1.0, kinds=["reset_after"], routes=["submit"], skip_first=3)
+    with pytest.raises(SubmitOutcomeUnknownError):
+        run(frame_op(tmp_path, reviews(1000), max_items_per_batch=50, max_concurrent_submits=1), store)
+    assert emulator.stats()["batches"] == 4
+    assert store["scaledown:chunk:3"] == "in-flight" and store["scaledown:chunk:2"].startswith("batch-")
+    emulator.set_faults(rate=0.0)
+    before = emulator.stats()["requests"]["submit"]
+    reference = run(frame_op(tmp_path, reviews(1000), max_items_per_batch=50, max_concurrent_submits=1), store)
+    stats = emulator.stats()
+    assert stats["requests"]["submit"] - before == 17  # chunk 3 again (same Idempotency-Key) + 16 new
+    assert stats["batches"] == 20 and stats["items"] == 1000
+    manifest, _ = read_manifest(reference)
+    assert len({b.batch_id for b in manifest.batches}) == 20
+
+
+def test_a_retry_with_nothing_left_submits_nothing(emulator, tmp_path):
+    store = DictStateStore()
+    first = run(frame_op(tmp_path, reviews(200), max_items_per_batch=50), store)
+    second = run(frame_op(tmp_path, reviews(200), max_items_per_batch=50), store)
+    assert first["job_id"] == second["job_id"] and emulator.stats()["requests"]["submit"] == 4
+
+
+def test_changed_input_on_retry_fails_or_restarts(emulator, tmp_path):
+    store = DictStateStore()
+    first = run(frame_op(tmp_path, reviews(100)), store)
+    with pytest.raises(InputChangedError, match="different input"):
+        run(frame_op(tmp_path, reviews(101)), store)
+    again = run(frame_op(tmp_path, reviews(101), on_input_change="restart"), store)
+    assert again["job_id"] != first["job_id"] and again["rows"] == 101
+
+
+def test_bad_parameters_fail_at_dag_parse_time():
+    with pytest.raises(ValueError, match="on_invalid_rows"):
+        DataFrameToBatchOperator(task_id="x", dataframe=None, id_column="a", text_column="b",
+                                 request=CLASSIFY, on_invalid_rows="drop")
+    with pytest.raises(TypeError, match="request must be"):
+        DataFrameToBatchOperator(task_id="x", dataframe=None, id_column="a", text_column="b", request={"model": "x"})
