@@ -27,6 +27,17 @@ def get_provider_info() -> dict:
              "python-modules": ["airflow_batch_provider.hooks.batch_api",
                                 "airflow_batch_provider.hooks.batch_api_async"]}
         ],
+        "operators": [
+            {"integration-name": INTEGRATION,
+             "python-modules": ["airflow_batch_provider.operators.submit",
+                                "airflow_batch_provider.operators.load"]}
+        ],
+        "sensors": [
+            {"integration-name": INTEGRATION, "python-modules": ["airflow_batch_provider.sensors.batch"]}
+        ],
+        "triggers": [
+            {"integration-name": INTEGRATION, "python-modules": ["airflow_batch_provider.triggers.batch"]}
+        ],
         "connection-types": [
             {
                 "connection-type": "batch_api",

@@ -18,3 +18,15 @@ def test_dataframe_from_xcom_to_manifest(make_emulator, monkeypatch, tmp_path):
     report = next(ti for ti in run.get_task_instances() if ti.task_id == "report")
     assert report.xcom_pull(task_ids="report") == 120
     assert list(tmp_path.iterdir())  # the manifest went where the template said
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_sensor_and_wait_for_completion_defer_and_resume(make_emulator, monkeypatch, tmp_path):
+    server = make_emulator(items_per_second=150, start_delay=0.3)
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(server))
+    monkeypatch.setenv("TEST_MANIFEST_DIR", str(tmp_path))
+    run = load_dag("submit_and_wait_dag").test()
+    tis = {ti.task_id: ti for ti in run.get_task_instances()}
+    assert run.state == "success", {k: ti.state for k, ti in tis.items()}
+    assert tis["counts"].xcom_pull(task_ids="counts") == [90, 90, 3]
+    assert server.stats()["batches"] == 6

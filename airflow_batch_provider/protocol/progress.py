@@ -1,0 +1,85 @@
+"""The one decision "is this job done, failed, timed out, or still running?".
+
+The trigger (async), the sensor's poke (sync) and the submit operator's inline check all feed batch
+statuses into a :class:`JobProgress` and ask it for the :class:`Verdict`, so the modes cannot
+disagree. Pure: no I/O, no clock of its own (the caller passes ``now``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from airflow_batch_provider.protocol.status import BatchState, BatchStatus
+
+
+class Verdict(str, enum.Enum):
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True)
+class Counts:
+    batches_total: int
+    batches_done: int
+    batches_failed: int
+    items_total: int
+    items_completed: int
+    items_failed: int
+
+    def describe(self) -> str:
+        return (f"{self.batches_done}/{self.batches_total} batches finished"
+                f"{f' ({self.batches_failed} failed)' if self.batches_failed else ''}; items: "
+                f"{self.items_completed} completed, {self.items_failed} failed, of {self.items_total}")
+
+
+class JobProgress:
+    """Latest status of every batch of a job.
+
+    Item-level failures do not fail a job: a batch that *completed* with failed items is a success
+    here, and the loader decides with ``max_failed_ratio``. A batch that *failed* as a whole fails
+    the job at once: its rows will not come back.
+    """
+
+    def __init__(self, batch_ids: Iterable[str], items_per_batch: dict[str, int] | None = None) -> None:
+        self.batch_ids = list(batch_ids)
+        self._expected = items_per_batch or {}
+        self._latest: dict[str, BatchStatus] = {}
+
+    def update(self, status: BatchStatus) -> bool:
+        """Record a status; True when it changed what we knew."""
+        before = self._latest.get(status.batch_id)
+        self._latest[status.batch_id] = status
+        return before is None or (before.state, before.done) != (status.state, status.done)
+
+    def running(self) -> list[str]:
+        """Batches not known to be finished, in submission order."""
+        return [b for b in self.batch_ids if not (b in self._latest and self._latest[b].terminal)]
+
+    def failed(self) -> list[str]:
+        return [b for b in self.batch_ids if b in self._latest and self._latest[b].state is BatchState.FAILED]
+
+    def counts(self) -> Counts:
+        latest = self._latest.values()
+        items_total = sum(self._latest[b].total if b in self._latest else self._expected.get(b, 0)
+                          for b in self.batch_ids)
+        return Counts(
+            batches_total=len(self.batch_ids),
+            batches_done=sum(s.terminal for s in latest),
+            batches_failed=sum(s.state is BatchState.FAILED for s in latest),
+            items_total=items_total,
+            items_completed=sum(s.completed for s in latest),
+            items_failed=sum(s.failed for s in latest),
+        )
+
+    def verdict(self, now: float, deadline: float | None) -> Verdict:
+        if self.failed():
+            return Verdict.FAILED
+        if not self.running():
+            return Verdict.SUCCESS
+        if deadline is not None and now >= deadline:
+            return Verdict.TIMEOUT
+        return Verdict.RUNNING

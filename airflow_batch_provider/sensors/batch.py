@@ -1,0 +1,157 @@
+"""``BatchSensor``: waits for a submitted job; deferrable by default, so no worker slot is held.
+
+Deferrable: it checks once on the worker (a finished job completes inline), then defers to
+:class:`~airflow_batch_provider.triggers.batch.BatchTrigger` with an absolute deadline. Poke and
+reschedule modes use the same :class:`~airflow_batch_provider.protocol.progress.JobProgress`
+decision as the trigger. Item-level failures never fail the sensor: it returns the counts, and the
+loader decides with ``max_failed_ratio``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+from airflow_batch_provider.hooks.batch_api import BatchApiHook
+from airflow_batch_provider.protocol.progress import JobProgress, Verdict
+from airflow_batch_provider.state import read_manifest
+from airflow_batch_provider.triggers.batch import BatchTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+DEFERRAL_GRACE = timedelta(minutes=10)
+
+
+class BatchJobFailedError(AirflowException):
+    """Batches of the job failed as a whole; their rows will not come back."""
+
+
+class BatchJobTimeoutError(AirflowSensorTimeout):
+    """The job did not finish by its deadline. Its batches keep running on the server."""
+
+
+class BatchPollingError(AirflowException):
+    """Polling gave up (key refused, batch unknown, or too many failures in a row)."""
+
+
+def check_event(event: dict[str, Any] | None, log: Any) -> dict[str, Any]:
+    """The trigger's event if it says success; otherwise the typed error it stands for."""
+    if not isinstance(event, dict) or "status" not in event:
+        raise BatchPollingError(f"the trigger returned no usable event: {event!r}")
+    status, message = event["status"], event.get("message", "")
+    if status == "success":
+        log.info(message)
+        return event
+    if status == "failed":
+        raise BatchJobFailedError(message)
+    if status == "timeout":
+        raise BatchJobTimeoutError(message)
+    if status == "error":
+        raise BatchPollingError(message)
+    raise BatchPollingError(f"the trigger returned an unknown status {status!r}: {event!r}")
+
+
+def defer_until_done(operator: BaseOperator, job: dict[str, Any], *, poll_interval: float,
+                     timeout: timedelta, method_name: str, **trigger_kwargs: Any) -> None:
+    """Defer ``operator`` to a ``BatchTrigger``; the deadline is fixed here, on the worker, once."""
+    deadline = time.time() + timeout.total_seconds()
+    operator.defer(
+        trigger=BatchTrigger(job=job, batch_api_conn_id=job.get("conn_id", "batch_api_default"),
+                             deadline=deadline, poll_interval=poll_interval, **trigger_kwargs),
+        method_name=method_name,
+        timeout=timeout + DEFERRAL_GRACE,  # a backstop only: the trigger's own deadline decides
+    )
+
+
+class BatchSensor(BaseSensorOperator):
+    """Wait until every batch of a job has finished.
+
+    :param job: the submit operator's output (its XCom job reference).
+    :param deferrable: wait on the triggerer (default) instead of a worker slot.
+    :param poll_interval: seconds between status polls (the API docs advise 5).
+    :param max_poll_interval: the longest interval while nothing changes (deferrable mode).
+    :param max_concurrency: status requests in flight at once (deferrable mode).
+    :param requests_per_minute: status request budget (deferrable mode).
+    :param max_consecutive_failures: transient poll failures in a row tolerated (deferrable mode).
+    :param timeout: longest wait (seconds or timedelta), from when the sensor starts waiting; the
+        deadline is fixed then and survives triggerer restarts.
+
+    Returns (XCom) the counts: batches and items completed / failed / total.
+    """
+
+    template_fields: Sequence[str] = ("job",)
+    ui_color = "#fff3e0"
+
+    def __init__(self, *, job: Any, deferrable: bool = True, poll_interval: float = 5.0,
+                 max_poll_interval: float = 60.0, max_concurrency: int = 8, requests_per_minute: int = 600,
+                 max_consecutive_failures: int = 10, timeout: float | timedelta = timedelta(hours=24),
+                 **kwargs: Any) -> None:
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+        super().__init__(timeout=seconds, poke_interval=poll_interval, **kwargs)
+        self.job = job
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.max_concurrency = max_concurrency
+        self.requests_per_minute = requests_per_minute
+        self.max_consecutive_failures = max_consecutive_failures
+        self._progress: JobProgress | None = None
+
+    def _job_progress(self) -> JobProgress:
+        if self._progress is None:
+            manifest, _ = read_manifest(self.job)
+            self._progress = JobProgress([b.batch_id for b in manifest.batches],
+                                         {b.batch_id: b.rows for b in manifest.batches})
+        return self._progress
+
+    def _check(self, *, stop_at_first_running: bool) -> Verdict:
+        """One synchronous look at the still-running batches, newest first.
+
+        With ``stop_at_first_running`` the look ends at the first batch still running: batches
+        finish roughly in order, so an unfinished newest batch means there is nothing to do yet.
+        """
+        progress = self._job_progress()
+        hook = BatchApiHook(self.job.get("conn_id", BatchApiHook.default_conn_name))
+        for batch_id in reversed(progress.running()):
+            status = hook.get_batch(batch_id)
+            progress.update(status)
+            if stop_at_first_running and not status.terminal:
+                break
+        return progress.verdict(time.time(), None)
+
+    def _result(self, verdict: Verdict) -> dict[str, Any]:
+        progress = self._job_progress()
+        counts = progress.counts()
+        if verdict is Verdict.FAILED:
+            raise BatchJobFailedError(f"job {self.job.get('job_id')}: batches failed "
+                                      f"({', '.join(progress.failed()[:10])}). {counts.describe()}")
+        self.log.info("Job %s finished: %s", self.job.get("job_id"), counts.describe())
+        return {"status": "success", "job": self.job, **vars(counts)}
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        verdict = self._check(stop_at_first_running=True)
+        if verdict is not Verdict.RUNNING:
+            return self._result(verdict)
+        self.log.info("Job %s: %s; deferring", self.job.get("job_id"), self._job_progress().counts().describe())
+        defer_until_done(self, self.job, poll_interval=self.poll_interval,
+                         timeout=timedelta(seconds=self.timeout), method_name="execute_complete",
+                         max_poll_interval=self.max_poll_interval, max_concurrency=self.max_concurrency,
+                         requests_per_minute=self.requests_per_minute,
+                         max_consecutive_failures=self.max_consecutive_failures)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        return check_event(event, self.log)
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        verdict = self._check(stop_at_first_running=False)
+        self.log.info("Job %s: %s", self.job.get("job_id"), self._job_progress().counts().describe())
+        if verdict is Verdict.RUNNING:
+            return PokeReturnValue(is_done=False)
+        return PokeReturnValue(is_done=True, xcom_value=self._result(verdict))

@@ -1,0 +1,135 @@
+"""``BatchTrigger``: waits for every batch of a job on the triggerer, without a worker slot.
+
+One trigger per job. Each cycle it polls only the batches still running, oldest first and round
+robin, at most ``max_concurrency`` at a time and within ``requests_per_minute``; while nothing
+changes the interval grows gently (x1.5 up to ``max_poll_interval``). Its deadline is an absolute
+wall-clock time fixed on the worker at submission and carried in the trigger's kwargs, so a
+triggerer restart neither resets nor extends it. It yields exactly one terminal event — success,
+failed, timeout or error — with ids and counts only, then returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook
+from airflow_batch_provider.hooks.errors import BatchApiAuthError, BatchApiError, BatchNotFoundError
+from airflow_batch_provider.protocol import BatchStatus, ProtocolError
+from airflow_batch_provider.protocol.progress import JobProgress, Verdict
+from airflow_batch_provider.state import read_manifest
+
+SHOWN_IDS = 10
+
+
+class BatchTrigger(BaseTrigger):
+    """
+    :param job: the submit operator's job reference (XCom): manifest location, ids, counts.
+    :param batch_api_conn_id: the ``batch_api`` connection.
+    :param deadline: absolute Unix time after which the job counts as timed out; None waits forever.
+    :param poll_interval: seconds between cycles while batches progress (the API docs advise 5).
+    :param max_poll_interval: longest interval the backoff reaches while nothing changes.
+    :param max_concurrency: status requests in flight at once.
+    :param requests_per_minute: status requests budget.
+    :param max_consecutive_failures: transient poll failures in a row tolerated before giving up.
+    """
+
+    def __init__(self, *, job: dict[str, Any], batch_api_conn_id: str = "batch_api_default",
+                 deadline: float | None = None, poll_interval: float = 5.0, max_poll_interval: float = 60.0,
+                 max_concurrency: int = 8, requests_per_minute: int = 600,
+                 max_consecutive_failures: int = 10) -> None:
+        super().__init__()
+        self.job = job
+        self.batch_api_conn_id = batch_api_conn_id
+        self.deadline = deadline
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max(max_poll_interval, poll_interval)
+        self.max_concurrency = max_concurrency
+        self.requests_per_minute = requests_per_minute
+        self.max_consecutive_failures = max_consecutive_failures
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}", {
+            "job": self.job, "batch_api_conn_id": self.batch_api_conn_id, "deadline": self.deadline,
+            "poll_interval": self.poll_interval, "max_poll_interval": self.max_poll_interval,
+            "max_concurrency": self.max_concurrency, "requests_per_minute": self.requests_per_minute,
+            "max_consecutive_failures": self.max_consecutive_failures,
+        })
+
+    def _event(self, status: str, progress: JobProgress | None, message: str) -> TriggerEvent:
+        payload: dict[str, Any] = {"status": status, "job": self.job, "message": message}
+        if progress is not None:
+            payload.update(vars(progress.counts()))
+            payload["failed_batches"] = progress.failed()[:SHOWN_IDS]
+        return TriggerEvent(payload)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        job_id = self.job.get("job_id")
+        try:
+            manifest, _ = await asyncio.to_thread(read_manifest, self.job)  # storage I/O off the loop
+        except (OSError, ValueError, KeyError) as exc:
+            yield self._event("error", None, f"cannot read the manifest of job {job_id}: {exc}")
+            return
+        progress = JobProgress([b.batch_id for b in manifest.batches],
+                               {b.batch_id: b.rows for b in manifest.batches})
+        self.log.info("Waiting for job %s: %d batches, %d rows; deadline %s", job_id,
+                      len(manifest.batches), manifest.total_rows,
+                      time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.deadline)) if self.deadline else "none")
+        interval, failures, cursor = self.poll_interval, 0, 0
+        limit = asyncio.Semaphore(self.max_concurrency)
+        async with BatchApiAsyncHook(self.batch_api_conn_id) as hook:
+
+            async def poll(batch_id: str) -> BatchStatus | BaseException:
+                async with limit:
+                    try:
+                        return await hook.get_batch(batch_id)
+                    except (BatchApiError, ProtocolError) as exc:
+                        return exc
+
+            while True:
+                verdict = progress.verdict(time.time(), self.deadline)
+                running = progress.running()
+                if verdict is Verdict.RUNNING:
+                    budget = max(1, int(self.requests_per_minute * interval / 60))
+                    start = cursor % len(running)
+                    chosen = (running[start:] + running[:start])[:budget]
+                    cursor = start + len(chosen)
+                    changed = False
+                    for batch_id, result in zip(chosen, await asyncio.gather(*map(poll, chosen))):
+                        if isinstance(result, BatchStatus):
+                            changed |= progress.update(result)
+                            failures = 0
+                        elif isinstance(result, (BatchApiAuthError, BatchNotFoundError)):
+                            yield self._event("error", progress, f"polling batch {batch_id} of job {job_id} "
+                                                                 f"failed and will not recover: {result}")
+                            return
+                        else:
+                            failures += 1
+                            self.log.warning("Polling batch %s failed (%d in a row): %s", batch_id, failures, result)
+                            if failures > self.max_consecutive_failures:
+                                yield self._event("error", progress, f"gave up polling job {job_id} after "
+                                                                     f"{failures} failures in a row: {result}")
+                                return
+                    if changed:
+                        self.log.info("Job %s: %s", job_id, progress.counts().describe())
+                    verdict = progress.verdict(time.time(), self.deadline)
+                if verdict is not Verdict.RUNNING:
+                    counts = progress.counts().describe()
+                    messages = {
+                        Verdict.SUCCESS: f"job {job_id} finished: {counts}",
+                        Verdict.FAILED: f"job {job_id}: batches failed ({', '.join(progress.failed()[:SHOWN_IDS])}); "
+                                        f"their rows will not come back. The other batches keep running and are "
+                                        f"billed. {counts}",
+                        Verdict.TIMEOUT: f"job {job_id} not finished by its deadline; the batches keep running on "
+                                         f"the server and a retry will wait for them again (nothing is resubmitted). "
+                                         f"{counts}",
+                    }
+                    self.log.info(messages[verdict])
+                    yield self._event(verdict.value, progress, messages[verdict])
+                    return
+                interval = self.poll_interval if changed else min(interval * 1.5, self.max_poll_interval)
+                pause = interval if self.deadline is None else max(0.0, min(interval, self.deadline - time.time()))
+                await asyncio.sleep(pause)

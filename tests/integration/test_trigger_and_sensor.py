@@ -1,0 +1,183 @@
+"""BatchTrigger and BatchSensor against the emulator over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import time
+
+import pandas as pd
+import pytest
+
+from airflow.sdk.exceptions import TaskDeferred
+from airflow_batch_provider.emulator.pytest_plugin import connection_json
+from airflow_batch_provider.operators.submit import DataFrameToBatchOperator
+from airflow_batch_provider.protocol import Summarize
+from airflow_batch_provider.sensors.batch import (
+    BatchJobFailedError,
+    BatchJobTimeoutError,
+    BatchPollingError,
+    BatchSensor,
+    check_event,
+)
+from airflow_batch_provider.triggers.batch import BatchTrigger
+from tests.state_store import DictStateStore
+
+
+def submit(server, monkeypatch, tmp_path, rows=100, per_batch=20, **extra):
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(
+        server, retry_initial_wait=0.01, retry_max_wait=0.05, **extra))
+    frame = pd.DataFrame({"id": range(rows), "text": [f"Row {i}. It is fine." for i in range(rows)]})
+    op = DataFrameToBatchOperator(task_id="submit", dataframe=frame, id_column="id", text_column="text",
+                                  request=Summarize(), max_items_per_batch=per_batch,
+                                  manifest_dir=str(tmp_path / "jobs"))
+    return op.execute({"task_state_store": DictStateStore()})
+
+
+def events(trigger):
+    async def collect():
+        return [event.payload async for event in trigger.run()]
+    return asyncio.run(collect())
+
+
+def test_finishes_on_completion_with_counts_and_exactly_one_event(make_emulator, monkeypatch, tmp_path):
+    server = make_emulator()
+    job = submit(server, monkeypatch, tmp_path)
+    [event] = events(BatchTrigger(job=job, poll_interval=0.05, deadline=time.time() + 60))
+    assert event["status"] == "success" and event["job"] == job
+    assert (event["batches_total"], event["batches_done"], event["items_total"], event["items_completed"]) == (5, 5, 100, 100)
+
+
+def test_keeps_polling_while_running_and_polls_only_running_batches(make_emulator, monkeypatch, tmp_path):
+    server = make_emulator(items_per_second=100, start_delay=0.2)
+    job = submit(server, monkeypatch, tmp_path, rows=100, per_batch=20)
+    before = server.stats()["requests"].get("status", 0)
+    [event] = events(BatchTrigger(job=job, poll_interval=0.1, max_poll_interval=0.2, deadline=time.time() + 60))
+    polls = server.stats()["requests"]["status"] - before
+    assert event["status"] == "success" and event["items_completed"] == 100
+    assert polls > 5  # it had to look more than once
+    assert polls < 5 * 40  # but never re-polled finished batches every cycle
+
+
+def test_survives_a_burst_of_503s(make_emulator, monkeypatch, tmp_path):
+    server = make_emulator()
+    job = submit(server, monkeypatch, tmp_path, retry_max_attempts=1)
+    server.set_faults(rate=0.6, kinds=["503"], routes=["status"], seed=11)
+    [event] = events(BatchTrigger(job=job, poll_interval=0.02, deadline=time.time() + 60, max_consecutive_failures=50))
+    assert event["status"] == "success" and server.stats()["faults_injected"]["status:503"] > 0
+
+
+def test_gives_up_after_the_configured_failures(make_emulator, monkeypatch, tmp_path):
+    server = make_emulator()
+    job = submit(server, monkeypatch, tmp_path, retry_max_attempts=1)
+    server.set_faults(rate=1.0, kinds=["502"], routes=["status"])
+    [event] = events(BatchTrigger(job=job, poll_interval=0.02, deadline=time.time() + 60,
+                                  max_consecutive_failures=3, max_concurrency=1))
+    assert event["status"] == "error" and "after 4 failures in a row" in event["message"]
+    assert server.stats()["requests"]["status"] == 4
+    with pytest.raises(BatchPollingError, match="gave up polling"):
+        check_event(event, _Log())
+
+
+def test_times_out_on_its_absolute_deadline(make_emulator, monkeypatch, tmp_path):
+    server = make_emulator(start_delay=300)
+    job = submit(server, monkeypatch, tmp_path)
+    deadline = time.time() + 1.0
+    started = time.monotonic()
+    [event] = events(BatchTrigger(job=job, poll_interval=5, deadline=deadline))
+    assert event["status"] == "timeout" and "keep running on the server" in event["message"]
+    assert 0.8 < time.monotonic() - started < 3  # slept until the deadline, not a whole interval
+    # a trigger rebuilt after the deadline (a restarted triggerer) does not start the clock again
+    [again] = events(BatchTrigger(job=job, poll_interval=5, deadline=deadline))
+    assert again["status"] == "timeout"
+
+
+def test_a_failed_batch_fails_the_job(make_emulator, monkeypatch, tmp_path):
+    server = make_emulator(batch_failure_rate=1.0)
+    job = submit(server, monkeypatch, tmp_path)
+    [event] = events(BatchTrigger(job=job, poll_interval=0.05))
+    assert event["status"] == "failed" and event["failed_batches"]  # fails fast, on the first one seen
+    with pytest.raises(BatchJobFailedError, match="their rows will not come back"):
+        check_event(event, _Log())
+
+
+def test_a_refused_key_is_an_error_at_once(make_emulator, monkeypatch, tmp_path):
+    server = make_emulator()
+    job = submit(server, monkeypatch, tmp_path)
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", json.dumps(
+        {"conn_type": "batch_api", "host": server.url, "password": "revoked"}))
+    [event] = events(BatchTrigger(job=job, poll_interval=0.05))
+    assert event["status"] == "error" and "will not recover" in event["message"]
+
+
+def test_request_budget_bounds_polling(make_emulator, monkeypatch, tmp_path):
+    server = make_emulator(start_delay=300)
+    job = submit(server, monkeypatch, tmp_path, rows=400, per_batch=10)  # 40 batches, none will finish
+    before = server.stats()["requests"].get("status", 0)
+    [event] = events(BatchTrigger(job=job, poll_interval=0.5, max_poll_interval=0.5, requests_per_minute=120,
+                                  deadline=time.time() + 2))
+    polls = server.stats()["requests"]["status"] - before
+    assert event["status"] == "timeout"
+    assert polls <= 5 * 1  # 120/min at 0.5 s a cycle = 1 request per cycle, about 4-5 cycles
+
+
+def test_serialises_and_round_trips_without_secrets(make_emulator, monkeypatch, tmp_path):
+    server = make_emulator()
+    job = submit(server, monkeypatch, tmp_path)
+    trigger = BatchTrigger(job=job, deadline=1_900_000_000.5, poll_interval=3, max_concurrency=2)
+    classpath, kwargs = trigger.serialize()
+    module, name = classpath.rsplit(".", 1)
+    rebuilt = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
+    assert rebuilt.serialize() == (classpath, kwargs)
+    assert server.api_key not in json.dumps(kwargs) and len(json.dumps(kwargs)) < 2000
+
+
+class _Log:
+    def info(self, *args):
+        pass
+
+
+def test_check_event_refuses_what_it_cannot_read():
+    with pytest.raises(BatchPollingError, match="no usable event"):
+        check_event(None, _Log())
+    with pytest.raises(BatchPollingError, match="unknown status 'weird'"):
+        check_event({"status": "weird"}, _Log())
+    with pytest.raises(BatchJobTimeoutError):
+        check_event({"status": "timeout", "message": "late"}, _Log())
+
+
+def test_sensor_completes_inline_when_the_job_is_already_done(make_emulator, monkeypatch, tmp_path):
+    server = make_emulator()
+    job = submit(server, monkeypatch, tmp_path)
+    time.sleep(0.5)
+    result = BatchSensor(task_id="wait", job=job).execute({})
+    assert result["status"] == "success" and result["items_completed"] == 100
+
+
+def test_sensor_defers_with_a_deadline_fixed_on_the_worker(make_emulator, monkeypatch, tmp_path):
+    server = make_emulator(start_delay=300)
+    job = submit(server, monkeypatch, tmp_path)
+    before = server.stats()["requests"].get("status", 0)
+    with pytest.raises(TaskDeferred) as deferred:
+        BatchSensor(task_id="wait", job=job, timeout=600, poll_interval=7).execute({})
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, BatchTrigger) and deferred.value.method_name == "execute_complete"
+    assert abs(trigger.deadline - (time.time() + 600)) < 5 and trigger.poll_interval == 7
+    assert server.stats()["requests"]["status"] - before == 1  # newest batch still queued: no more looks
+
+
+def test_sensor_poke_uses_the_same_decision(make_emulator, monkeypatch, tmp_path):
+    server = make_emulator(items_per_second=200)
+    job = submit(server, monkeypatch, tmp_path)
+    sensor = BatchSensor(task_id="wait", job=job, deferrable=False)
+    deadline = time.monotonic() + 30
+    while not (result := sensor.poke({})).is_done:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert result.xcom_value["items_completed"] == 100
+    failing = make_emulator(batch_failure_rate=1.0)
+    job = submit(failing, monkeypatch, tmp_path)
+    time.sleep(0.3)
+    with pytest.raises(BatchJobFailedError):
+        BatchSensor(task_id="wait", job=job, deferrable=False).poke({})
