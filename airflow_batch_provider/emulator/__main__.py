@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--start-delay", type=float, default=0.0, help="seconds a batch stays queued")
     p.add_argument("--item-failure-rate", type=float, default=0.0)
     p.add_argument("--batch-failure-rate", type=float, default=0.0)
+    p.add_argument("--output-drop-rate", type=float, default=0.0, help="share of output lines left out")
+    p.add_argument("--output-duplicate-rate", type=float, default=0.0, help="share of output lines sent twice")
     p.add_argument("--fault-rate", type=float, default=0.0, help="chance per API request of a fault")
     p.add_argument("--fault-kinds", default="429,500,502,503,504,reset,slow",
                    help=f"comma-separated, from: {','.join(FAULT_KINDS)}")
@@ -55,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             api_key=args.api_key, data_dir=args.data_dir, api_version=args.api_version,
             router=not args.no_router, items_per_second=args.items_per_second,
             start_delay=args.start_delay, item_failure_rate=args.item_failure_rate,
-            batch_failure_rate=args.batch_failure_rate,
+            batch_failure_rate=args.batch_failure_rate, output_drop_rate=args.output_drop_rate,
+            output_duplicate_rate=args.output_duplicate_rate,
             faults=FaultSettings(
                 rate=args.fault_rate, kinds=tuple(filter(None, args.fault_kinds.split(","))),
                 routes=tuple(filter(None, args.fault_routes.split(","))),

@@ -26,7 +26,7 @@ from airflow_batch_provider.emulator import engines
 from airflow_batch_provider.emulator.config import EmulatorConfig, FaultSettings
 from airflow_batch_provider.emulator.faults import FaultInjector, FaultState
 from airflow_batch_provider.emulator.store import BatchRow, BatchStore
-from airflow_batch_provider.emulator.worker import Processor
+from airflow_batch_provider.emulator.worker import Processor, chance
 from airflow_batch_provider.protocol import MODELS, LineDecoder, LineSplitter, MalformedLineError
 
 INSERT_EVERY = 2000
@@ -186,7 +186,23 @@ def create_app(config: EmulatorConfig) -> FastAPI:
             raise ApiError(404, f"batch {batch_id} failed; it has no output")
         if row.state != "completed":
             raise ApiError(404, f"output of batch {batch_id} is not ready (status {row.state})")
-        return StreamingResponse(store.iter_output(batch_id), media_type="application/jsonl")
+        pages = store.iter_output(batch_id)
+        if config.output_drop_rate or config.output_duplicate_rate:
+            pages = _misbehave(pages)
+        return StreamingResponse(pages, media_type="application/jsonl")
+
+    def _misbehave(pages):
+        """Output faults, deterministic per custom_id: lines dropped or sent twice."""
+        for page in pages:
+            kept = []
+            for line in page.splitlines(keepends=True):
+                custom_id = msgspec.json.decode(line)["custom_id"]
+                if chance(custom_id, "drop") < config.output_drop_rate:
+                    continue
+                kept.append(line)
+                if chance(custom_id, "dup") < config.output_duplicate_rate:
+                    kept.append(line)
+            yield b"".join(kept)
 
     async def _json(request: Request) -> dict[str, Any]:
         try:

@@ -46,6 +46,8 @@ class EmulatorConfig:
     item_failure_rate: float = 0.0
     batch_failure_rate: float = 0.0
     max_batch_items: int | None = None
+    output_drop_rate: float = 0.0       # output lines left out (their rows come back "missing")
+    output_duplicate_rate: float = 0.0  # output lines sent twice
     faults: FaultSettings = field(default_factory=FaultSettings)
 
     def __post_init__(self) -> None:

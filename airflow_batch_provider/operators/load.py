@@ -1,0 +1,128 @@
+"""Load operators: stream a job's results back and land every row, typed, exactly once.
+
+Both operators share :class:`BaseBatchOutputOperator` (which reads, types and accounts for the rows)
+and differ only in where the rows go. After landing, counts are reconciled with the manifest and
+``max_failed_ratio`` is checked: the task fails *after* landing, so what succeeded is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from airflow.sdk import Asset, BaseHook, BaseOperator, ObjectStoragePath
+from airflow.sdk.exceptions import AirflowException
+from airflow_batch_provider.collect import LoadCounts, collect_results
+from airflow_batch_provider.destinations.parquet import write_parquet
+from airflow_batch_provider.destinations.table import MODES, table_writer_for
+from airflow_batch_provider.hooks.batch_api import BatchApiHook
+from airflow_batch_provider.state import read_manifest
+from airflow_batch_provider.tabular.results_to_columns import ResultColumns
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class TooManyFailedRowsError(AirflowException):
+    """More rows failed or went missing than ``max_failed_ratio`` allows. The rows were landed."""
+
+
+class BaseBatchOutputOperator(BaseOperator):
+    """
+    :param job: the submit operator's output (its XCom job reference).
+    :param max_failed_ratio: largest share of rows allowed to be ``error`` or ``missing`` (default 0:
+        any failed row fails the task, after landing).
+    :param label_scores: classify: one ``score_<label>`` column per label.
+    :param entity_columns: extract: one ``entity_<type>`` column per requested type, holding the
+        ``"first"`` value or ``"all"`` values (JSON list); None for just the ``entities`` JSON.
+    """
+
+    template_fields: Sequence[str] = ("job",)
+
+    def __init__(self, *, job: Any, max_failed_ratio: float = 0.0, label_scores: bool = False,
+                 entity_columns: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 <= max_failed_ratio <= 1.0:
+            raise ValueError(f"max_failed_ratio must be within [0, 1], got {max_failed_ratio}")
+        if entity_columns not in (None, "first", "all"):
+            raise ValueError(f"entity_columns must be None, 'first' or 'all', got {entity_columns!r}")
+        self.job = job
+        self.max_failed_ratio = max_failed_ratio
+        self.label_scores = label_scores
+        self.entity_columns = entity_columns
+
+    def land(self, batches: Iterator[pa.RecordBatch], columns: ResultColumns) -> int:
+        raise NotImplementedError
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        manifest, location = read_manifest(self.job)
+        columns = ResultColumns(model=manifest.model, request=manifest.request, id_column=manifest.id_column,
+                                id_type=pa.type_for_alias(manifest.id_type), label_scores=self.label_scores,
+                                entity_columns=self.entity_columns)
+        counts = LoadCounts()
+        hook = BatchApiHook(manifest.conn_id)
+        landed = self.land(collect_results(hook, manifest, location, columns, counts, self.log), columns)
+        if counts.rows != manifest.total_rows or landed != manifest.total_rows:
+            raise AirflowException(
+                f"job {manifest.job_id}: accounted for {counts.rows} rows and landed {landed}, but the manifest "
+                f"lists {manifest.total_rows}; this is a bug, please report it")
+        summary = {"job_id": manifest.job_id, **counts.as_dict(), "invalid_rows": manifest.invalid_rows}
+        self.log.info("Job %s landed: %s", manifest.job_id, counts.describe())
+        if "outlet_events" in context:  # lineage: the counts travel with the asset event
+            for outlet in self.outlets:
+                context["outlet_events"][outlet].extra = summary
+        failed = counts.error + counts.missing
+        if counts.rows and failed / counts.rows > self.max_failed_ratio:
+            raise TooManyFailedRowsError(
+                f"job {manifest.job_id}: {failed} of {counts.rows} rows failed ({counts.error} error, "
+                f"{counts.missing} missing), more than max_failed_ratio={self.max_failed_ratio}. All rows were "
+                "landed with their status; re-submitting only the failed ones is a new job.")
+        return summary
+
+
+class BatchOutputToTableOperator(BaseBatchOutputOperator):
+    """Land the results in a table of any ``DbApiHook`` database, atomically and idempotently.
+
+    :param conn_id: the database connection.
+    :param table: the target table (``schema.table`` allowed); created when it does not exist.
+    :param mode: ``"append"`` (default), ``"replace"`` or ``"upsert"`` (by the job's id column).
+    """
+
+    template_fields: Sequence[str] = (*BaseBatchOutputOperator.template_fields, "table")
+
+    def __init__(self, *, conn_id: str, table: str, mode: str = "append", **kwargs: Any) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        kwargs.setdefault("outlets", [Asset(uri=f"x-dbapi://{conn_id}/{table}", name=f"{conn_id}.{table}")])
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+        self.table = table
+        self.mode = mode
+
+    def land(self, batches: Iterator[pa.RecordBatch], columns: ResultColumns) -> int:
+        hook = BaseHook.get_connection(self.conn_id).get_hook()
+        writer = table_writer_for(hook, self.table, self.mode, columns.schema, columns.id_column)
+        return writer.write(batches)
+
+
+class BatchOutputToParquetOperator(BaseBatchOutputOperator):
+    """Write the results to one Parquet file (local path or object storage URI), replaced whole.
+
+    :param path: destination file; templated.
+    :param conn_id: object storage connection for ``path``, if it needs one.
+    """
+
+    template_fields: Sequence[str] = (*BaseBatchOutputOperator.template_fields, "path")
+
+    def __init__(self, *, path: str, conn_id: str | None = None, **kwargs: Any) -> None:
+        if "{{" not in str(path):  # a templated path is only known at run time
+            uri = str(path) if "://" in str(path) else f"file://{path}"
+            kwargs.setdefault("outlets", [Asset(uri=uri)])
+        super().__init__(**kwargs)
+        self.path = path
+        self.conn_id = conn_id
+
+    def land(self, batches: Iterator[pa.RecordBatch], columns: ResultColumns) -> int:
+        return write_parquet(batches, columns.schema, ObjectStoragePath(str(self.path), conn_id=self.conn_id))

@@ -1,0 +1,257 @@
+"""Load operators with the emulator and real SQLite, DuckDB and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+
+import duckdb
+import pandas as pd
+import psycopg2
+import pyarrow.parquet as pq
+import pytest
+
+from airflow_batch_provider.destinations.table import TableSchemaError
+from airflow_batch_provider.emulator.pytest_plugin import connection_json
+from airflow_batch_provider.hooks.errors import BatchApiError
+from airflow_batch_provider.operators.load import (
+    BatchOutputToParquetOperator,
+    BatchOutputToTableOperator,
+    TooManyFailedRowsError,
+)
+from airflow_batch_provider.operators.submit import DataFrameToBatchOperator
+from airflow_batch_provider.protocol import Classify, Extract, Label, Summarize
+from airflow_batch_provider.state import read_manifest, write_manifest
+from tests.state_store import DictStateStore
+
+POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+CLASSIFY = Classify([Label("Positive", "Does the review praise the product?"),
+                     Label("Very negative!", "Does the review complain?")])
+EXTRACT = Extract({"product": "the product", "price": "price paid", "city": "city"})
+TEXTS = ["I love the Sony WH-1000XM5, bought for $349 in London. Great sound!",
+         "The Dyson V15 broke after 2 days. Terrible, I want a refund of $700.",
+         "Shipping to Berlin was fast and the Breville espresso machine works well."]
+
+
+def frame(n=30, start=0, suffix=""):
+    return pd.DataFrame({"review_id": range(start, start + n),
+                         "body": [TEXTS[i % 3] + f" Order {i}{suffix}." for i in range(start, start + n)]})
+
+
+@pytest.fixture
+def env(make_emulator, monkeypatch, tmp_path):
+    def setup(**emulator_config):
+        server = make_emulator(**emulator_config)
+        monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(
+            server, retry_initial_wait=0.01, retry_max_wait=0.05, retry_max_attempts=3))
+        return server
+    return setup
+
+
+def submit(tmp_path, data, request=CLASSIFY, per_batch=10, **kwargs):
+    job = DataFrameToBatchOperator(task_id="submit", dataframe=data, id_column="review_id", text_column="body",
+                                   request=request, max_items_per_batch=per_batch,
+                                   manifest_dir=str(tmp_path / "jobs"), **kwargs
+                                   ).execute({"task_state_store": DictStateStore()})
+    from airflow_batch_provider.hooks.batch_api import BatchApiHook
+    hook = BatchApiHook()
+    manifest, _ = read_manifest(job)
+    deadline = time.monotonic() + 30
+    for ref in manifest.batches:
+        while not hook.get_batch(ref.batch_id).terminal:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    return job
+
+
+@pytest.fixture(params=["sqlite", "duckdb", "postgres"])
+def database(request, tmp_path, monkeypatch):
+    """A connection id and a query function for each real database."""
+    kind = request.param
+    if kind == "sqlite":
+        path = tmp_path / "warehouse.db"
+        monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+
+        def query(sql):
+            with sqlite3.connect(path) as conn:
+                return conn.execute(sql).fetchall()
+    elif kind == "duckdb":
+        path = tmp_path / "warehouse.duckdb"
+        monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "duckdb", "host": str(path)}))
+
+        def query(sql):
+            with duckdb.connect(str(path)) as conn:
+                return conn.execute(sql).fetchall()
+    else:
+        monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", POSTGRES_DSN.replace("postgresql://", "postgres://"))
+        with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS review_labels")
+
+        def query(sql):
+            with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
+                cur.execute(sql)
+                return cur.fetchall() if cur.description else []
+    query.kind = kind
+    return query
+
+
+def load(job, mode="append", **kwargs):
+    return BatchOutputToTableOperator(task_id="load", job=job, conn_id="warehouse", table="review_labels",
+                                      mode=mode, **kwargs).execute({})
+
+
+def test_classify_lands_typed_rows_with_label_score_columns(env, tmp_path, database):
+    env()
+    summary = load(submit(tmp_path, frame(30)), label_scores=True)
+    assert (summary["rows"], summary["ok"], summary["error"], summary["missing"]) == (30, 30, 0, 0)
+    rows = database('SELECT review_id, status, top_label, scores, score_positive, score_very_negative, '
+                    'batch_id, model, request_fingerprint, loaded_at FROM review_labels ORDER BY review_id')
+    assert len(rows) == 30 and [r[0] for r in rows] == list(range(30))
+    assert {r[2] for r in rows} == {"Positive", "Very negative!"}
+    assert rows[1][2] == "Very negative!" and rows[0][2] == "Positive"
+    assert abs(json.loads(rows[0][3])["Positive"] - rows[0][4]) < 1e-9 and abs(rows[0][4] + rows[0][5] - 1) < 1e-3
+    assert all(r[1] == "ok" and r[7] == "classify" and len(r[8]) == 32 and r[9] for r in rows)
+    assert isinstance(rows[0][0], int)  # the original id type survives the round trip
+
+
+def test_summarize_and_extract_columns(env, tmp_path, database):
+    env()
+    load(submit(tmp_path, frame(6), request=Summarize(max_tokens=40)), mode="replace")
+    rows = database("SELECT summary, input_chars, output_chars FROM review_labels ORDER BY review_id")
+    assert len(rows) == 6 and all(r[0] and r[1] > r[2] > 0 for r in rows)
+    database("DROP TABLE review_labels")
+    load(submit(tmp_path, frame(6), request=EXTRACT), entity_columns="first")
+    rows = database("SELECT entities, entity_product, entity_price, entity_city FROM review_labels ORDER BY review_id")
+    assert rows[0][1:] == ("Sony WH-1000XM5", "$349", "London")
+    assert {e["type"] for e in json.loads(rows[0][0])} == {"product", "price", "city"}
+    assert rows[1][2] == "$700" and rows[2][3] == "Berlin"
+
+
+def test_modes_and_exactly_once_on_rerun(env, tmp_path, database):
+    env()
+    first = submit(tmp_path, frame(20))
+    load(first)
+    load(first)  # a re-run of the same load: every row exactly once
+    assert database("SELECT COUNT(*), COUNT(DISTINCT review_id) FROM review_labels") == [(20, 20)]
+    second = submit(tmp_path, frame(20, start=10, suffix=" v2"))
+    load(second, mode="upsert")
+    assert database("SELECT COUNT(*), COUNT(DISTINCT review_id) FROM review_labels") == [(30, 30)]
+    assert database("SELECT COUNT(*) FROM review_labels WHERE batch_id IN "
+                    f"({', '.join(repr(b.batch_id) for b in read_manifest(second)[0].batches)})") == [(20,)]
+    load(second)  # append of the same job again: its batches replace themselves
+    assert database("SELECT COUNT(*) FROM review_labels") == [(30,)]
+    load(first, mode="replace")
+    assert database("SELECT COUNT(*), MIN(review_id), MAX(review_id) FROM review_labels") == [(20, 0, 19)]
+
+
+def test_item_errors_and_missing_rows_are_landed_and_counted(env, tmp_path, database):
+    env(item_failure_rate=0.2, output_drop_rate=0.1, output_duplicate_rate=0.1)
+    job = submit(tmp_path, frame(50))
+    with pytest.raises(TooManyFailedRowsError, match=r"of 50 rows failed .* All rows were landed"):
+        load(job)
+    rows = dict(database("SELECT status, COUNT(*) FROM review_labels GROUP BY status"))
+    assert rows["error"] > 0 and rows["missing"] > 0 and sum(rows.values()) == 50
+    assert database("SELECT DISTINCT error_code FROM review_labels WHERE status = 'missing'") == [("no_output_line",)]
+    summary = load(job, max_failed_ratio=0.9)
+    assert summary["duplicate_lines"] > 0 and summary["ok"] + summary["error"] + summary["missing"] == 50
+    assert database("SELECT COUNT(*) FROM review_labels") == [(50,)]
+
+
+def test_a_failed_batch_lands_its_rows_as_missing(env, tmp_path, database):
+    env(batch_failure_rate=1.0)
+    summary = load(submit(tmp_path, frame(20)), max_failed_ratio=1.0)
+    assert summary["missing"] == 20
+    assert database("SELECT DISTINCT status, error_code FROM review_labels") == [("missing", "batch_failed")]
+
+
+def test_output_lines_for_unknown_ids_are_counted_not_loaded(env, tmp_path, database):
+    env()
+    a = submit(tmp_path, frame(10))
+    b = submit(tmp_path, frame(10, start=100))
+    manifest_b, location_b = read_manifest(b)
+    manifest_b.batches = read_manifest(a)[0].batches  # b's rows, a's batches: every line is a stranger
+    write_manifest(location_b, manifest_b)
+    summary = load(b, max_failed_ratio=1.0)
+    assert (summary["unknown_lines"], summary["missing"], summary["ok"]) == (10, 10, 0)
+    assert database("SELECT MIN(review_id) FROM review_labels") == [(100,)]
+
+
+def test_a_failure_mid_load_leaves_the_target_unchanged(env, tmp_path, database):
+    server = env()
+    load(submit(tmp_path, frame(10)))
+    job = submit(tmp_path, frame(40, start=10))
+    server.set_faults(rate=1.0, kinds=["502"], routes=["output"], skip_first=2)  # batch 3 of 4 never comes
+    with pytest.raises(BatchApiError):
+        load(job, mode="replace")
+    assert database("SELECT COUNT(*), MAX(review_id) FROM review_labels") == [(10, 9)]
+    server.set_faults(rate=0.0)
+    load(job, mode="replace")
+    assert database("SELECT COUNT(*), MIN(review_id) FROM review_labels") == [(40, 10)]
+
+
+def test_a_failure_mid_load_on_a_new_table_leaves_no_table(env, tmp_path, database):
+    server = env()
+    job = submit(tmp_path, frame(40))
+    server.set_faults(rate=1.0, kinds=["503"], routes=["output"], skip_first=1)
+    with pytest.raises(BatchApiError):
+        load(job)
+    kinds = {"sqlite": "SELECT name FROM sqlite_master WHERE name = 'review_labels'",
+             "duckdb": "SELECT table_name FROM information_schema.tables WHERE table_name = 'review_labels'",
+             "postgres": "SELECT tablename FROM pg_tables WHERE tablename = 'review_labels'"}
+    assert database(kinds[database.kind]) == []
+
+
+def test_an_existing_table_that_does_not_fit_is_refused(env, tmp_path, database):
+    env()
+    database("CREATE TABLE review_labels (review_id BIGINT, note TEXT)")
+    database("INSERT INTO review_labels VALUES (1, 'keep me')")
+    with pytest.raises(TableSchemaError, match="has no column status, error_code"):
+        load(submit(tmp_path, frame(5)))
+    assert database("SELECT * FROM review_labels") == [(1, "keep me")]
+
+
+def test_a_constraint_violation_at_merge_rolls_everything_back(env, tmp_path, monkeypatch):
+    env()
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", POSTGRES_DSN.replace("postgresql://", "postgres://"))
+    with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS review_labels")
+    load(submit(tmp_path, frame(5)))
+    with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
+        cur.execute("ALTER TABLE review_labels ADD CONSTRAINT no_big_ids CHECK (review_id < 30)")
+    job = submit(tmp_path, frame(30, start=5))
+    with pytest.raises(Exception, match="no_big_ids"):  # psycopg's CheckViolation
+        load(job, mode="replace")
+    with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM review_labels")
+        assert cur.fetchone() == (5,)
+        cur.execute("ALTER TABLE review_labels DROP CONSTRAINT no_big_ids")
+    load(job, mode="replace")
+    load(job, mode="upsert")
+    with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*), COUNT(DISTINCT review_id) FROM review_labels")
+        assert cur.fetchone() == (30, 30)
+
+
+def test_parquet_destination_is_replaced_whole(env, tmp_path):
+    env()
+    target = tmp_path / "out" / "labels.parquet"
+    summary = BatchOutputToParquetOperator(task_id="p", job=submit(tmp_path, frame(25)), path=str(target),
+                                           label_scores=True).execute({})
+    table = pq.read_table(target)
+    assert summary["ok"] == 25 and table.num_rows == 25
+    assert str(table.schema.field("review_id").type) == "int64" and "score_positive" in table.schema.names
+    BatchOutputToParquetOperator(task_id="p", job=submit(tmp_path, frame(7)), path=f"file://{target}").execute({})
+    assert pq.read_table(target).num_rows == 7 and len(list(target.parent.iterdir())) == 1
+
+
+def test_incremental_submit_skips_rows_landed_ok_with_the_same_fingerprint(env, tmp_path, database):
+    server = env()
+    load(submit(tmp_path, frame(30)))
+    changed = frame(40)
+    changed.loc[5, "body"] = "Edited: the product is now awful."
+    job = submit(tmp_path, changed, skip_landed_conn_id="warehouse", skip_landed_table="review_labels")
+    assert (job["rows"], job["skipped_rows"]) == (11, 29)  # 10 new + 1 changed
+    assert server.stats()["items"] == 30 + 11
+    load(job, mode="upsert")
+    assert database("SELECT COUNT(*), COUNT(DISTINCT review_id) FROM review_labels") == [(40, 40)]
