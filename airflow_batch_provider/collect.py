@@ -13,15 +13,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from airflow.sdk import ObjectStoragePath
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.protocol import BatchState
 from airflow_batch_provider.state import ROWS_FILE, JobManifest
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
-
-ROWS_READ = 10_000
 
 
 @dataclass
@@ -49,7 +46,7 @@ class _RowsCursor:
 
     def __init__(self, path: ObjectStoragePath) -> None:
         self._handle = path.open("rb")
-        self._batches = pq.ParquetFile(self._handle).iter_batches(batch_size=ROWS_READ)
+        self._batches = iter(pa.ipc.open_stream(self._handle))
         self._carry: pa.Table | None = None
 
     def take(self, n: int) -> pa.Table:

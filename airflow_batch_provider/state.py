@@ -20,7 +20,7 @@ from typing import Any
 from airflow.sdk import ObjectStoragePath
 
 MANIFEST_FILE = "manifest.json"
-ROWS_FILE = "rows.parquet"
+ROWS_FILE = "rows.arrow"  # Arrow IPC stream: custom_id, id, request_fingerprint, chunk
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from airflow_batch_provider.protocol.requests import (
     Request,
     Summarize,
     build_line,
-    request_fingerprint,
     request_from_body,
 )
 from airflow_batch_provider.protocol.results import (
@@ -49,5 +48,5 @@ __all__ = [
     "LineDecoder", "LineEncoder", "LineSplitter", "MalformedLineError", "OutputLine",
     "ProtocolError", "Request", "Result", "Summarize", "SummarizeResult", "UnexpectedResponseError",
     "build_line", "decode_jsonl", "encode_jsonl", "iter_lines", "parse_output_line",
-    "request_fingerprint", "request_from_body",
+    "request_from_body",
 ]

@@ -6,7 +6,6 @@ Validation happens when a request is built (its parameters) and when a line is b
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
@@ -191,19 +190,18 @@ class LineEncoder:
         if custom_id in self._seen:
             raise InvalidRequestError("duplicate custom_id in one submission", item=custom_id)
         self._seen.add(custom_id)
+        return self.encode_valid(custom_id, text)
+
+    def encode_valid(self, custom_id: str, text: str) -> bytes:
+        """The line for an item the caller has already validated (column-wise, for speed)."""
         return self._head + _encode(custom_id) + self._middle + _encode(text) + b"}}\n"
+
+    @property
+    def parts(self) -> tuple[bytes, bytes, bytes]:
+        """A line is ``head + json(custom_id) + middle + json(text) + tail``, for vectorised callers."""
+        return self._head, self._middle, b"}}\n"
 
 
 def build_line(custom_id: str, text: str, request: Request) -> bytes:
     """One request line for one item (see :class:`LineEncoder` for many)."""
     return LineEncoder(request).encode(custom_id, text)
-
-
-def request_fingerprint(text: str, request: Request) -> str:
-    """A stable hash of what is paid for: the text and every request parameter.
-
-    Incremental runs compare it with what already landed to skip rows that would cost the same
-    request again.
-    """
-    canonical = msgspec.json.encode(request.body(text), order="sorted")
-    return hashlib.blake2b(canonical, digest_size=16).hexdigest()

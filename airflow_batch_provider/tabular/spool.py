@@ -1,10 +1,11 @@
 """The job being assembled on local disk before anything is paid for.
 
 Request lines go to a JSONL file, cut into chunks (batches) by items and bytes; the rows of the job
-(custom_id, original id, request fingerprint, chunk) go to a Parquet file written a record batch at
-a time. Memory stays at one record batch whatever the input size, and the whole input is validated
+(custom_id, original id, request fingerprint, chunk) go to an Arrow IPC file written a record batch
+at a time. Memory stays at one record batch whatever the input size, and the whole input is validated
 before the first submit. The SHA-256 of the lines is the input fingerprint: same rows and same
-request parameters, same fingerprint.
+request parameters, same fingerprint; it is computed over each row's id and request fingerprint
+(which covers text and parameters), not over the much longer lines.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 
 @dataclass(frozen=True)
@@ -25,16 +27,35 @@ class Chunk:
     rows: int
 
 
+def _offsets(array: pa.Array) -> np.ndarray:
+    """Value offsets of a binary/string array, large or not (``len(array) + 1`` of them)."""
+    wide = pa.types.is_large_binary(array.type) or pa.types.is_large_string(array.type)
+    all_offsets = np.frombuffer(array.buffers()[1], dtype=np.int64 if wide else np.int32)
+    return all_offsets[array.offset: array.offset + len(array) + 1]
+
+
+def _concatenated(array: pa.Array) -> memoryview:
+    """The values of a binary or string array, back to back, without copying."""
+    offsets = _offsets(array)
+    return memoryview(array.buffers()[2])[int(offsets[0]):int(offsets[-1])]
+
+
+def _rows_digest(custom_ids: pa.Array, fingerprints: pa.Array) -> memoryview:
+    """What the input fingerprint covers for these rows: ``custom_id<TAB>fingerprint<LF>`` each."""
+    return _concatenated(pc.binary_join_element_wise(custom_ids, "\t", fingerprints, "\n", ""))
+
+
 class RequestSpool:
     def __init__(self, directory: Path, id_type: pa.DataType, max_items: int, max_bytes: int) -> None:
         self.lines_path = directory / "requests.jsonl"
-        self.rows_path = directory / "rows.parquet"
+        self.rows_path = directory / "rows.arrow"
         self.max_items = max_items
         self.max_bytes = max_bytes
         self.schema = pa.schema([("custom_id", pa.string()), ("id", id_type),
                                  ("request_fingerprint", pa.string()), ("chunk", pa.int32())])
         self._lines = open(self.lines_path, "wb")
-        self._rows = pq.ParquetWriter(self.rows_path, self.schema)
+        # Arrow IPC: an internal file read back in order, so no encoding cost on either side.
+        self._rows = pa.ipc.new_stream(str(self.rows_path), self.schema)
         self._hash = hashlib.sha256()
         self.chunks: list[Chunk] = []
         self.rows = 0
@@ -43,23 +64,56 @@ class RequestSpool:
         self._chunk_bytes = 0
         self._chunk_rows = 0
 
-    def add(self, lines: list[bytes], ids: pa.Array, custom_ids: list[str], fingerprints: list[str]) -> None:
+    def add(self, lines: pa.Array, ids: pa.Array, custom_ids: pa.Array, fingerprints: pa.Array) -> None:
+        """Append encoded rows (Arrow arrays, as :class:`EncodedBatch` holds them)."""
+        if not len(lines):
+            return
+        sizes = np.diff(_offsets(lines))
+        if self.max_items * int(sizes.max()) <= self.max_bytes:
+            chunk_of_row = self._cut_by_items(sizes)  # the bytes limit cannot bite: whole-array path
+        else:
+            chunk_of_row = self._cut_by_items_and_bytes(sizes.tolist())
+        self._lines.write(_concatenated(lines))
+        self._hash.update(_rows_digest(custom_ids, fingerprints))
+        self.rows += len(lines)
+        self._rows.write_batch(pa.record_batch(
+            [custom_ids.cast(pa.string()), ids.cast(self.schema.field("id").type),
+             fingerprints, pa.array(chunk_of_row, pa.int32())],
+            schema=self.schema))
+
+    def _cut_by_items_and_bytes(self, sizes: list[int]) -> list[int]:
         chunk_of_row = []
-        for line in lines:
+        for size in sizes:
             if self._chunk_rows and (self._chunk_rows >= self.max_items
-                                     or self._chunk_bytes + len(line) > self.max_bytes):
+                                     or self._chunk_bytes + size > self.max_bytes):
                 self._close_chunk()
-            self._lines.write(line)
-            self._hash.update(line)
-            self._chunk_bytes += len(line)
+            self._chunk_bytes += size
             self._chunk_rows += 1
             chunk_of_row.append(len(self.chunks))
-        self.rows += len(lines)
-        if lines:
-            self._rows.write_batch(pa.record_batch(
-                [pa.array(custom_ids, pa.string()), ids.cast(self.schema.field("id").type),
-                 pa.array(fingerprints, pa.string()), pa.array(chunk_of_row, pa.int32())],
-                schema=self.schema))
+        return chunk_of_row
+
+    def _cut_by_items(self, sizes: list[int]) -> np.ndarray:
+        """What the loop above does, for whole arrays, when no chunk can reach the bytes limit.
+
+        As in the loop, a full chunk is closed only when the next row arrives (or at close()).
+        """
+        n, per_chunk, open_rows = len(sizes), self.max_items, self._chunk_rows
+        chunk_of_row = len(self.chunks) + (np.arange(n) + open_rows) // per_chunk
+        ends = np.cumsum(sizes)
+
+        def bytes_between(start: int, stop: int) -> int:
+            return int(ends[stop - 1] - (ends[start - 1] if start else 0)) if stop > start else 0
+
+        first = (-open_rows) % per_chunk or (per_chunk if open_rows == 0 else 0)
+        previous = 0
+        for boundary in range(first, n, per_chunk):
+            self._chunk_bytes += bytes_between(previous, boundary)
+            self._chunk_rows += boundary - previous
+            self._close_chunk()
+            previous = boundary
+        self._chunk_bytes += bytes_between(previous, n)
+        self._chunk_rows += n - previous
+        return chunk_of_row
 
     def _close_chunk(self) -> None:
         self.chunks.append(Chunk(self._chunk_start, self._chunk_bytes, self._rows_in_closed_chunks,

@@ -111,7 +111,7 @@ def test_classify_lands_typed_rows_with_label_score_columns(env, tmp_path, datab
     assert {r[2] for r in rows} == {"Positive", "Very negative!"}
     assert rows[1][2] == "Very negative!" and rows[0][2] == "Positive"
     assert abs(json.loads(rows[0][3])["Positive"] - rows[0][4]) < 1e-9 and abs(rows[0][4] + rows[0][5] - 1) < 1e-3
-    assert all(r[1] == "ok" and r[7] == "classify" and len(r[8]) == 32 and r[9] for r in rows)
+    assert all(r[1] == "ok" and r[7] == "classify" and len(r[8]) == 16 and r[9] for r in rows)
     assert isinstance(rows[0][0], int)  # the original id type survives the round trip
 
 

@@ -60,7 +60,8 @@ def test_dataframe_1000_rows_50_per_batch_is_20_batches(emulator, tmp_path):
     manifest, location = read_manifest(reference)
     assert manifest.model == "classify" and manifest.id_type == "int64" and manifest.total_rows == 1000
     assert [b.rows for b in manifest.batches] == [50] * 20 and len({b.batch_id for b in manifest.batches}) == 20
-    rows = pq.read_table(str(location / "rows.parquet"))
+    with (location / "rows.arrow").open("rb") as handle:
+        rows = pa.ipc.open_stream(handle).read_all()
     assert rows.num_rows == 1000 and rows.schema.field("id").type == pa.int64()
     assert rows.column("custom_id").to_pylist()[:3] == ["0", "1", "2"]
 

@@ -10,7 +10,6 @@ from airflow_batch_provider.protocol import (
     LineEncoder,
     Summarize,
     build_line,
-    request_fingerprint,
     request_from_body,
 )
 
@@ -106,12 +105,3 @@ def test_request_from_body_validates_and_knows_every_model():
         request_from_body({"model": "translate"})
     with pytest.raises(InvalidRequestError, match="labels must be a list"):
         request_from_body({"model": "classify", "labels": "a"})
-
-
-def test_fingerprint_changes_with_text_and_every_parameter():
-    base = request_fingerprint("text", Summarize(instructions="short"))
-    assert base == request_fingerprint("text", Summarize(instructions="short"))
-    assert base != request_fingerprint("text ", Summarize(instructions="short"))
-    assert base != request_fingerprint("text", Summarize(instructions="short", max_tokens=5))
-    assert base != request_fingerprint("text", Summarize(instructions="long"))
-    assert request_fingerprint("t", Classify([POS, NEG])) != request_fingerprint("t", Classify([NEG, POS]))
