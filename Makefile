@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	$(PY) dags/run_demo.py
+	$(PY) dags/run_demo.py $(ARGS)
 
 benchmarks: $(STAMP)
 	$(PY) -m pytest -q -s -m benchmark tests/benchmarks

@@ -1,74 +1,140 @@
-"""`make demo`: start the emulator on a free loopback port, submit the API docs' three-line example,
-wait for it, and print each result matched to its custom_id. Exits non-zero if anything failed."""
+"""`make demo`: the enrich_reviews DAG end to end on this machine, then what landed.
+
+Starts the ScaleDown emulator on a free loopback port, points the ``batch_api_default`` connection
+at it and ``reviews_db`` at a fresh SQLite file, runs ``airflow dags test enrich_reviews`` (triggers
+run in line) showing progress, prints the landed tables, and stops the emulator. Exits non-zero if
+anything failed.
+
+``--airflow standalone`` instead starts a real scheduler, triggerer and UI (http://localhost:8080)
+with the same connections, to watch the DAG run there; Ctrl-C stops everything.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import re
 import secrets
+import signal
+import sqlite3
+import subprocess
 import sys
 import time
+from pathlib import Path
 
-import requests
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / ".demo"
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+PROGRESS = re.compile(r"Job job-|Submitted \d+ of|Waiting for job|finished:|landed:|Resuming|DAG TEST\] (starting|end) task|ERROR|Traceback|Error:")
 
-from airflow_batch_provider.emulator import EmulatorConfig, EmulatorServer
-from airflow_batch_provider.protocol import (
-    BatchStatus,
-    Classify,
-    Extract,
-    Label,
-    LineEncoder,
-    Summarize,
-    decode_jsonl,
-    iter_lines,
-    parse_output_line,
-)
 
-EXAMPLE = [
-    ("sum-1", Summarize(instructions="Use bullet points."),
-     "Artificial intelligence is the simulation of human intelligence processes by machines. "
-     "Key research areas include learning, reasoning, and perception. AI systems are now used in "
-     "medicine, finance and transport. Critics worry about bias and the loss of jobs."),
-    ("ext-1", Extract({"company": "Name of the company", "revenue": "Revenue figure", "ceo": "Name of the CEO"}),
-     "Apple Inc. reported Q1 revenue of $94.8B. CEO Tim Cook made the announcement on Feb 1st."),
-    ("cls-1", Classify([Label("Positive", "Does this text express satisfaction, praise, or approval?"),
-                        Label("Negative", "Does this text express dissatisfaction, complaints, or criticism?")]),
-     "This product is fantastic — fast shipping and great quality!"),
-]
+def start_emulator(key: str) -> tuple[subprocess.Popen, str]:
+    port_file = DEMO / "emulator.port"
+    port_file.unlink(missing_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_batch_provider.emulator", "--port", "0", "--port-file", str(port_file),
+         "--api-key", key, "--data-dir", str(DEMO / "emulator"), "--items-per-second", "400",
+         "--start-delay", "1", "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=open(DEMO / "emulator.log", "wb"))
+    deadline = time.monotonic() + 30
+    while not (port_file.exists() and port_file.read_text()):
+        if process.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"the emulator did not start; see {DEMO / 'emulator.log'}")
+        time.sleep(0.1)
+    return process, f"http://127.0.0.1:{port_file.read_text()}"
+
+
+def environment(url: str, key: str) -> dict[str, str]:
+    home = DEMO / "airflow"
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__SCALEDOWN__MANIFEST_DIR": str(DEMO / "jobs"),
+        "AIRFLOW_CONN_BATCH_API_DEFAULT": json.dumps({"conn_type": "batch_api", "host": url, "password": key}),
+        "AIRFLOW_CONN_REVIEWS_DB": json.dumps({"conn_type": "sqlite", "host": str(DEMO / "reviews.db")}),
+    }
+
+
+def run_dags_test(env: dict[str, str]) -> int:
+    print("running `airflow dags test enrich_reviews` (full log: .demo/dags-test.log) ...", flush=True)
+    with open(DEMO / "dags-test.log", "w") as log:
+        process = subprocess.Popen([AIRFLOW, "dags", "test", "enrich_reviews"], env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for line in process.stdout:
+            log.write(line)
+            if PROGRESS.search(line):
+                message = re.sub(r"\s+\[[\w.]+\]\s+loc=.*$", "", line.strip())
+                print("  " + re.sub(r"^\S+Z \[\w+\s*\] ", "", message)[:160], flush=True)
+        return process.wait()
+
+
+def report(db: Path) -> bool:
+    with sqlite3.connect(db) as conn:
+        def q(sql):
+            return conn.execute(sql).fetchall()
+        print("\nwhat landed in .demo/reviews.db:")
+        for table in ("review_sentiment", "review_entities", "review_summaries"):
+            rows = dict(q(f"SELECT status, COUNT(*) FROM {table} GROUP BY status"))
+            print(f"  {table:<18} {sum(rows.values()):4} rows  {rows}")
+        print("\nsentiment (top label):")
+        for label, count in q("SELECT top_label, COUNT(*) FROM review_sentiment GROUP BY 1 ORDER BY 2 DESC"):
+            print(f"  {label:<9} {count:4}  {'#' * (count // 5)}")
+        print("\na few extracted entities:")
+        for row in q("SELECT review_id, entity_product, entity_price, entity_brand, entity_person, entity_date "
+                     "FROM review_entities WHERE status = 'ok' ORDER BY review_id LIMIT 5"):
+            print(f"  review {row[0]}: product={row[1]!r} price={row[2]!r} brand={row[3]!r} "
+                  f"person={row[4]!r} date={row[5]!r}")
+        review_id, summary = q("SELECT review_id, summary FROM review_summaries WHERE status = 'ok' "
+                               "ORDER BY review_id LIMIT 1")[0]
+        print(f"\nsummary of review {review_id}:\n  " + summary.replace("\n", "\n  "))
+        return q("SELECT COUNT(*) FROM review_sentiment WHERE status = 'ok'")[0][0] == 300
+
+
+def standalone(env: dict[str, str]) -> int:
+    env = {**env, "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False"}
+    print("starting `airflow standalone`: UI on http://localhost:8080 (its admin password is printed below "
+          "and kept in .demo/airflow/); trigger enrich_reviews there. Ctrl-C stops everything.", flush=True)
+    process = subprocess.Popen([AIRFLOW, "standalone"], env=env, start_new_session=True)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        os.killpg(process.pid, signal.SIGINT)  # components shut down gracefully on SIGINT
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        return 0
 
 
 def main() -> int:
-    key = secrets.token_urlsafe(16)
-    with EmulatorServer(EmulatorConfig(api_key=key, items_per_second=2, start_delay=1)) as emulator:
-        print(f"emulator listening on {emulator.url}")
-        headers = {"x-api-key": key, "content-type": "application/jsonl"}
-        body = b"".join(LineEncoder(request).encode(cid, text) for cid, request, text in EXAMPLE)
-        response = requests.post(f"{emulator.url}/v1/batches", data=body, headers=headers, timeout=30)
-        response.raise_for_status()
-        status = BatchStatus.from_json(response.json())
-        print(f"submitted {status.batch_id}: {status.total} requests")
-        while not status.terminal:
-            time.sleep(0.5)
-            status = BatchStatus.from_json(
-                requests.get(f"{emulator.url}/v1/batches/{status.batch_id}", headers=headers, timeout=30).json())
-            print(f"  {status.raw_status:<10} {status.done}/{status.total} done")
-        if status.raw_status != "completed":
-            print(f"batch {status.batch_id} {status.raw_status}", file=sys.stderr)
-            return 1
-        with requests.get(f"{emulator.url}/v1/batches/{status.batch_id}/output", headers=headers,
-                          stream=True, timeout=30) as output:
-            output.raise_for_status()
-            lines = [parse_output_line(obj) for obj in decode_jsonl(iter_lines(output.iter_content(65536)))]
-    for line in sorted(lines, key=lambda l: l.custom_id):
-        print(f"\n{line.custom_id} ({line.model}):")
-        if not line.ok:
-            print(f"  error {line.error.code}: {line.error.message}")
-        elif line.model == "summarize":
-            print("  " + line.result.summary.replace("\n", "\n  "))
-        elif line.model == "extract":
-            for entity in line.result.entities:
-                print(f"  {entity.type:<8} {entity.text!r} (confidence {entity.confidence})")
-        else:
-            print(f"  top label {line.result.top_label}; scores {line.result.scores}")
-    return 0 if {l.custom_id for l in lines if l.ok} == {"sum-1", "ext-1", "cls-1"} else 1
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--airflow", choices=["dags-test", "standalone"], default="dags-test")
+    args = parser.parse_args()
+    DEMO.mkdir(exist_ok=True)
+    (DEMO / "reviews.db").unlink(missing_ok=True)
+    key = secrets.token_urlsafe(24)
+    started = time.monotonic()
+    emulator, url = start_emulator(key)
+    print(f"emulator (stand-in engines, not ML) on {url}")
+    try:
+        env = environment(url, key)
+        subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
+        if args.airflow == "standalone":
+            return standalone(env)
+        code = run_dags_test(env)
+        if code != 0:
+            print(f"\n`airflow dags test` failed (exit {code}); see .demo/dags-test.log", file=sys.stderr)
+            return code
+        ok = report(DEMO / "reviews.db")
+        print(f"\ndone in {time.monotonic() - started:.0f} s")
+        return 0 if ok else 1
+    finally:
+        emulator.terminate()
+        emulator.wait(15)
 
 
 if __name__ == "__main__":

@@ -44,8 +44,7 @@ def check_event(event: dict[str, Any] | None, log: Any) -> dict[str, Any]:
     if not isinstance(event, dict) or "status" not in event:
         raise BatchPollingError(f"the trigger returned no usable event: {event!r}")
     status, message = event["status"], event.get("message", "")
-    if status == "success":
-        log.info(message)
+    if status == "success":  # the trigger has logged the outcome already
         return event
     if status == "failed":
         raise BatchJobFailedError(message)

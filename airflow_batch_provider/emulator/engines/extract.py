@@ -67,7 +67,9 @@ _NOT_NAMES = frozenset(
     Bad Best Worst Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February March
     April May June July August September October November December Jan Feb Mar Apr Jun Jul Aug Sep
     Sept Oct Nov Dec Q1 Q2 Q3 Q4 Customer Service Support Order
-    Amazing Terrible Excellent Overall Update Thanks Thank Dear Hi Hello Also But And Not""".split()
+    Amazing Terrible Excellent Overall Update Thanks Thank Dear Hi Hello Also But And Not After Before
+    Since For In On At With About Over Under Within Every Each Only Just Then Now When While Once Got
+    Ordered Bought Delivery Shipping Returning Battery Build Nothing Honestly""".split()
 )
 
 _ACRONYMS = frozenset("I OK USA UK EU CEO CFO CTO COO VP HR PR FAQ TV PC USB LED LCD AM PM ETA".split())
@@ -93,10 +95,11 @@ _KINDS: list[tuple[str, tuple[str, ...]]] = [
 
 
 def _kind_of(label: str, description: str) -> str:
-    haystack = f"{label} {description}".lower()
-    for kind, keywords in _KINDS:
-        if any(keyword in haystack for keyword in keywords):
-            return kind
+    """The label decides when it names a kind ("brand"); otherwise the description does."""
+    for haystack in (label.lower(), f"{label} {description}".lower()):
+        for kind, keywords in _KINDS:
+            if any(keyword in haystack for keyword in keywords):
+                return kind
     return "generic"
 
 
