@@ -38,7 +38,7 @@ with DAG(
         sql="SELECT ticket_id, body FROM support_tickets WHERE created_at < '{{ data_interval_end }}'",
         id_column="ticket_id", text_column="body", request=TOPICS,
         skip_landed_conn_id="warehouse", skip_landed_table="ticket_topics",
-        on_invalid_rows="skip")
+        on_invalid_rows="skip", allow_empty=True)
     wait = BatchSensor(task_id="wait", job=submit.output, poll_interval=5)
     load = BatchOutputToTableOperator(
         task_id="upsert_topics", job=submit.output, conn_id="warehouse", table="ticket_topics",

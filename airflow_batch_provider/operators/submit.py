@@ -113,6 +113,8 @@ class BaseBatchSubmitOperator(BaseOperator):
         ``BatchOutputToTableOperator``: rows whose id and request fingerprint landed there with
         status ``ok`` are not sent again (incremental runs pay only for new or changed rows).
     :param skip_landed_table: see ``skip_landed_conn_id``.
+    :param allow_empty: an input with no rows gives an empty job (no batches; downstream waits and
+        loads finish at once) instead of failing — for scheduled queries that may find nothing new.
     :param wait_for_completion: defer to ``BatchTrigger`` until the job is finished.
     :param poll_interval: seconds between status polls when waiting.
     :param wait_timeout: longest wait for the job, from submission.
@@ -137,6 +139,7 @@ class BaseBatchSubmitOperator(BaseOperator):
         manifest_dir: str | None = None,
         skip_landed_conn_id: str | None = None,
         skip_landed_table: str | None = None,
+        allow_empty: bool = False,
         wait_for_completion: bool = False,
         poll_interval: float = 5.0,
         wait_timeout: timedelta = timedelta(hours=24),
@@ -166,6 +169,7 @@ class BaseBatchSubmitOperator(BaseOperator):
         self.manifest_dir = manifest_dir
         self.skip_landed_conn_id = skip_landed_conn_id
         self.skip_landed_table = skip_landed_table
+        self.allow_empty = allow_empty
         self.wait_for_completion = wait_for_completion
         self.poll_interval = poll_interval
         self.wait_timeout = wait_timeout
@@ -247,7 +251,11 @@ class BaseBatchSubmitOperator(BaseOperator):
                     f"{max_bytes}; raise max_bytes_per_batch or lower max_text_bytes")
             spool.add(lines, ids, custom_ids, fingerprints)
         if spool is None or counts["seen"] == 0:
-            raise InvalidRequestError("the input holds no rows: nothing to submit")
+            if not self.allow_empty:
+                raise InvalidRequestError("the input holds no rows: nothing to submit (pass allow_empty=True "
+                                          "if an empty input is normal for this task)")
+            self.log.info("The input holds no rows (allow_empty=True): an empty job")
+            spool = spool or RequestSpool(directory, id_type, max_items, max_bytes)
         if counts["invalid"] and self.on_invalid_rows == "fail":
             raise InvalidRowsError(invalid, counts["invalid"], counts["seen"])
         if counts["invalid"]:

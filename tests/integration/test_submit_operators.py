@@ -204,3 +204,15 @@ def test_bad_parameters_fail_at_dag_parse_time():
                                  request=CLASSIFY, on_invalid_rows="drop")
     with pytest.raises(TypeError, match="request must be"):
         DataFrameToBatchOperator(task_id="x", dataframe=None, id_column="a", text_column="b", request={"model": "x"})
+
+
+def test_allow_empty_gives_an_empty_job_that_waits_and_loads_at_once(emulator, tmp_path, monkeypatch):
+    from airflow_batch_provider.operators.load import BatchOutputToTableOperator
+    from airflow_batch_provider.sensors.batch import BatchSensor
+
+    job = run(frame_op(tmp_path, pd.DataFrame({"review_id": [], "body": []}), allow_empty=True))
+    assert (job["rows"], job["batches"]) == (0, 0) and emulator.stats()["requests"] == {}
+    assert BatchSensor(task_id="w", job=job).execute({})["status"] == "success"
+    monkeypatch.setenv("AIRFLOW_CONN_WH", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "w.db")}))
+    summary = BatchOutputToTableOperator(task_id="l", job=job, conn_id="wh", table="t").execute({})
+    assert summary["rows"] == 0
