@@ -11,6 +11,10 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).parent / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
 os.environ.pop("SCALEDOWN_API_KEY", None)
 
+# The PostgreSQL server of the warehouse tests. On the project's machines (CI included) one runs on
+# 127.0.0.1:5432; a missing server fails those tests, it does not skip them.
+POSTGRES_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
 pytest_plugins = ["airflow_batch_provider.emulator.pytest_plugin"]
 
 import pytest  # noqa: E402

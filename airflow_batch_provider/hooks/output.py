@@ -7,14 +7,10 @@ output in a stable order), so a retry never yields a line twice.
 
 from __future__ import annotations
 
-from airflow_batch_provider.protocol import (
-    ItemError,
-    LineDecoder,
-    LineSplitter,
-    OutputLine,
-    UnexpectedResponseError,
-    parse_output_line,
-)
+import msgspec
+
+from airflow_batch_provider.protocol import ItemError, LineSplitter, OutputLine, UnexpectedResponseError
+from airflow_batch_provider.protocol.fast_results import decode_output_line
 
 
 class OutputReader:
@@ -23,13 +19,11 @@ class OutputReader:
         self.yielded = 0
         self._skip = 0
         self._splitter = LineSplitter()
-        self._decoder = LineDecoder()
 
     def restart(self) -> None:
         """The stream broke: the next one starts from the top, and we skip what was yielded."""
         self._skip = self.yielded
         self._splitter = LineSplitter()
-        self._decoder = LineDecoder()
 
     def feed(self, chunk: bytes) -> list[OutputLine]:
         return self._parse(self._splitter.feed(chunk))
@@ -40,17 +34,17 @@ class OutputReader:
     def _parse(self, raw_lines: list[bytes]) -> list[OutputLine]:
         parsed = []
         for raw in raw_lines:
-            obj = self._decoder.decode(raw)
-            if obj is None:
-                continue
+            if not raw.strip():
+                continue  # blank lines may occur and are skipped
             if self._skip:
                 self._skip -= 1
                 continue
             try:
-                line = parse_output_line(obj, self.expected_model)
-            except UnexpectedResponseError as exc:
-                # Cannot be matched to a row; the loader counts it as unattributable.
-                line = OutputLine("", self.expected_model, None, ItemError("no_custom_id", str(exc)))
+                line = decode_output_line(raw, self.expected_model)
+            except (UnexpectedResponseError, msgspec.DecodeError) as exc:
+                # Malformed, or without an id: it cannot be matched to a row, and one odd line must
+                # not stop the others. The loader counts it as unattributable.
+                line = OutputLine("", self.expected_model, None, ItemError("no_custom_id", str(exc)[:300]))
             parsed.append(line)
             self.yielded += 1
         return parsed

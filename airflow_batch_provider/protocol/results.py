@@ -4,12 +4,14 @@ The docs disagree on field names (entities as ``text/confidence`` or ``value/sco
 result travels as a JSON *string* inside ``choices[0].message.content``. A line whose result cannot
 be read becomes an item error (code ``invalid_content``) rather than an exception: one odd item must
 not stop a million others from landing.
+
+The result types are frozen msgspec Structs: immutable like frozen dataclasses, but several times
+cheaper to build, which matters at millions of lines (and the fast path decodes straight into them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Union
 
 import msgspec
@@ -17,14 +19,12 @@ import msgspec
 from airflow_batch_provider.protocol.errors import UnexpectedResponseError
 
 
-@dataclass(frozen=True)
-class ItemError:
+class ItemError(msgspec.Struct, frozen=True):
     code: str
     message: str
 
 
-@dataclass(frozen=True)
-class Entity:
+class Entity(msgspec.Struct, frozen=True):
     type: str
     text: str
     confidence: float | None = None
@@ -33,8 +33,7 @@ class Entity:
     context: str | None = None
 
 
-@dataclass(frozen=True)
-class ExtractResult:
+class ExtractResult(msgspec.Struct, frozen=True):
     entities: tuple[Entity, ...]
 
     def by_type(self) -> dict[str, list[str]]:
@@ -44,22 +43,19 @@ class ExtractResult:
         return grouped
 
 
-@dataclass(frozen=True)
-class SummarizeResult:
+class SummarizeResult(msgspec.Struct, frozen=True):
     summary: str
     input_chars: int | None = None
     output_chars: int | None = None
 
 
-@dataclass(frozen=True)
-class LabelScore:
+class LabelScore(msgspec.Struct, frozen=True):
     label: str
     score: float
     rubric: str | None = None
 
 
-@dataclass(frozen=True)
-class ClassifyResult:
+class ClassifyResult(msgspec.Struct, frozen=True):
     top_label: str
     scores: dict[str, float]
     reasoning: str | None = None
@@ -69,8 +65,7 @@ class ClassifyResult:
 Result = Union[ExtractResult, SummarizeResult, ClassifyResult]
 
 
-@dataclass(frozen=True)
-class OutputLine:
+class OutputLine(msgspec.Struct, frozen=True):
     custom_id: str
     model: str | None
     result: Result | None

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from airflow_batch_provider.protocol import ClassifyResult, ExtractResult, OutputLine, SummarizeResult
+from airflow_batch_provider.protocol import OutputLine
 
 STATUS_OK, STATUS_ERROR, STATUS_MISSING = "ok", "error", "missing"
 _UNSAFE = re.compile(r"[^0-9a-zA-Z_]+")
@@ -80,70 +80,58 @@ class ResultColumns:
 
 
 class RowBuffer:
-    """Rows of one record batch, column by column (lists are cheaper than dicts per row)."""
+    """Rows of one record batch. Rows are kept as they come and turned into columns at the end, one
+    list comprehension per column, which is much cheaper than appending to every column per row."""
 
     def __init__(self, columns: ResultColumns) -> None:
         self.columns = columns
         self.loaded_at = datetime.now(timezone.utc)
-        self.data: dict[str, list] = {name: [] for name in columns.schema.names}
+        self._rows: list[tuple[Any, str, str, str, OutputLine | None, str | None, str | None]] = []
 
     def __len__(self) -> int:
-        return len(self.data["status"])
-
-    def _common(self, row_id: Any, status: str, code: str | None, message: str | None, batch_id: str,
-                fingerprint: str) -> None:
-        d = self.data
-        d[self.columns.id_column].append(row_id)
-        d["status"].append(status)
-        d["error_code"].append(code)
-        d["error_message"].append(message)
-        d["batch_id"].append(batch_id)
-        d["model"].append(self.columns.model)
-        d["request_fingerprint"].append(fingerprint)
-        d["loaded_at"].append(self.loaded_at)
-
-    def _empty_result(self) -> None:
-        for name in self.columns.schema.names[8:]:
-            self.data[name].append(None)
+        return len(self._rows)
 
     def add_line(self, row_id: Any, fingerprint: str, batch_id: str, line: OutputLine) -> None:
-        if not line.ok or line.result is None:
+        if line.ok and line.result is not None:
+            self._rows.append((row_id, fingerprint, batch_id, STATUS_OK, line.result, None, None))
+        else:
             error = line.error
-            self._common(row_id, STATUS_ERROR, error.code if error else "no_result",
-                         error.message if error else "", batch_id, fingerprint)
-            self._empty_result()
-            return
-        self._common(row_id, STATUS_OK, None, None, batch_id, fingerprint)
-        d, result = self.data, line.result
-        if isinstance(result, SummarizeResult):
-            d["summary"].append(result.summary)
-            d["input_chars"].append(result.input_chars)
-            d["output_chars"].append(result.output_chars)
-        elif isinstance(result, ClassifyResult):
-            d["top_label"].append(result.top_label)
-            d["scores"].append(msgspec.json.encode(result.scores).decode())
-            d["reasoning"].append(result.reasoning)
-            for label, name in self.columns.label_columns.items():
-                d[name].append(result.scores.get(label))
-        elif isinstance(result, ExtractResult):
-            d["entities"].append(msgspec.json.encode(
-                [{"type": e.type, "text": e.text, "confidence": e.confidence, "start": e.start, "end": e.end}
-                 for e in result.entities]).decode())
-            if self.columns.entity_columns:
-                grouped = result.by_type()
-                for label, name in self.columns.entity_columns.items():
-                    values = grouped.get(label)
-                    if not values:
-                        d[name].append(None)
-                    elif self.columns.entity_mode == "first":
-                        d[name].append(values[0])
-                    else:
-                        d[name].append(msgspec.json.encode(values).decode())
+            self._rows.append((row_id, fingerprint, batch_id, STATUS_ERROR, None,
+                               error.code if error else "no_result", error.message if error else ""))
 
     def add_missing(self, row_id: Any, fingerprint: str, batch_id: str, code: str, message: str) -> None:
-        self._common(row_id, STATUS_MISSING, code, message, batch_id, fingerprint)
-        self._empty_result()
+        self._rows.append((row_id, fingerprint, batch_id, STATUS_MISSING, None, code, message))
+
+    def _model_columns(self, results: list) -> dict[str, list]:
+        encode = msgspec.json.encode
+        if self.columns.model == "summarize":
+            return {"summary": [r and r.summary for r in results],
+                    "input_chars": [r and r.input_chars for r in results],
+                    "output_chars": [r and r.output_chars for r in results]}
+        if self.columns.model == "classify":
+            data = {"top_label": [r and r.top_label for r in results],
+                    "scores": [r and encode(r.scores).decode() for r in results],
+                    "reasoning": [r and r.reasoning for r in results]}
+            for label, name in self.columns.label_columns.items():
+                data[name] = [r and r.scores.get(label) for r in results]
+            return data
+        data = {"entities": [r and encode([{"type": e.type, "text": e.text, "confidence": e.confidence,
+                                            "start": e.start, "end": e.end} for e in r.entities]).decode()
+                             for r in results]}
+        if self.columns.entity_columns:
+            grouped = [r and r.by_type() for r in results]
+            first = self.columns.entity_mode == "first"
+            for label, name in self.columns.entity_columns.items():
+                values = [g and g.get(label) for g in grouped]
+                data[name] = [(v[0] if first else encode(v).decode()) if v else None for v in values]
+        return data
 
     def to_record_batch(self) -> pa.RecordBatch:
-        return pa.record_batch([pa.array(self.data[f.name], f.type) for f in self.columns.schema],
+        ids, fingerprints, batch_ids, statuses, results, codes, messages = (
+            list(column) for column in zip(*self._rows)) if self._rows else ([],) * 7
+        n = len(self._rows)
+        data = {self.columns.id_column: ids, "status": statuses, "error_code": codes, "error_message": messages,
+                "batch_id": batch_ids, "model": [self.columns.model] * n, "request_fingerprint": fingerprints,
+                "loaded_at": [self.loaded_at] * n, **self._model_columns(results)}
+        return pa.record_batch([pa.array(data[f.name], f.type) for f in self.columns.schema],
                                schema=self.columns.schema)

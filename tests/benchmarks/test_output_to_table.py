@@ -20,7 +20,7 @@ from airflow_batch_provider.emulator.worker import output_line
 
 pytestmark = pytest.mark.benchmark
 N = 1_000_000
-PG = "postgresql://postgres@127.0.0.1:5432/test"
+from tests.conftest import POSTGRES_DSN as PG
 
 COMMON = """
 import json, os, time, pyarrow as pa

@@ -16,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+from tests.conftest import POSTGRES_DSN
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from airflow_batch_provider.protocol import Classify, Extract, Label, Summarize
 from airflow_batch_provider.state import read_manifest, write_manifest
 from tests.state_store import DictStateStore
 
-POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+from tests.conftest import POSTGRES_DSN
 CLASSIFY = Classify([Label("Positive", "Does the review praise the product?"),
                      Label("Very negative!", "Does the review complain?")])
 EXTRACT = Extract({"product": "the product", "price": "price paid", "city": "city"})

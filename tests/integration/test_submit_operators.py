@@ -24,7 +24,7 @@ from airflow_batch_provider.protocol import Classify, InvalidRequestError, Label
 from airflow_batch_provider.state import read_manifest
 from tests.state_store import DictStateStore
 
-POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+from tests.conftest import POSTGRES_DSN
 CLASSIFY = Classify([Label("positive", "Does the review praise the product?"),
                      Label("negative", "Does the review complain?")])
 
