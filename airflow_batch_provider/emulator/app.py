@@ -255,6 +255,17 @@ def create_app(config: EmulatorConfig) -> FastAPI:
             raise ApiError(422, str(exc)) from None
         return asdict(faults.settings)
 
+    @app.put("/_emulator/capacity")
+    async def set_capacity(request: Request) -> dict[str, Any]:
+        """Change processing speed while running: ``{"items_per_second": 50, "start_delay": 0}``."""
+        data = await _json(request)
+        unknown = set(data) - {"items_per_second", "start_delay"}
+        if unknown:
+            raise ApiError(422, f"unknown settings {sorted(unknown)}")
+        for name, value in data.items():
+            setattr(config, name, value)
+        return {"items_per_second": config.items_per_second, "start_delay": config.start_delay}
+
     faults = FaultState(config.faults)
     app.state.faults = faults
     app.add_middleware(FaultInjector, state=faults)  # added last, so it runs first

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from airflow.sdk import BaseHook, BaseOperator, ObjectStoragePath
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowFailException
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.landed import landed_fingerprints
 from airflow_batch_provider.protocol import Classify, Extract, InvalidRequestError, Label, Request, Summarize
@@ -53,7 +53,12 @@ READ_BATCH_ROWS = 25_000  # rows read and encoded at a time: memory vs per-batch
 SHOWN_INVALID = 10
 
 
-class InvalidRowsError(AirflowException):
+class InvalidInputError(AirflowFailException, ValueError):
+    """The input cannot be sent as it is. Nothing was submitted, and a retry would not help, so the
+    task fails without retrying."""
+
+
+class InvalidRowsError(InvalidInputError):
     """Rows that cannot be sent. Nothing was submitted."""
 
     def __init__(self, invalid: Sequence[InvalidRow], count: int, total: int) -> None:
@@ -66,7 +71,7 @@ class InvalidRowsError(AirflowException):
         self.count = count
 
 
-class InputChangedError(AirflowException):
+class InputChangedError(AirflowFailException):
     """A retry found different input than the attempt that already paid for batches."""
 
 
@@ -186,7 +191,10 @@ class BaseBatchSubmitOperator(BaseOperator):
         max_items = self.max_items_per_batch or hook.settings.max_items_per_batch
         max_bytes = self.max_bytes_per_batch or hook.settings.max_bytes_per_batch
         with tempfile.TemporaryDirectory(prefix="scaledown-job-") as tmp:
-            spool, id_type, counts = self._spool(request, Path(tmp), max_items, max_bytes)
+            try:
+                spool, id_type, counts = self._spool(request, Path(tmp), max_items, max_bytes)
+            except InvalidRequestError as exc:
+                raise InvalidInputError(str(exc)) from exc
             fingerprint = spool.close()
             job_id = self._job_id(SubmissionProgress(context.get("task_state_store")), fingerprint,
                                   len(spool.chunks))

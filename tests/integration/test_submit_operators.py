@@ -16,11 +16,12 @@ from airflow_batch_provider.hooks.errors import SubmitOutcomeUnknownError
 from airflow_batch_provider.operators.submit import (
     DataFrameToBatchOperator,
     InputChangedError,
+    InvalidInputError,
     InvalidRowsError,
     ParquetToBatchOperator,
     SqlToBatchOperator,
 )
-from airflow_batch_provider.protocol import Classify, InvalidRequestError, Label, Summarize
+from airflow_batch_provider.protocol import Classify, Label, Summarize
 from airflow_batch_provider.state import read_manifest
 from tests.state_store import DictStateStore
 
@@ -106,7 +107,7 @@ def test_invalid_rows_are_named_and_nothing_is_submitted(emulator, tmp_path, fra
     ],
 )
 def test_unusable_input_is_refused_before_any_call(emulator, tmp_path, frame, message):
-    with pytest.raises(InvalidRequestError, match=message):
+    with pytest.raises(InvalidInputError, match=message):
         run(frame_op(tmp_path, frame))
     assert emulator.stats()["requests"] == {}
 
@@ -134,7 +135,7 @@ def test_parquet_file_and_directory(emulator, tmp_path):
 
 def test_parquet_with_a_missing_column_is_refused(emulator, tmp_path):
     pq.write_table(pa.table({"review_id": [1], "text": ["x"]}), tmp_path / "bad.parquet")
-    with pytest.raises(InvalidRequestError, match="has no column 'body'; its columns are review_id, text"):
+    with pytest.raises(InvalidInputError, match="has no column 'body'; its columns are review_id, text"):
         run(ParquetToBatchOperator(task_id="p", path=str(tmp_path / "bad.parquet"), id_column="review_id",
                                    text_column="body", request=CLASSIFY, manifest_dir=str(tmp_path)))
     assert emulator.stats()["requests"] == {}

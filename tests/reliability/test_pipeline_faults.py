@@ -1,0 +1,184 @@
+"""Scenarios 1, 4, 5, 6: the real pipeline run by dag.test() (Airflow in this process, triggers in
+line, retries honoured) against the emulator as its own process."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import requests
+
+from tests.conftest import POSTGRES_DSN, load_dag
+from tests.emulator_helpers import EmulatorProcess
+from tests.reliability.conftest import API_KEY, drop, query, record
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+
+def set_faults(emulator, **settings):
+    requests.put(emulator.url + "/_emulator/faults", json=settings, headers={"x-api-key": API_KEY},
+                 timeout=10).raise_for_status()
+
+
+def run_pipeline(**conf):
+    run = load_dag("reliable_pipeline").test(run_conf=conf)
+    return run, {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+def landed(table):
+    return query(f"SELECT COUNT(*), COUNT(DISTINCT id), COUNT(*) FILTER (WHERE status = 'ok') FROM {table}")[0]
+
+
+def test_1_faults_during_submit_poll_and_output(pipeline_env, monkeypatch):
+    emulator = pipeline_env
+    # This server honours Idempotency-Key, so ambiguous submits may be retried (as documented).
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", json.dumps({
+        "conn_type": "batch_api", "host": emulator.url, "password": API_KEY,
+        "extra": {"retry_initial_wait": 0.05, "retry_max_wait": 0.5, "retry_max_attempts": 12,
+                  "retry_ambiguous_submits": True}}))
+    drop("rel_faults")
+    before = emulator.stats()
+    set_faults(emulator, rate=0.25, kinds=["429", "500", "502", "503", "504", "reset", "reset_after", "slow"],
+               retry_after=1, slow_seconds=0.3, routes=["submit", "status", "output"], seed=42)
+    try:
+        run, states = run_pipeline(rows=1000, table="rel_faults")
+    finally:
+        set_faults(emulator, rate=0.0)
+    after = emulator.stats()
+    injected = {k: v - before["faults_injected"].get(k, 0) for k, v in after["faults_injected"].items()}
+    injected = {k: v for k, v in injected.items() if v}
+    assert run.state == "success", states
+    assert landed("rel_faults") == (1000, 1000, 1000)
+    assert after["batches"] - before["batches"] == 20  # 1000 rows / 50: not one extra batch
+    assert sum(injected.values()) >= 10
+    record(1, "API faults during submit, poll and output fetch",
+           f"{sum(injected.values())} faults at 25 %: " + ", ".join(f"{k} ×{v}" for k, v in sorted(injected.items())),
+           "1000/1000 rows landed once; 20 batches (0 extra)")
+
+
+def test_4_emulator_restarted_mid_batch(monkeypatch, tmp_path):
+    data_dir = str(tmp_path / "emulator")
+    emulator = EmulatorProcess(["--data-dir", data_dir, "--items-per-second", "150"], tmp_path, api_key=API_KEY).start()
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", json.dumps({
+        "conn_type": "batch_api", "host": emulator.url, "password": API_KEY,
+        "extra": {"retry_initial_wait": 0.2, "retry_max_wait": 1, "retry_max_attempts": 10}}))
+    monkeypatch.setenv("AIRFLOW_CONN_RELIABILITY_DB", POSTGRES_DSN.replace("postgresql://", "postgres://"))
+    drop("rel_restart")
+    restarted = {}
+
+    def restart_mid_batch():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            stats = emulator.stats()
+            if stats["batches"] == 10 and stats.get("batches_completed", 0) in range(2, 8):
+                restarted["completed_before"] = stats.get("batches_completed", 0)
+                emulator.kill()
+                time.sleep(2)
+                emulator.start()  # same port, same data directory
+                restarted["after"] = emulator.stats()
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=restart_mid_batch)
+    killer.start()
+    try:
+        run, states = run_pipeline(rows=500, table="rel_restart")
+    finally:
+        killer.join()
+        stats = emulator.stats()
+        emulator.stop()
+    assert restarted, "the emulator was never restarted mid-batch"
+    assert run.state == "success", states
+    assert landed("rel_restart") == (500, 500, 500)
+    assert stats["batches"] == 10 and stats["items"] == 500
+    record(4, "Emulator killed (SIGKILL) and restarted mid-batch",
+           f"restart after {restarted['completed_before']}/10 batches had completed",
+           "500/500 rows landed once; 10 batches, none lost or repeated")
+
+
+def test_5_database_connection_killed_mid_load(pipeline_env):
+    emulator = pipeline_env
+    drop("rel_dbfail")
+    run, states = run_pipeline(rows=300, table="rel_dbfail")
+    assert run.state == "success", states
+    before = query("SELECT id, request_fingerprint, batch_id FROM rel_dbfail ORDER BY id")
+    killed = {}
+
+    def kill_load_connection():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            pids = query("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                         "AND pid <> pg_backend_pid() AND query ILIKE '%scaledown_staging%'")
+            if pids:
+                query(f"SELECT pg_terminate_backend({pids[0][0]})")
+                killed["at"] = time.monotonic()
+                killed["target_then"] = query("SELECT id, request_fingerprint, batch_id FROM rel_dbfail ORDER BY id")
+                return
+            time.sleep(0.02)
+
+    # The output comes slowly, so the load is still staging rows when its connection is killed.
+    set_faults(emulator, rate=1.0, kinds=["slow"], slow_seconds=0.4, routes=["output"])
+    killer = threading.Thread(target=kill_load_connection)
+    killer.start()
+    try:
+        run, states = run_pipeline(rows=300, table="rel_dbfail")  # a second run: the same ids again
+    finally:
+        set_faults(emulator, rate=0.0)
+        killer.join()
+    assert killed, "the load's connection was never seen"
+    assert killed["target_then"] == before  # the failed load left the target as it was
+    assert run.state == "success", states  # ... and its retry landed
+    assert landed("rel_dbfail") == (300, 300, 300)
+    assert query("SELECT COUNT(DISTINCT batch_id) FROM rel_dbfail")[0][0] == 6  # the new job's batches only
+    record(5, "Database connection killed mid-load (pg_terminate_backend)",
+           "load's PostgreSQL backend terminated while staging; then its task retry",
+           "target unchanged after the failure; retry landed 300/300 once")
+
+
+BAD_INPUTS = {
+    "nulls": "2 of 100 rows cannot be sent, so nothing was submitted: 3: text is null; 7: text is null",
+    "empty": "the input holds no rows",
+    "duplicates": "4: duplicate id",
+    "non_utf8": "holds binary, not strings",
+    "wrong_types": "holds double, not strings",
+    "huge": "6: text is longer than 1000000 bytes",
+}
+
+
+def test_6_bad_inputs_are_refused_naming_the_rows(pipeline_env, capfd, tmp_path, monkeypatch):
+    emulator = pipeline_env
+    before = emulator.stats()
+    refused = []
+    for case, message in BAD_INPUTS.items():
+        run, states = run_pipeline(case=case, rows=100, table="rel_bad")
+        output = "".join(capfd.readouterr())
+        assert run.state == "failed" and states["submit"] == "failed", (case, states)
+        assert message in output, (case, output[-3000:])
+        assert "up_for_retry" not in states.values()
+        refused.append(case)
+    pq.write_table(pa.table({"id": [1, 2], "body": ["a", "b"]}), tmp_path / "no_text.parquet")
+    monkeypatch.setenv("RELIABILITY_PARQUET", str(tmp_path / "no_text.parquet"))
+    run = load_dag("reliable_parquet").test()
+    assert run.state == "failed" and "has no column 'text'; its columns are id, body" in "".join(capfd.readouterr())
+    refused.append("parquet_missing_column")
+    from airflow_batch_provider.protocol import Classify, Extract, InvalidRequestError, Label
+    from airflow_batch_provider.protocol.requests import request_from_body
+    for make, words in ((lambda: Classify([Label("a", "A?"), Label("a", "Again?")]), "duplicate label names: a"),
+                        (lambda: Classify([]), "labels must be a non-empty list"),
+                        (lambda: Label("urgent", ""), "rubric of label 'urgent' must not be empty"),
+                        (lambda: Extract({}), "entities must be a non-empty mapping"),
+                        (lambda: Extract({"price": ""}), "description of entity 'price' must not be empty"),
+                        (lambda: request_from_body({"model": "translate"}), "unknown model 'translate'")):
+        with pytest.raises(InvalidRequestError, match=words):
+            make()
+        refused.append(words.split(":")[0])
+    after = emulator.stats()
+    assert after["batches"] == before["batches"] and after["items"] == before["items"]
+    assert after["requests"].get("submit", 0) == before["requests"].get("submit", 0)
+    record(6, "Bad inputs", f"{len(refused)} kinds: nulls, empty frame, duplicate ids, non-UTF-8 bytes, wrong "
+           "types, huge text, Parquet without the text column, invalid labels and entities, unknown model",
+           "each refused naming the rows or parameter; 0 batches, 0 submit requests")
