@@ -30,3 +30,21 @@ def test_sensor_and_wait_for_completion_defer_and_resume(make_emulator, monkeypa
     assert run.state == "success", {k: ti.state for k, ti in tis.items()}
     assert tis["counts"].xcom_pull(task_ids="counts") == [90, 90, 3]
     assert server.stats()["batches"] == 6
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_the_load_emits_an_asset_event_with_the_counts(make_emulator, monkeypatch, tmp_path):
+    import json
+
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    server = make_emulator()
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(server))
+    monkeypatch.setenv("AIRFLOW_CONN_LINEAGE_DB", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "l.db")}))
+    monkeypatch.setenv("TEST_MANIFEST_DIR", str(tmp_path))
+    run = load_dag("load_lineage_dag").test()
+    assert run.state == "success"
+    with create_session() as session:
+        events = [e for e in session.query(AssetEvent).all() if e.asset.uri == "x-dbapi://lineage_db/summaries"]
+    assert events and events[-1].extra["ok"] == 40 and events[-1].extra["rows"] == 40
