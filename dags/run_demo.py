@@ -34,7 +34,7 @@ def start_emulator(key: str) -> tuple[subprocess.Popen, str]:
     port_file.unlink(missing_ok=True)
     process = subprocess.Popen(
         [sys.executable, "-m", "airflow_batch_provider.emulator", "--port", "0", "--port-file", str(port_file),
-         "--api-key", key, "--data-dir", str(DEMO / "emulator"), "--items-per-second", "400",
+         f"--api-key={key}", "--data-dir", str(DEMO / "emulator"), "--items-per-second", "400",
          "--start-delay", "1", "--log-level", "warning"],
         stdout=subprocess.DEVNULL, stderr=open(DEMO / "emulator.log", "wb"))
     deadline = time.monotonic() + 30
@@ -95,10 +95,14 @@ def report(db: Path) -> bool:
 
 
 def standalone(env: dict[str, str]) -> int:
-    env = {**env, "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False"}
+    # standalone starts its components as `airflow ...` commands: they must be found on PATH.
+    env = {**env, "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+           "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{env.get('PATH', '')}"}
     print("starting `airflow standalone`: UI on http://localhost:8080 (its admin password is printed below "
           "and kept in .demo/airflow/); trigger enrich_reviews there. Ctrl-C stops everything.", flush=True)
     process = subprocess.Popen([AIRFLOW, "standalone"], env=env, start_new_session=True)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, even if started with SIGINT ignored
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # and a plain kill, the same way
     try:
         return process.wait()
     except KeyboardInterrupt:

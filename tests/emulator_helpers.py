@@ -48,7 +48,7 @@ class EmulatorProcess:
         port_file = self.workdir / f"port-{time.monotonic_ns()}"
         port = ["--port", str(self.port)] if self.port else ["--port", "0"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "airflow_batch_provider.emulator", "--api-key", self.api_key,
+            [sys.executable, "-m", "airflow_batch_provider.emulator", f"--api-key={self.api_key}",
              *port, "--port-file", str(port_file), "--log-level", "warning", *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ},
         )

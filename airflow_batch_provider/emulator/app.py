@@ -8,6 +8,7 @@ extension the provider's hook uses for safe retries).
 
 from __future__ import annotations
 
+import fcntl
 import secrets
 import tempfile
 import time
@@ -80,6 +81,17 @@ def _check_line(decoder: LineDecoder, raw: bytes) -> bytes | None:
     return raw.strip()
 
 
+def _lock_data_dir(data_dir: Path):
+    """One emulator per data directory: two would process the same batches twice."""
+    handle = open(data_dir / "emulator.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RuntimeError(f"another emulator is using {data_dir}; stop it or choose another --data-dir") from None
+    return handle
+
+
 def create_app(config: EmulatorConfig) -> FastAPI:
     tmp = None
     if config.data_dir is None:
@@ -88,6 +100,7 @@ def create_app(config: EmulatorConfig) -> FastAPI:
     else:
         data_dir = Path(config.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
+    lock = _lock_data_dir(data_dir)
     store = BatchStore(data_dir / "batches.sqlite3")
     processor = Processor(store, config)
     shape = _v1 if config.api_version == 1 else _v2
@@ -100,6 +113,7 @@ def create_app(config: EmulatorConfig) -> FastAPI:
             yield
         finally:
             await run_in_threadpool(processor.stop)
+            lock.close()
             if tmp is not None:
                 tmp.cleanup()
 

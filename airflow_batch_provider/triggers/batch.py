@@ -80,6 +80,11 @@ class BatchTrigger(BaseTrigger):
                       time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.deadline)) if self.deadline else "none")
         interval, failures, cursor = self.poll_interval, 0, 0
         limit = asyncio.Semaphore(self.max_concurrency)
+        # The first look comes one interval after deferral, not at once: a job that finished within
+        # the scheduler's loop would resume the task before the scheduler has seen the deferring try
+        # end, and Airflow 3.3's LocalExecutor then fails the resumed try ("finished with state
+        # success, but the task instance's state attribute is running"). A short job loses one interval.
+        await asyncio.sleep(self._pause(self.poll_interval))
         async with BatchApiAsyncHook(self.batch_api_conn_id) as hook:
 
             async def poll(batch_id: str) -> BatchStatus | BaseException:
@@ -131,5 +136,8 @@ class BatchTrigger(BaseTrigger):
                     yield self._event(verdict.value, progress, messages[verdict])
                     return
                 interval = self.poll_interval if changed else min(interval * 1.5, self.max_poll_interval)
-                pause = interval if self.deadline is None else max(0.0, min(interval, self.deadline - time.time()))
-                await asyncio.sleep(pause)
+                await asyncio.sleep(self._pause(interval))
+
+    def _pause(self, interval: float) -> float:
+        """Sleep for ``interval``, but never past the deadline."""
+        return interval if self.deadline is None else max(0.0, min(interval, self.deadline - time.time()))

@@ -273,3 +273,9 @@ def test_a_restarted_emulator_process_loses_nothing_mid_batch(emulator_process, 
     ids = [line.custom_id for line in output(second, batch_id)]
     assert (status.completed, len(ids), len(set(ids))) == (600, 600, 600)
     assert ids == [f"r{i}" for i in range(600)]
+
+
+def test_two_emulators_cannot_share_a_data_dir(make_emulator, tmp_path):
+    make_emulator(data_dir=tmp_path / "shared")
+    with pytest.raises(RuntimeError, match="another emulator is using"):
+        make_emulator(data_dir=tmp_path / "shared")
