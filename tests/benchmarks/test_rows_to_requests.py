@@ -7,7 +7,6 @@ Run with `make benchmarks`.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
