@@ -75,10 +75,6 @@ class BatchApiHook(HttpHook):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(batch_api_conn_id={self.batch_api_conn_id!r})"
 
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:  # declared in get_provider_info instead
-        return {}
-
     @cached_property
     def settings(self) -> ApiSettings:
         return ApiSettings.from_connection(self.get_connection(self.batch_api_conn_id))

@@ -196,10 +196,9 @@ class BaseBatchSubmitOperator(BaseOperator):
             except InvalidRequestError as exc:
                 raise InvalidInputError(str(exc)) from exc
             fingerprint = spool.close()
-            job_id = self._job_id(SubmissionProgress(context.get("task_state_store")), fingerprint,
-                                  len(spool.chunks))
-            batches = self._submit_all(spool, job_id, SubmissionProgress(context.get("task_state_store")),
-                                       max_items, max_bytes)
+            progress = SubmissionProgress(context.get("task_state_store"))
+            job_id = self._job_id(progress, fingerprint, len(spool.chunks))
+            batches = self._submit_all(spool, job_id, progress, max_items, max_bytes)
             manifest = JobManifest(
                 job_id=job_id, conn_id=self.batch_api_conn_id, model=request.model,
                 request=request.params(), id_column=self.id_column, id_type=str(id_type),

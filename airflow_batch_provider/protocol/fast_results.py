@@ -16,7 +16,6 @@ from airflow_batch_provider.protocol.results import (
     ClassifyResult,
     Entity,
     ExtractResult,
-    ItemError,
     OutputLine,
     SummarizeResult,
     parse_output_line,
@@ -101,5 +100,3 @@ def decode_output_line(raw: bytes, expected_model: str | None = None) -> OutputL
         raise
     return parse_output_line(_ANY.decode(raw), expected_model)
 
-
-__all__ = ["ItemError", "decode_output_line"]
