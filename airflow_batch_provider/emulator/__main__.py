@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-failure-rate", type=float, default=0.0)
     p.add_argument("--output-drop-rate", type=float, default=0.0, help="share of output lines left out")
     p.add_argument("--output-duplicate-rate", type=float, default=0.0, help="share of output lines sent twice")
+    p.add_argument("--ignore-idempotency-key", action="store_true",
+                   help="create a new batch for every submission, as a server that does not honour "
+                        "Idempotency-Key would")
     p.add_argument("--fault-rate", type=float, default=0.0, help="chance per API request of a fault")
     p.add_argument("--fault-kinds", default="429,500,502,503,504,reset,slow",
                    help=f"comma-separated, from: {','.join(FAULT_KINDS)}")
@@ -59,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             start_delay=args.start_delay, item_failure_rate=args.item_failure_rate,
             batch_failure_rate=args.batch_failure_rate, output_drop_rate=args.output_drop_rate,
             output_duplicate_rate=args.output_duplicate_rate,
+            ignore_idempotency_key=args.ignore_idempotency_key,
             faults=FaultSettings(
                 rate=args.fault_rate, kinds=tuple(filter(None, args.fault_kinds.split(","))),
                 routes=tuple(filter(None, args.fault_routes.split(","))),

@@ -144,7 +144,7 @@ def create_app(config: EmulatorConfig) -> FastAPI:
     async def submit(request: Request) -> dict[str, Any]:
         if not config.router:
             raise ApiError(503, "batch router is not configured")
-        key = request.headers.get("idempotency-key")
+        key = None if config.ignore_idempotency_key else request.headers.get("idempotency-key")
         if key:
             existing = await run_in_threadpool(store.find_by_idempotency_key, key)
             if existing is not None:

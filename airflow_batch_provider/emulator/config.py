@@ -48,6 +48,7 @@ class EmulatorConfig:
     max_batch_items: int | None = None
     output_drop_rate: float = 0.0       # output lines left out (their rows come back "missing")
     output_duplicate_rate: float = 0.0  # output lines sent twice
+    ignore_idempotency_key: bool = False  # a server that does not honour Idempotency-Key
     faults: FaultSettings = field(default_factory=FaultSettings)
 
     def __post_init__(self) -> None:

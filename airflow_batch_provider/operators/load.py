@@ -14,11 +14,11 @@ import pyarrow as pa
 
 from airflow.sdk import Asset, BaseHook, BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException
-from airflow_batch_provider.collect import LoadCounts, collect_results
 from airflow_batch_provider.destinations.parquet import write_parquet
 from airflow_batch_provider.destinations.table import MODES, table_writer_for
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
-from airflow_batch_provider.state import read_manifest
+from airflow_batch_provider.job.reconcile import Reconciliation
+from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
 
 if TYPE_CHECKING:
@@ -61,9 +61,9 @@ class BaseBatchOutputOperator(BaseOperator):
         columns = ResultColumns(model=manifest.model, request=manifest.request, id_column=manifest.id_column,
                                 id_type=pa.type_for_alias(manifest.id_type), label_scores=self.label_scores,
                                 entity_columns=self.entity_columns)
-        counts = LoadCounts()
-        hook = BatchApiHook(manifest.conn_id)
-        landed = self.land(collect_results(hook, manifest, location, columns, counts, self.log), columns)
+        reconciliation = Reconciliation(BatchApiHook(manifest.conn_id), manifest, location, columns, self.log)
+        landed = self.land(iter(reconciliation), columns)
+        counts = reconciliation.counts
         if counts.rows != manifest.total_rows or landed != manifest.total_rows:
             raise AirflowException(
                 f"job {manifest.job_id}: accounted for {counts.rows} rows and landed {landed}, but the manifest "

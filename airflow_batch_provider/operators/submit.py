@@ -1,14 +1,14 @@
-"""Submit operators: rows from a DataFrame, Parquet or SQL become batches, safely.
+"""Submit operators: rows from a DataFrame, Parquet or SQL become batches, paid for once.
 
 All three share :class:`BaseBatchSubmitOperator` and differ only in :meth:`iter_record_batches`
-(where rows come from). The flow:
+(where rows come from). The job itself — spool, identity, sending, the ledger of what was paid for —
+is :mod:`airflow_batch_provider.job`'s business; the operator wires it to Airflow:
 
-1. every row is validated and encoded into a local spool (nothing is sent yet);
-2. invalid rows fail the task naming them (``on_invalid_rows="fail"``) or are reported and left out
-   (``"skip"``) — never silently dropped;
-3. chunks (batches of at most ``max_items_per_batch`` requests and ``max_bytes_per_batch`` bytes)
-   are submitted with bounded concurrency; progress is recorded in ``task_state_store`` before and
-   after each paid call, so a retry re-attaches to accepted batches and submits only the rest;
+1. every row is validated and encoded into a local spool (nothing is sent yet); invalid rows fail the
+   task naming them (``on_invalid_rows="fail"``) or are reported and left out (``"skip"``);
+2. spend guards: ``max_rows`` refuses a job that is too large, ``dry_run`` reports and stops;
+3. the chunks the ledger (``task_state_store``) does not show as accepted are submitted, and every
+   outcome is recorded before the task fails or returns;
 4. the job manifest is written to ``manifest_dir`` and a small reference goes to XCom.
 """
 
@@ -19,30 +19,36 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from airflow.sdk import BaseHook, BaseOperator, ObjectStoragePath
-from airflow.sdk.exceptions import AirflowFailException
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
+from airflow_batch_provider.job.errors import (
+    AmbiguousSubmissionError,
+    InputChangedError,
+    InvalidInputError,
+    InvalidRowsError,
+)
+from airflow_batch_provider.job.ledger import Ledger
+from airflow_batch_provider.job.manifest import ROWS_FILE, JobManifest, default_manifest_dir, job_location, write_manifest
+from airflow_batch_provider.job.submission import (
+    ON_AMBIGUOUS,
+    ON_INPUT_CHANGE,
+    Submission,
+    job_id_for,
+    job_identity,
+    spool_rows,
+    task_identity,
+)
 from airflow_batch_provider.landed import landed_fingerprints
 from airflow_batch_provider.protocol import Classify, Extract, InvalidRequestError, Label, Request, Summarize
-from airflow_batch_provider.state import (
-    ROWS_FILE,
-    BatchRef,
-    JobManifest,
-    SubmissionProgress,
-    job_location,
-    write_manifest,
-)
-from airflow_batch_provider.tabular.rows_to_requests import DEFAULT_MAX_TEXT_BYTES, InvalidRow, RowEncoder
-from airflow_batch_provider.tabular.spool import RequestSpool
+from airflow_batch_provider.tabular.results_to_columns import ResultColumns
+from airflow_batch_provider.tabular.rows_to_requests import DEFAULT_MAX_TEXT_BYTES, RowEncoder
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,36 +56,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 READ_BATCH_ROWS = 25_000  # rows read and encoded at a time: memory vs per-batch overhead
-SHOWN_INVALID = 10
 
-
-class InvalidInputError(AirflowFailException, ValueError):
-    """The input cannot be sent as it is. Nothing was submitted, and a retry would not help, so the
-    task fails without retrying."""
-
-
-class InvalidRowsError(InvalidInputError):
-    """Rows that cannot be sent. Nothing was submitted."""
-
-    def __init__(self, invalid: Sequence[InvalidRow], count: int, total: int) -> None:
-        shown = "; ".join(f"{row.row_id!r}: {row.reason}" for row in invalid[:SHOWN_INVALID])
-        more = f" (and {count - SHOWN_INVALID} more)" if count > SHOWN_INVALID else ""
-        super().__init__(
-            f"{count} of {total} rows cannot be sent, so nothing was submitted: {shown}{more}. "
-            "Fix these rows, or pass on_invalid_rows='skip' to send the others and report these.")
-        self.invalid = list(invalid)
-        self.count = count
-
-
-class InputChangedError(AirflowFailException):
-    """A retry found different input than the attempt that already paid for batches."""
-
-
-def default_manifest_dir() -> str:
-    from airflow.configuration import conf
-
-    return conf.get("scaledown", "manifest_dir",
-                    fallback=str(Path(conf.get("core", "dags_folder")).parent / "scaledown_jobs"))
+__all__ = ["AmbiguousSubmissionError", "BaseBatchSubmitOperator", "DataFrameToBatchOperator", "InputChangedError",
+           "InvalidInputError", "InvalidRowsError", "ParquetToBatchOperator", "SqlToBatchOperator"]
 
 
 def _render_request(operator: BaseOperator, request: Request, context: Context) -> Request:
@@ -99,7 +78,7 @@ class BaseBatchSubmitOperator(BaseOperator):
     """Shared parameters of the submit operators.
 
     :param id_column: column whose values become ``custom_id`` (unique, non-null; integers or
-        strings, kept in their original type for the join back).
+        strings of any Arrow width or encoding; integers land as 64-bit, strings as text).
     :param text_column: column with the text to send.
     :param request: ``Extract(...)``, ``Summarize(...)`` or ``Classify(...)``; its text parameters
         are templated.
@@ -109,8 +88,16 @@ class BaseBatchSubmitOperator(BaseOperator):
     :param max_concurrent_submits: batches submitted at once.
     :param on_invalid_rows: ``"fail"`` (default): refuse the job naming the rows, submit nothing;
         ``"skip"``: submit the valid rows, report and count the others.
-    :param on_input_change: what a retry does when the input differs from what an earlier try
-        already submitted: ``"fail"`` (default) or ``"restart"`` (forget those batches, submit anew).
+    :param on_input_change: what a retry does when the rows, the request or the batch limits differ
+        from what an earlier try already paid for: ``"fail"`` (default) or ``"restart"`` (forget
+        those batches, submit anew).
+    :param on_ambiguous: what a retry does with chunks whose POST an earlier try sent without
+        learning the outcome, when the connection does not say the server honours
+        ``Idempotency-Key`` (``retry_ambiguous_submits``): ``"fail"`` (default: name them, resend
+        nothing) or ``"resubmit"`` (send them again, logged as a possible double charge).
+    :param max_rows: refuse, before any call, a job of more rows than this.
+    :param dry_run: validate and spool, report rows, batches, bytes and skipped rows in the log and
+        the XCom, and stop without paying for anything.
     :param max_text_bytes: longest text accepted (UTF-8 bytes).
     :param manifest_dir: where job manifests are written (local path or object storage URI);
         default ``[scaledown] manifest_dir`` or ``scaledown_jobs`` beside the dags folder.
@@ -140,6 +127,9 @@ class BaseBatchSubmitOperator(BaseOperator):
         max_concurrent_submits: int = 4,
         on_invalid_rows: str = "fail",
         on_input_change: str = "fail",
+        on_ambiguous: str = "fail",
+        max_rows: int | None = None,
+        dry_run: bool = False,
         max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
         manifest_dir: str | None = None,
         skip_landed_conn_id: str | None = None,
@@ -153,14 +143,21 @@ class BaseBatchSubmitOperator(BaseOperator):
         super().__init__(**kwargs)
         if on_invalid_rows not in ("fail", "skip"):
             raise ValueError(f"on_invalid_rows must be 'fail' or 'skip', got {on_invalid_rows!r}")
-        if on_input_change not in ("fail", "restart"):
+        if on_input_change not in ON_INPUT_CHANGE:
             raise ValueError(f"on_input_change must be 'fail' or 'restart', got {on_input_change!r}")
+        if on_ambiguous not in ON_AMBIGUOUS:
+            raise ValueError(f"on_ambiguous must be 'fail' or 'resubmit', got {on_ambiguous!r}")
         if not isinstance(request, (Extract, Summarize, Classify)):
             raise TypeError(f"request must be Extract, Summarize or Classify, got {type(request).__name__}")
         if max_concurrent_submits < 1:
             raise ValueError("max_concurrent_submits must be >= 1")
+        if max_rows is not None and max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1, got {max_rows}")
         if bool(skip_landed_conn_id) != bool(skip_landed_table):
             raise ValueError("skip_landed_conn_id and skip_landed_table go together")
+        # Whatever the load's options, its columns must not collide: refuse that now, not after paying.
+        ResultColumns(model=request.model, request=request.params(), id_column=id_column, id_type=pa.string(),
+                      label_scores=True, entity_columns="all")
         self.id_column = id_column
         self.text_column = text_column
         self.request = request
@@ -170,6 +167,9 @@ class BaseBatchSubmitOperator(BaseOperator):
         self.max_concurrent_submits = max_concurrent_submits
         self.on_invalid_rows = on_invalid_rows
         self.on_input_change = on_input_change
+        self.on_ambiguous = on_ambiguous
+        self.max_rows = max_rows
+        self.dry_run = dry_run
         self.max_text_bytes = max_text_bytes
         self.manifest_dir = manifest_dir
         self.skip_landed_conn_id = skip_landed_conn_id
@@ -192,26 +192,44 @@ class BaseBatchSubmitOperator(BaseOperator):
         max_bytes = self.max_bytes_per_batch or hook.settings.max_bytes_per_batch
         with tempfile.TemporaryDirectory(prefix="scaledown-job-") as tmp:
             try:
-                spool, id_type, counts = self._spool(request, Path(tmp), max_items, max_bytes)
+                landed = (landed_fingerprints(self.skip_landed_conn_id, self.skip_landed_table, self.id_column)
+                          if self.skip_landed_conn_id else None)
+                spooled = spool_rows(
+                    self.iter_record_batches(), RowEncoder(request, self.id_column, self.text_column,
+                                                           self.max_text_bytes),
+                    Path(tmp), max_items=max_items, max_bytes=max_bytes, landed=landed,
+                    allow_empty=self.allow_empty, on_invalid_rows=self.on_invalid_rows, log=self.log)
             except InvalidRequestError as exc:
                 raise InvalidInputError(str(exc)) from exc
-            fingerprint = spool.close()
-            progress = SubmissionProgress(context.get("task_state_store"))
-            job_id = self._job_id(progress, fingerprint, len(spool.chunks))
-            batches = self._submit_all(spool, job_id, progress, max_items, max_bytes)
+            spool = spooled.spool
+            if self.max_rows is not None and spool.rows > self.max_rows:
+                raise InvalidInputError(
+                    f"the job holds {spool.rows} rows to send, more than max_rows={self.max_rows}; nothing was "
+                    "submitted. Raise max_rows if this size is expected.")
+            identity = job_identity(spool.digest, request, max_items, max_bytes)
+            task = task_identity(context)
+            if self.dry_run:
+                return self._dry_run(job_id_for(task, identity), spooled)
+            submission = Submission(
+                conn_id=self.batch_api_conn_id, spool=spool, identity=identity, task=task,
+                ledger=Ledger(context.get("task_state_store")), concurrency=self.max_concurrent_submits,
+                max_items=max_items, max_bytes=max_bytes,
+                retry_ambiguous=hook.settings.retry_ambiguous_submits, on_ambiguous=self.on_ambiguous,
+                on_input_change=self.on_input_change, log=self.log)
+            batches = submission.run()
             manifest = JobManifest(
-                job_id=job_id, conn_id=self.batch_api_conn_id, model=request.model,
-                request=request.params(), id_column=self.id_column, id_type=str(id_type),
-                input_fingerprint=fingerprint, total_rows=spool.rows, invalid_rows=counts["invalid"],
+                job_id=submission.job_id, conn_id=self.batch_api_conn_id, model=request.model,
+                request=request.params(), id_column=self.id_column, id_type=str(spooled.id_type),
+                input_fingerprint=identity, total_rows=spool.rows, invalid_rows=spooled.invalid,
                 batches=batches)
-            location = job_location(self.manifest_dir or default_manifest_dir(), job_id)
+            location = job_location(self.manifest_dir or default_manifest_dir(), submission.job_id)
             write_manifest(location, manifest)
             with open(spool.rows_path, "rb") as source, (location / ROWS_FILE).open("wb") as target:
                 shutil.copyfileobj(source, target, 1 << 20)
-        reference = {**manifest.reference(str(location)), "skipped_rows": counts["skipped"]}
+        reference = {**manifest.reference(str(location)), "skipped_rows": spooled.skipped}
         self.log.info("Job %s: %d rows in %d batches (%d invalid rows left out, %d already landed); "
-                      "manifest %s", job_id, spool.rows, len(batches), counts["invalid"],
-                      counts["skipped"], location)
+                      "manifest %s", submission.job_id, spool.rows, len(batches), spooled.invalid,
+                      spooled.skipped, location)
         if self.wait_for_completion and batches:
             from airflow_batch_provider.sensors.batch import defer_until_done
 
@@ -219,131 +237,19 @@ class BaseBatchSubmitOperator(BaseOperator):
                              timeout=self.wait_timeout, method_name="execute_complete")
         return reference
 
+    def _dry_run(self, job_id: str, spooled: Any) -> dict[str, Any]:
+        spool = spooled.spool
+        report = {"dry_run": True, "job_id": job_id, "rows": spool.rows, "batches": len(spool.chunks),
+                  "bytes": spool.bytes, "invalid_rows": spooled.invalid, "skipped_rows": spooled.skipped}
+        self.log.info("Dry run, nothing submitted: job %s would send %d rows in %d batches (%d bytes); "
+                      "%d invalid rows left out, %d already landed", job_id, spool.rows, len(spool.chunks),
+                      spool.bytes, spooled.invalid, spooled.skipped)
+        return report
+
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         from airflow_batch_provider.sensors.batch import check_event
 
         return check_event(event, self.log)["job"]
-
-    def _spool(self, request: Request, directory: Path, max_items: int, max_bytes: int):
-        encoder = RowEncoder(request, self.id_column, self.text_column, self.max_text_bytes)
-        landed = (landed_fingerprints(self.skip_landed_conn_id, self.skip_landed_table, self.id_column)
-                  if self.skip_landed_conn_id else None)
-        spool: RequestSpool | None = None
-        invalid: list[InvalidRow] = []
-        counts = {"invalid": 0, "skipped": 0, "seen": 0}
-        id_type = pa.string()
-        for batch in self.iter_record_batches():
-            if spool is None:
-                encoder.check_schema(batch.schema)
-                id_type = batch.schema.field(self.id_column).type
-                if pa.types.is_null(id_type):
-                    id_type = pa.string()
-                spool = RequestSpool(directory, id_type, max_items, max_bytes)
-            counts["seen"] += batch.num_rows
-            encoded = encoder.encode(batch)
-            counts["invalid"] += len(encoded.invalid)
-            invalid.extend(encoded.invalid[: max(0, SHOWN_INVALID - len(invalid))])
-            lines, ids, custom_ids, fingerprints = encoded.lines, encoded.ids, encoded.custom_ids, encoded.fingerprints
-            if landed:
-                keep = [landed.get(cid) != fp for cid, fp in zip(custom_ids.to_pylist(), fingerprints.to_pylist())]
-                counts["skipped"] += keep.count(False)
-                if not all(keep):
-                    mask = pa.array(keep)
-                    lines, ids, custom_ids, fingerprints = (a.filter(mask) for a in (lines, ids, custom_ids, fingerprints))
-            sizes = pc.binary_length(lines)
-            if len(lines) and pc.max(sizes).as_py() > max_bytes:
-                first = pc.index(pc.greater(sizes, max_bytes), True).as_py()
-                raise InvalidRequestError(
-                    f"row {custom_ids[first].as_py()!r}: its request line is longer than max_bytes_per_batch="
-                    f"{max_bytes}; raise max_bytes_per_batch or lower max_text_bytes")
-            spool.add(lines, ids, custom_ids, fingerprints)
-        if spool is None or counts["seen"] == 0:
-            if not self.allow_empty:
-                raise InvalidRequestError("the input holds no rows: nothing to submit (pass allow_empty=True "
-                                          "if an empty input is normal for this task)")
-            self.log.info("The input holds no rows (allow_empty=True): an empty job")
-            spool = spool or RequestSpool(directory, id_type, max_items, max_bytes)
-        if counts["invalid"] and self.on_invalid_rows == "fail":
-            raise InvalidRowsError(invalid, counts["invalid"], counts["seen"])
-        if counts["invalid"]:
-            self.log.warning("%d of %d rows left out (on_invalid_rows='skip'), e.g. %s", counts["invalid"],
-                             counts["seen"], "; ".join(f"{r.row_id!r}: {r.reason}" for r in invalid))
-        return spool, id_type, counts
-
-    def _job_id(self, progress: SubmissionProgress, fingerprint: str, chunks: int) -> str:
-        if progress.store is None:
-            self.log.warning("task_state_store is not available: a retry of this task cannot re-attach "
-                             "to batches this try submits")
-        previous = progress.job()
-        if previous:
-            if previous["fingerprint"] == fingerprint:
-                self.log.info("Resuming job %s submitted by an earlier try", previous["job_id"])
-                return previous["job_id"]
-            if self.on_input_change == "fail":
-                raise InputChangedError(
-                    f"an earlier try of this task submitted job {previous['job_id']} for different input "
-                    f"(fingerprint {previous['fingerprint'][:12]}…, now {fingerprint[:12]}…); those batches "
-                    "are paid for. Restore the input, or set on_input_change='restart' to submit anew.")
-            self.log.warning("Input changed since job %s; starting over (on_input_change='restart')",
-                             previous["job_id"])
-            progress.forget(previous["chunks"])
-        job_id = f"job-{uuid.uuid4().hex[:20]}"
-        progress.start(job_id, fingerprint, chunks)
-        return job_id
-
-    def _submit_all(self, spool: RequestSpool, job_id: str, progress: SubmissionProgress,
-                    max_items: int, max_bytes: int) -> list[BatchRef]:
-        """Submit the chunks not yet accepted, ``max_concurrent_submits`` at a time.
-
-        ``task_state_store`` is written from this thread only; the pool threads just do HTTP, each
-        with a hook (and session) of its own.
-        """
-        accepted: dict[int, str] = {}
-        pending: list[int] = []
-        for index in range(len(spool.chunks)):
-            batch_id = progress.accepted(index)
-            if batch_id:
-                accepted[index] = batch_id
-            else:
-                pending.append(index)
-        if accepted:
-            self.log.info("%d of %d batches were accepted by an earlier try; submitting %d",
-                          len(accepted), len(spool.chunks), len(pending))
-        hooks: dict[int, BatchApiHook] = {}
-
-        def submit(index: int) -> str:
-            import threading
-
-            thread_hook = hooks.setdefault(threading.get_ident(), BatchApiHook(self.batch_api_conn_id))
-            lines = spool.read_chunk(spool.chunks[index])
-            return thread_hook.submit_batch(lines, idempotency_key=f"{job_id}:{index}",
-                                            max_items=max_items, max_bytes=max_bytes).batch_id
-
-        queue = iter(pending)
-        running: dict[Future, int] = {}
-        with ThreadPoolExecutor(self.max_concurrent_submits, thread_name_prefix="scaledown-submit") as pool:
-            def start_next() -> bool:
-                index = next(queue, None)
-                if index is None:
-                    return False
-                progress.mark_in_flight(index)
-                running[pool.submit(submit, index)] = index
-                return True
-
-            for _ in range(self.max_concurrent_submits):
-                if not start_next():
-                    break
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    index = running.pop(future)
-                    batch_id = future.result()  # a failure stops the job; accepted chunks are kept
-                    progress.mark_accepted(index, batch_id)
-                    accepted[index] = batch_id
-                    if len(accepted) % 100 == 0 or len(accepted) == len(spool.chunks):
-                        self.log.info("Submitted %d of %d batches", len(accepted), len(spool.chunks))
-                    start_next()
-        return [BatchRef(accepted[i], chunk.first_row, chunk.rows) for i, chunk in enumerate(spool.chunks)]
 
 
 def _frame_to_batches(frame: pd.DataFrame, columns: list[str]) -> Iterator[pa.RecordBatch]:

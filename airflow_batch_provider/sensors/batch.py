@@ -2,7 +2,7 @@
 
 Deferrable: it checks once on the worker (a finished job completes inline), then defers to
 :class:`~airflow_batch_provider.triggers.batch.BatchTrigger` with an absolute deadline. Poke and
-reschedule modes use the same :class:`~airflow_batch_provider.protocol.progress.JobProgress`
+reschedule modes use the same :class:`~airflow_batch_provider.job.waiting.JobProgress`
 decision as the trigger. Item-level failures never fail the sensor: it returns the counts, and the
 loader decides with ``max_failed_ratio``.
 """
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
-from airflow_batch_provider.protocol.progress import JobProgress, Verdict
-from airflow_batch_provider.state import read_manifest
+from airflow_batch_provider.job.waiting import JobProgress, Verdict
+from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.triggers.batch import BatchTrigger
 
 if TYPE_CHECKING:

@@ -71,9 +71,26 @@ class ResultColumns:
                 fields += [pa.field(name, pa.string()) for name in self.entity_columns.values()]
         else:
             raise ValueError(f"unknown model {model!r}")
-        if len({f.name for f in fields}) != len(fields):
-            raise ValueError(f"two result columns would share a name: {[f.name for f in fields]}")
+        self._refuse_collisions(fields, id_column)
         self.schema = pa.schema(fields)
+
+    def _refuse_collisions(self, fields: list[pa.Field], id_column: str) -> None:
+        """Two sources of one column name would overwrite each other at load: name both."""
+        derived = {*self.label_columns.values(), *self.entity_columns.values()}
+        sources: dict[str, str] = {id_column: f"the id column {id_column!r}"}
+        for f in fields[1:]:
+            if f.name in derived:
+                continue
+            if f.name in sources:
+                raise ValueError(f"{sources[f.name]} and the result column {f.name!r} share a name; "
+                                 "rename the id column")
+            sources[f.name] = f"the result column {f.name!r}"
+        for kind, mapping in (("label", self.label_columns), ("entity type", self.entity_columns)):
+            for name, column in mapping.items():
+                if column in sources:
+                    raise ValueError(f"{kind} {name!r} and {sources[column]} would both land in column "
+                                     f"{column!r}; rename one of them")
+                sources[column] = f"{kind} {name!r}"
 
     def buffer(self) -> RowBuffer:
         return RowBuffer(self)

@@ -25,6 +25,28 @@ from airflow_batch_provider.protocol import InvalidRequestError, LineEncoder, Re
 from airflow_batch_provider.tabular.fingerprint import Fingerprinter
 
 DEFAULT_MAX_TEXT_BYTES = 1_000_000
+INT64_MAX = 2**63 - 1
+
+
+def _decoded(column: pa.Array) -> pa.Array:
+    """A dictionary-encoded column as its plain values."""
+    return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+
+
+def landing_id_type(kind: pa.DataType) -> pa.DataType:
+    """The type ids land with in every destination: int64 for any integer type (SQL databases store
+    signed 64-bit integers), string for any string type; None when the type cannot be an id."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if pa.types.is_integer(kind):
+        return pa.int64()
+    if _is_text(kind) or pa.types.is_null(kind):
+        return pa.string()
+    return None
 
 
 @dataclass(frozen=True)
@@ -67,21 +89,27 @@ class RowEncoder:
         self._fingerprint = Fingerprinter(request)
         self._runs: list[np.ndarray] = []  # sorted runs of the hashes of every id so far
 
-    def check_schema(self, schema: pa.Schema) -> None:
-        """Columns missing from the data are an error for the whole input (nothing is encoded)."""
+    def check_schema(self, schema: pa.Schema) -> pa.DataType:
+        """Columns missing from the data are an error for the whole input (nothing is encoded).
+        Returns the type the ids land with (:func:`landing_id_type`)."""
         missing = [c for c in (self.id_column, self.text_column) if c not in schema.names]
         if missing:
             raise InvalidRequestError(
                 f"the input has no column {', '.join(map(repr, missing))}; "
                 f"its columns are {', '.join(schema.names)}")
         id_type = schema.field(self.id_column).type
-        if not (pa.types.is_integer(id_type) or pa.types.is_string(id_type)
-                or pa.types.is_large_string(id_type) or pa.types.is_null(id_type)):
+        landing = landing_id_type(id_type)
+        if landing is None:
             raise InvalidRequestError(
                 f"id column {self.id_column!r} must hold integers or strings, not {id_type}")
+        return landing
 
-    def _reasons(self, ids: pa.Array, text: pa.Array) -> Iterator[tuple[int, str]]:
-        if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type) or pa.types.is_null(text.type)):
+    def _reasons(self, ids: pa.Array, text: pa.Array, original_ids: pa.Array) -> Iterator[tuple[int, str]]:
+        if pa.types.is_unsigned_integer(original_ids.type):  # uint64 above int64: no SQL column holds it
+            mask = pc.fill_null(pc.greater(original_ids, pa.scalar(INT64_MAX, original_ids.type)), False)
+            for i in pc.indices_nonzero(mask).to_pylist():
+                yield i, f"id is larger than {INT64_MAX}, the largest integer SQL databases store"
+        if not (_is_text(text.type) or pa.types.is_null(text.type)):
             for i in range(len(text)):
                 yield i, f"text column {self.text_column!r} holds {text.type}, not strings"
             return
@@ -92,6 +120,9 @@ class RowEncoder:
             (pc.greater(pc.binary_length(text), self.max_text_bytes),
              f"text is longer than {self.max_text_bytes} bytes"),
             (pc.equal(pc.utf8_length(ids), 0), "id is empty"),
+            # One rule for every destination: PostgreSQL cannot store NUL in text, so no row carries it.
+            (pc.match_substring(ids, "\x00"), "id contains a NUL character (\\x00), which databases cannot store"),
+            (pc.match_substring(text, "\x00"), "text contains a NUL character (\\x00), which databases cannot store"),
         ]
         for mask, reason in checks:
             mask = pc.fill_null(mask, False)
@@ -121,11 +152,14 @@ class RowEncoder:
 
     def encode(self, batch: pa.RecordBatch) -> EncodedBatch:
         """Lines for the valid rows of ``batch``; invalid rows are reported, not encoded."""
-        ids = batch.column(self.id_column)
-        texts = batch.column(self.text_column)
-        custom_ids = pc.cast(ids, pa.string())
+        original_ids = _decoded(batch.column(self.id_column))
+        texts = _decoded(batch.column(self.text_column))
+        if pa.types.is_string_view(texts.type):
+            texts = texts.cast(pa.large_string())
+        custom_ids = pc.cast(original_ids, pa.string())
+        ids = original_ids.cast(landing_id_type(original_ids.type), safe=False)  # too large: refused below
         bad: dict[int, str] = {}
-        for index, reason in self._reasons(custom_ids, texts):
+        for index, reason in self._reasons(custom_ids, texts, original_ids):
             bad.setdefault(index, reason)
         for index in self._duplicates(custom_ids):
             bad.setdefault(index, "duplicate id")
@@ -133,7 +167,7 @@ class RowEncoder:
         if bad:
             keep = np.ones(len(batch), dtype=bool)
             keep[list(bad)] = False
-            invalid = [InvalidRow(ids[i].as_py(), reason) for i, reason in sorted(bad.items())]
+            invalid = [InvalidRow(original_ids[i].as_py(), reason) for i, reason in sorted(bad.items())]
             ids, texts, custom_ids = (column.filter(pa.array(keep)) for column in (ids, texts, custom_ids))
         text_list = texts.to_pylist()
         head, middle, tail = self._encoder.parts

@@ -19,8 +19,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook
 from airflow_batch_provider.hooks.errors import BatchApiAuthError, BatchApiError, BatchNotFoundError
 from airflow_batch_provider.protocol import BatchStatus, ProtocolError
-from airflow_batch_provider.protocol.progress import JobProgress, Verdict
-from airflow_batch_provider.state import read_manifest
+from airflow_batch_provider.job.waiting import JobProgress, Verdict
+from airflow_batch_provider.job.manifest import read_manifest
 
 SHOWN_IDS = 10
 

@@ -23,7 +23,7 @@ OURS = """
 import pyarrow.parquet as pq, tempfile, pathlib
 from airflow_batch_provider.protocol import Classify, Label
 from airflow_batch_provider.tabular.rows_to_requests import RowEncoder
-from airflow_batch_provider.tabular.spool import RequestSpool
+from airflow_batch_provider.job.spool import RequestSpool
 request = Classify([Label("positive", "Does the review praise it?"), Label("negative", "Does it complain?")])
 encoder = RowEncoder(request, "review_id", "body")
 spool = None

@@ -23,7 +23,7 @@ with DAG("submit_dataframe", schedule=None, start_date=pendulum.datetime(2024, 1
 
     @task
     def report(job: dict) -> int:
-        from airflow_batch_provider.state import read_manifest
+        from airflow_batch_provider.job.manifest import read_manifest
 
         manifest, _ = read_manifest(job)
         assert manifest.request["labels"][0]["rubric"] == "Does the text praise submit_dataframe?"

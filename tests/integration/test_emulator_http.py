@@ -189,6 +189,14 @@ def test_idempotency_key_returns_the_same_batch(make_emulator):
     assert server.stats()["batches"] == 2
 
 
+def test_a_server_that_ignores_idempotency_keys_bills_every_submission(emulator_process):
+    server = emulator_process("--ignore-idempotency-key")
+    headers = {"x-api-key": server.api_key, "content-type": "application/jsonl", "Idempotency-Key": "job-1:0"}
+    ids = {requests.post(f"{server.url}/v1/batches", data=SPEC_EXAMPLE, headers=headers, timeout=10).json()["batch_id"]
+           for _ in range(2)}
+    assert len(ids) == 2 and server.stats()["batches"] == 2
+
+
 @pytest.mark.parametrize("kind", ["429", "500", "502", "503", "504"])
 def test_fault_injection_status_codes(make_emulator, kind):
     server = make_emulator()

@@ -22,7 +22,7 @@ from airflow_batch_provider.operators.load import (
 )
 from airflow_batch_provider.operators.submit import DataFrameToBatchOperator
 from airflow_batch_provider.protocol import Classify, Extract, Label, Summarize
-from airflow_batch_provider.state import read_manifest, write_manifest
+from airflow_batch_provider.job.manifest import read_manifest, write_manifest
 from tests.state_store import DictStateStore
 
 from tests.conftest import POSTGRES_DSN

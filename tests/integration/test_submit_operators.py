@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_batch_provider.emulator.pytest_plugin import connection_json
-from airflow_batch_provider.hooks.errors import SubmitOutcomeUnknownError
 from airflow_batch_provider.operators.submit import (
     DataFrameToBatchOperator,
     InputChangedError,
@@ -22,7 +21,7 @@ from airflow_batch_provider.operators.submit import (
     SqlToBatchOperator,
 )
 from airflow_batch_provider.protocol import Classify, Label, Summarize
-from airflow_batch_provider.state import read_manifest
+from airflow_batch_provider.job.manifest import read_manifest
 from tests.state_store import DictStateStore
 
 from tests.conftest import POSTGRES_DSN
@@ -163,24 +162,6 @@ def test_sql_source_on_postgres_streams_with_a_server_side_cursor(emulator, tmp_
                                        max_items_per_batch=5000, manifest_dir=str(tmp_path / "jobs")))
     assert (reference["rows"], reference["batches"]) == (25000, 5)
     assert read_manifest(reference)[0].id_type == "int64"
-
-
-def test_a_crash_after_chunk_k_and_a_retry_submits_exactly_the_rest(emulator, tmp_path):
-    store = DictStateStore()
-    # The 4th submission reaches the server but its answer is lost: the try dies there.
-    emulator.set_faults(rate=1.0, kinds=["reset_after"], routes=["submit"], skip_first=3)
-    with pytest.raises(SubmitOutcomeUnknownError):
-        run(frame_op(tmp_path, reviews(1000), max_items_per_batch=50, max_concurrent_submits=1), store)
-    assert emulator.stats()["batches"] == 4
-    assert store["scaledown:chunk:3"] == "in-flight" and store["scaledown:chunk:2"].startswith("batch-")
-    emulator.set_faults(rate=0.0)
-    before = emulator.stats()["requests"]["submit"]
-    reference = run(frame_op(tmp_path, reviews(1000), max_items_per_batch=50, max_concurrent_submits=1), store)
-    stats = emulator.stats()
-    assert stats["requests"]["submit"] - before == 17  # chunk 3 again (same Idempotency-Key) + 16 new
-    assert stats["batches"] == 20 and stats["items"] == 1000
-    manifest, _ = read_manifest(reference)
-    assert len({b.batch_id for b in manifest.batches}) == 20
 
 
 def test_a_retry_with_nothing_left_submits_nothing(emulator, tmp_path):

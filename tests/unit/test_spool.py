@@ -3,7 +3,7 @@ import random
 import pyarrow as pa
 import pytest
 
-from airflow_batch_provider.tabular.spool import RequestSpool
+from airflow_batch_provider.job.spool import RequestSpool
 
 
 @pytest.mark.parametrize("seed", range(8))

@@ -1,12 +1,9 @@
-"""The job manifest (what was submitted) and the durable submission progress (what was paid for).
+"""The job manifest: what was submitted, batch by batch, and which rows each batch carries.
 
 A job's manifest lives in storage (a local directory or any ``ObjectStoragePath`` URI), not in XCom:
 for a million rows it lists twenty thousand batches and a million ids. XCom carries only
-:func:`JobReference`-sized dicts: ids, counts and the manifest's path.
-
-Progress lives in Airflow's ``task_state_store`` of the submitting task instance, one key per
-accepted chunk, written before and after each paid call, so a retried or crashed task re-attaches
-to the batches already accepted and submits only the rest.
+:meth:`JobManifest.reference`-sized dicts: ids, counts and the manifest's path. What was *paid for*
+while the job was being submitted is the ledger's business (:mod:`.ledger`).
 """
 
 from __future__ import annotations
@@ -15,6 +12,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import ObjectStoragePath
@@ -60,6 +58,13 @@ class JobManifest:
                 "conn_id": self.conn_id}
 
 
+def default_manifest_dir() -> str:
+    from airflow.configuration import conf
+
+    return conf.get("scaledown", "manifest_dir",
+                    fallback=str(Path(conf.get("core", "dags_folder")).parent / "scaledown_jobs"))
+
+
 def job_location(base: str | ObjectStoragePath, job_id: str) -> ObjectStoragePath:
     return ObjectStoragePath(str(base)) / job_id
 
@@ -73,44 +78,3 @@ def read_manifest(job: Mapping[str, Any] | str) -> tuple[JobManifest, ObjectStor
     """The manifest named by a job reference (the submit task's XCom) or a manifest location."""
     location = ObjectStoragePath(job["manifest"] if isinstance(job, Mapping) else job)
     return JobManifest.from_json((location / MANIFEST_FILE).read_text()), location
-
-
-class SubmissionProgress:
-    """Which chunks of this task instance's job were accepted, kept in ``task_state_store``.
-
-    Keys: ``scaledown:job`` -> {job_id, fingerprint, chunks}; ``scaledown:chunk:<k>`` -> batch id
-    once accepted, or ``"in-flight"`` while the paid call is under way (then a retry resubmits with
-    the same Idempotency-Key).
-    """
-
-    JOB_KEY = "scaledown:job"
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-
-    def job(self) -> dict[str, Any] | None:
-        return self.store.get(self.JOB_KEY) if self.store is not None else None
-
-    def start(self, job_id: str, fingerprint: str, chunks: int) -> None:
-        if self.store is not None:
-            self.store.set(self.JOB_KEY, {"job_id": job_id, "fingerprint": fingerprint, "chunks": chunks})
-
-    def accepted(self, chunk: int) -> str | None:
-        if self.store is None:
-            return None
-        value = self.store.get(f"scaledown:chunk:{chunk}")
-        return value if value and value != "in-flight" else None
-
-    def mark_in_flight(self, chunk: int) -> None:
-        if self.store is not None:
-            self.store.set(f"scaledown:chunk:{chunk}", "in-flight")
-
-    def mark_accepted(self, chunk: int, batch_id: str) -> None:
-        if self.store is not None:
-            self.store.set(f"scaledown:chunk:{chunk}", batch_id)
-
-    def forget(self, chunks: int) -> None:
-        if self.store is not None:
-            for chunk in range(chunks):
-                self.store.delete(f"scaledown:chunk:{chunk}")
-            self.store.delete(self.JOB_KEY)

@@ -3,9 +3,9 @@
 Request lines go to a JSONL file, cut into chunks (batches) by items and bytes; the rows of the job
 (custom_id, original id, request fingerprint, chunk) go to an Arrow IPC file written a record batch
 at a time. Memory stays at one record batch whatever the input size, and the whole input is validated
-before the first submit. The SHA-256 of the lines is the input fingerprint: same rows and same
-request parameters, same fingerprint; it is computed over each row's id and request fingerprint
-(which covers text and parameters), not over the much longer lines.
+before the first submit. ``digest`` (SHA-256) stands for the rows: it is computed over each row's
+custom_id and request fingerprint (which covers text and parameters), not over the much longer
+lines; the job's identity adds what else shapes the batches (:mod:`.submission`).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class RequestSpool:
         # Arrow IPC: an internal file read back in order, so no encoding cost on either side.
         self._rows = pa.ipc.new_stream(str(self.rows_path), self.schema)
         self._hash = hashlib.sha256()
+        self.digest = ""
         self.chunks: list[Chunk] = []
         self.rows = 0
         self._rows_in_closed_chunks = 0
@@ -123,13 +124,23 @@ class RequestSpool:
         self._chunk_bytes = 0
         self._chunk_rows = 0
 
-    def close(self) -> str:
-        """Finish both files; returns the input fingerprint."""
+    def close(self) -> None:
+        """Finish both files and the rows' digest."""
         if self._chunk_rows:
             self._close_chunk()
         self._lines.close()
         self._rows.close()
-        return self._hash.hexdigest()
+        self.digest = self._hash.hexdigest()
+
+    @property
+    def bytes(self) -> int:
+        return sum(chunk.size for chunk in self.chunks)
+
+    def custom_ids(self, chunk: Chunk) -> list[str]:
+        """The custom_ids a chunk carries (read back from the rows file: for error messages)."""
+        with pa.memory_map(str(self.rows_path)) as source:
+            rows = pa.ipc.open_stream(source).read_all().column("custom_id")
+            return rows.slice(chunk.first_row, chunk.rows).to_pylist()
 
     def read_chunk(self, chunk: Chunk) -> list[bytes]:
         with open(self.lines_path, "rb") as f:

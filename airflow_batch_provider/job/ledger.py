@@ -1,0 +1,109 @@
+"""The ledger: which chunks of this task instance's job the API has accepted, and which may have
+reached it, kept in Airflow's ``task_state_store`` so that every try of the task sees it.
+
+The rule that keeps a batch paid for once: **a chunk is marked in flight before its POST leaves**,
+and marked accepted (with its batch id) or cleared (known not to have been created) after. A
+chunk found in flight by a later try may exist on the server; it is resent only where the server
+is known to honour ``Idempotency-Key`` or the user said so (:mod:`.submission` decides).
+
+Writes through ``task_state_store`` cost tens of milliseconds each, so the ledger keeps chunks in
+windows of :data:`WINDOW_CHUNKS`: one write marks a window's chunks in flight before any of them
+is sent, one write records the window once every call in it has finished. Nothing accepted can go
+unrecorded at any crash point: until its window is recorded, an accepted chunk is "in flight".
+
+Keys: ``scaledown:job`` -> ``{job_id, identity, chunks, window}``; ``scaledown:window:<w>`` ->
+``{"accepted": {chunk: batch_id}, "in_flight": [chunk, ...]}``. A try reads the header once and
+the windows already started (windows start in order), never one key per chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+WINDOW_CHUNKS = 64
+JOB_KEY = "scaledown:job"
+
+
+def _window_key(window: int) -> str:
+    return f"scaledown:window:{window}"
+
+
+@dataclass
+class LedgerEntry:
+    """What the ledger holds for one job."""
+
+    job_id: str
+    identity: str
+    chunks: int
+    window: int = WINDOW_CHUNKS
+    accepted: dict[int, str] = field(default_factory=dict)
+    in_flight: set[int] = field(default_factory=set)
+
+    def window_of(self, chunk: int) -> int:
+        return chunk // self.window
+
+    def windows(self) -> int:
+        return -(-self.chunks // self.window)
+
+
+class Ledger:
+    """Reads and writes a :class:`LedgerEntry` in a ``task_state_store`` (None: nothing is kept,
+    every call is a no-op and :meth:`load` finds nothing)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.writes = 0
+
+    @property
+    def durable(self) -> bool:
+        return self.store is not None
+
+    def load(self) -> LedgerEntry | None:
+        if self.store is None:
+            return None
+        header = self.store.get(JOB_KEY)
+        if not header:
+            return None
+        entry = LedgerEntry(job_id=header["job_id"], identity=header["identity"], chunks=header["chunks"],
+                            window=header.get("window", WINDOW_CHUNKS))
+        for window in range(entry.windows()):
+            value = self.store.get(_window_key(window))
+            if not value:
+                break  # windows are started in order: none after this one was started either
+            entry.accepted.update((int(chunk), batch_id) for chunk, batch_id in value["accepted"].items())
+            entry.in_flight.update(value["in_flight"])
+        return entry
+
+    def start(self, entry: LedgerEntry) -> None:
+        self._set(JOB_KEY, {"job_id": entry.job_id, "identity": entry.identity, "chunks": entry.chunks,
+                            "window": entry.window})
+
+    def write_window(self, entry: LedgerEntry, window: int) -> None:
+        """Write what ``entry`` knows of one window's chunks, in one call."""
+        chunks = range(window * entry.window, min((window + 1) * entry.window, entry.chunks))
+        self._set(_window_key(window), {
+            "accepted": {str(c): entry.accepted[c] for c in chunks if c in entry.accepted},
+            "in_flight": sorted(c for c in chunks if c in entry.in_flight),
+        })
+
+    def forget(self, entry: LedgerEntry) -> None:
+        if self.store is None:
+            return
+        for window in range(entry.windows()):
+            self.store.delete(_window_key(window))
+        self.store.delete(JOB_KEY)
+
+    def _set(self, key: str, value: Mapping[str, Any]) -> None:
+        if self.store is not None:
+            self.store.set(key, dict(value))
+            self.writes += 1
+
+
+def windows_of(entry: LedgerEntry, chunks: Iterable[int]) -> dict[int, list[int]]:
+    """``chunks`` grouped by window, in order."""
+    grouped: dict[int, list[int]] = {}
+    for chunk in chunks:
+        grouped.setdefault(entry.window_of(chunk), []).append(chunk)
+    return grouped

@@ -1,0 +1,125 @@
+"""Streams a job's output back, batch by batch, and accounts for every submitted row.
+
+For each batch of the manifest the rows it carried are read from the job's rows file (in order, a
+batch's worth at a time), its output is streamed, and each row becomes ``ok`` or ``error`` from its
+output line, or ``missing`` when no line came back (or the batch failed). Lines for ids the batch did
+not carry, second lines for an id, and lines without an id are counted, never loaded.
+Memory holds one batch's rows and results at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+
+import pyarrow as pa
+
+from airflow.sdk import ObjectStoragePath
+from airflow_batch_provider.hooks.batch_api import BatchApiHook
+from airflow_batch_provider.protocol import BatchState
+from airflow_batch_provider.job.manifest import ROWS_FILE, JobManifest
+from airflow_batch_provider.tabular.results_to_columns import ResultColumns
+
+
+@dataclass
+class LoadCounts:
+    rows: int = 0
+    ok: int = 0
+    error: int = 0
+    missing: int = 0
+    duplicate_lines: int = 0
+    unknown_lines: int = 0
+    unattributable_lines: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def describe(self) -> str:
+        extra = ", ".join(f"{n.replace('_', ' ')}: {v}" for n, v in self.as_dict().items()
+                          if n.endswith("_lines") and v)
+        return (f"{self.rows} rows: {self.ok} ok, {self.error} error, {self.missing} missing"
+                + (f" (ignored output lines — {extra})" if extra else ""))
+
+
+class _RowsCursor:
+    """Reads the rows file sequentially and hands out exactly ``n`` rows at a time."""
+
+    def __init__(self, path: ObjectStoragePath) -> None:
+        self._handle = path.open("rb")
+        self._batches = iter(pa.ipc.open_stream(self._handle))
+        self._carry: pa.Table | None = None
+
+    def take(self, n: int) -> pa.Table:
+        parts, have = [], 0
+        if self._carry is not None:
+            parts.append(self._carry)
+            have = self._carry.num_rows
+        while have < n:
+            batch = next(self._batches)
+            parts.append(pa.Table.from_batches([batch]))
+            have += batch.num_rows
+        table = pa.concat_tables(parts)
+        self._carry = table.slice(n) if table.num_rows > n else None
+        return table.slice(0, n)
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+class Reconciliation:
+    """Iterate for one record batch of typed result rows per API batch; :attr:`counts` holds the
+    tally of what has been read so far (complete once iteration ends)."""
+
+    def __init__(self, hook: BatchApiHook, manifest: JobManifest, location: ObjectStoragePath,
+                 columns: ResultColumns, log) -> None:
+        self.hook = hook
+        self.manifest = manifest
+        self.location = location
+        self.columns = columns
+        self.log = log
+        self.counts = LoadCounts()
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        hook, manifest, columns, counts = self.hook, self.manifest, self.columns, self.counts
+        cursor = _RowsCursor(self.location / ROWS_FILE)
+        try:
+            for number, ref in enumerate(manifest.batches, start=1):
+                rows = cursor.take(ref.rows)
+                expected = {cid: (row_id, fp) for cid, row_id, fp in zip(
+                    rows.column("custom_id").to_pylist(), rows.column("id").to_pylist(),
+                    rows.column("request_fingerprint").to_pylist())}
+                buffer = columns.buffer()
+                status = hook.get_batch(ref.batch_id)
+                if status.state is BatchState.COMPLETED:
+                    seen: set[str] = set()
+                    for line in hook.iter_output(ref.batch_id, expected_model=manifest.model):
+                        if not line.custom_id:
+                            counts.unattributable_lines += 1
+                        elif line.custom_id in seen:
+                            counts.duplicate_lines += 1
+                        elif line.custom_id not in expected:
+                            counts.unknown_lines += 1
+                        else:
+                            seen.add(line.custom_id)
+                            row_id, fingerprint = expected[line.custom_id]
+                            buffer.add_line(row_id, fingerprint, ref.batch_id, line)
+                            if line.ok:
+                                counts.ok += 1
+                            else:
+                                counts.error += 1
+                    absent = [cid for cid in expected if cid not in seen]
+                    code, message = "no_output_line", "the batch completed without a line for this row"
+                else:
+                    absent = list(expected)
+                    code = "batch_failed" if status.state is BatchState.FAILED else "batch_not_finished"
+                    message = f"batch {ref.batch_id} is {status.raw_status}; its rows did not come back"
+                for cid in absent:
+                    row_id, fingerprint = expected[cid]
+                    buffer.add_missing(row_id, fingerprint, ref.batch_id, code, message)
+                counts.missing += len(absent)
+                counts.rows += len(expected)
+                if number % 100 == 0 or number == len(manifest.batches):
+                    self.log.info("Read %d of %d batches: %s", number, len(manifest.batches), counts.describe())
+                yield buffer.to_record_batch()
+        finally:
+            cursor.close()

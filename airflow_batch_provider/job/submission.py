@@ -1,0 +1,297 @@
+"""Submitting a job: rows -> spool -> identity -> send -> record.
+
+1. :func:`spool_rows` validates and encodes every row into a local :class:`RequestSpool`; nothing
+   is paid for until the whole input has passed.
+2. :func:`job_identity` names what shapes the batches (rows, model, request parameters, batch
+   limits); :func:`job_id_for` adds the task instance (dag, task, run, map index). Any try of the
+   same task on the same input and settings gets the same job id and the same ``Idempotency-Key``
+   per chunk, with or without a ledger.
+3. :class:`Submission` sends the chunks the ledger does not show as accepted, a window at a time,
+   ``concurrency`` at once, and records every outcome (:mod:`.ledger`) before it fails or returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from airflow_batch_provider.hooks.batch_api import BatchApiHook
+from airflow_batch_provider.hooks.errors import (
+    BatchApiAuthError,
+    BatchApiBadRequestError,
+    BatchApiRateLimitedError,
+    BatchNotFoundError,
+    BatchRouterUnavailableError,
+    SubmitOutcomeUnknownError,
+)
+from airflow_batch_provider.hooks.retry import TransportError
+from airflow_batch_provider.job.errors import (
+    AmbiguousSubmissionError,
+    InputChangedError,
+    InvalidRowsError,
+)
+from airflow_batch_provider.job.ledger import Ledger, LedgerEntry, windows_of
+from airflow_batch_provider.job.manifest import BatchRef
+from airflow_batch_provider.job.spool import RequestSpool
+from airflow_batch_provider.protocol import InvalidRequestError, Request
+from airflow_batch_provider.tabular.rows_to_requests import InvalidRow, RowEncoder
+
+SHOWN_INVALID = 10
+ON_AMBIGUOUS = ("fail", "resubmit")
+ON_INPUT_CHANGE = ("fail", "restart")
+
+
+@dataclass
+class SpooledRows:
+    spool: RequestSpool
+    id_type: pa.DataType
+    seen: int = 0
+    invalid: int = 0
+    skipped: int = 0
+    invalid_examples: list[InvalidRow] = field(default_factory=list)
+
+
+def spool_rows(batches: Iterable[pa.RecordBatch], encoder: RowEncoder, directory: Path, *, max_items: int,
+               max_bytes: int, landed: Mapping[str, str] | None = None, allow_empty: bool = False,
+               on_invalid_rows: str = "fail", log: logging.Logger) -> SpooledRows:
+    """Every row validated, encoded and written to a spool in ``directory``; raises
+    :class:`InvalidRequestError` (whole input) or :class:`InvalidRowsError` (named rows)."""
+    result: SpooledRows | None = None
+    for batch in batches:
+        if result is None:
+            id_type = encoder.check_schema(batch.schema)
+            result = SpooledRows(RequestSpool(directory, id_type, max_items, max_bytes), id_type)
+        result.seen += batch.num_rows
+        encoded = encoder.encode(batch)
+        result.invalid += len(encoded.invalid)
+        result.invalid_examples.extend(encoded.invalid[: max(0, SHOWN_INVALID - len(result.invalid_examples))])
+        lines, ids, custom_ids, fingerprints = encoded.lines, encoded.ids, encoded.custom_ids, encoded.fingerprints
+        if landed:
+            keep = [landed.get(cid) != fp for cid, fp in zip(custom_ids.to_pylist(), fingerprints.to_pylist())]
+            result.skipped += keep.count(False)
+            if not all(keep):
+                mask = pa.array(keep)
+                lines, ids, custom_ids, fingerprints = (a.filter(mask) for a in (lines, ids, custom_ids, fingerprints))
+        sizes = pc.binary_length(lines)
+        if len(lines) and pc.max(sizes).as_py() > max_bytes:
+            first = pc.index(pc.greater(sizes, max_bytes), True).as_py()
+            raise InvalidRequestError(
+                f"row {custom_ids[first].as_py()!r}: its request line is longer than max_bytes_per_batch="
+                f"{max_bytes}; raise max_bytes_per_batch or lower max_text_bytes")
+        result.spool.add(lines, ids, custom_ids, fingerprints)
+    if result is None or result.seen == 0:
+        if not allow_empty:
+            raise InvalidRequestError("the input holds no rows: nothing to submit (pass allow_empty=True "
+                                      "if an empty input is normal for this task)")
+        log.info("The input holds no rows (allow_empty=True): an empty job")
+        result = result or SpooledRows(RequestSpool(directory, pa.string(), max_items, max_bytes), pa.string())
+    if result.invalid and on_invalid_rows == "fail":
+        raise InvalidRowsError(result.invalid_examples, result.invalid, result.seen)
+    if result.invalid:
+        log.warning("%d of %d rows left out (on_invalid_rows='skip'), e.g. %s", result.invalid, result.seen,
+                    "; ".join(f"{r.row_id!r}: {r.reason}" for r in result.invalid_examples))
+    result.spool.close()
+    return result
+
+
+def job_identity(rows_digest: str, request: Request, max_items: int, max_bytes: int) -> str:
+    """What shapes the job's batches; a retry whose identity differs is a different job."""
+    shape = msgspec.json.encode({"rows": rows_digest, "model": request.model, "params": request.params(),
+                                 "max_items_per_batch": max_items, "max_bytes_per_batch": max_bytes},
+                                order="sorted")
+    return hashlib.sha256(shape).hexdigest()
+
+
+def task_identity(context: Mapping[str, Any]) -> str:
+    """The task instance a job belongs to: its tries share it; other runs and map indexes do not."""
+    ti = context.get("ti")
+    parts = [getattr(ti, name, "") for name in ("dag_id", "task_id", "run_id", "map_index")] if ti else []
+    return "\x1f".join(str(part) for part in parts)
+
+
+def job_id_for(task: str, identity: str) -> str:
+    return "job-" + hashlib.blake2b(f"{task}\x1e{identity}".encode(), digest_size=10).hexdigest()
+
+
+def idempotency_key(job_id: str, chunk: int) -> str:
+    return f"{job_id}:{chunk}"
+
+
+def surely_not_created(exc: BaseException) -> bool:
+    """True when a failed POST cannot have created a batch (it was refused, or never sent)."""
+    if isinstance(exc, SubmitOutcomeUnknownError):
+        return False
+    if isinstance(exc, TransportError):
+        return not exc.request_sent
+    return isinstance(exc, (BatchApiBadRequestError, BatchApiAuthError, BatchApiRateLimitedError,
+                            BatchRouterUnavailableError, BatchNotFoundError))
+
+
+class Submission:
+    """Sends one spooled job and keeps its ledger.
+
+    :param retry_ambiguous: the connection says the server honours ``Idempotency-Key``, so a chunk
+        that may exist is resent with the same key (the server returns the batch it made).
+    :param on_ambiguous: ``"fail"`` or ``"resubmit"``: what a try does with chunks an earlier try
+        left in flight when ``retry_ambiguous`` is off.
+    :param on_input_change: ``"fail"`` or ``"restart"``: what a try does when an earlier try of
+        this task paid for a job of another identity.
+    """
+
+    def __init__(self, *, conn_id: str, spool: RequestSpool, identity: str, task: str, ledger: Ledger,
+                 concurrency: int, max_items: int, max_bytes: int, retry_ambiguous: bool,
+                 on_ambiguous: str = "fail", on_input_change: str = "fail", log: logging.Logger) -> None:
+        self.conn_id = conn_id
+        self.spool = spool
+        self.identity = identity
+        self.task = task
+        self.ledger = ledger
+        self.concurrency = concurrency
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.retry_ambiguous = retry_ambiguous
+        self.on_ambiguous = on_ambiguous
+        self.on_input_change = on_input_change
+        self.log = log
+        self.job_id = job_id_for(task, identity)
+        self._local = threading.local()
+
+    # -- what earlier tries did ---------------------------------------------------------------------
+    def _entry(self) -> LedgerEntry:
+        """The ledger entry of this job: resumed from an earlier try, or started now."""
+        chunks = len(self.spool.chunks)
+        previous = self.ledger.load()
+        if previous is not None and previous.identity != self.identity:
+            if self.on_input_change == "fail":
+                raise InputChangedError(
+                    f"an earlier try of this task submitted job {previous.job_id} for different input or "
+                    f"settings (rows, model, request parameters or batch limits changed; identity "
+                    f"{previous.identity[:12]}…, now {self.identity[:12]}…); its {len(previous.accepted)} "
+                    "accepted batches are paid for. Restore the input and settings, or set "
+                    "on_input_change='restart' to submit anew.")
+            self.log.warning("Input or settings changed since job %s (%d batches paid for); starting over "
+                             "(on_input_change='restart')", previous.job_id, len(previous.accepted))
+            self.ledger.forget(previous)
+            previous = None
+        if previous is not None:
+            self.log.info("Resuming job %s submitted by an earlier try: %d of %d batches accepted, %d in flight",
+                          previous.job_id, len(previous.accepted), chunks, len(previous.in_flight))
+            return previous
+        if not self.ledger.durable:
+            self.log.warning("task_state_store is not available: a retry of this task cannot tell which "
+                             "batches this try paid for")
+        entry = LedgerEntry(job_id=self.job_id, identity=self.identity, chunks=chunks)
+        self.ledger.start(entry)
+        return entry
+
+    def _check_in_flight(self, entry: LedgerEntry) -> None:
+        if not entry.in_flight:
+            return
+        if self.retry_ambiguous:
+            self.log.info("%d chunk(s) were in flight when an earlier try ended; resending them with the same "
+                          "Idempotency-Key (retry_ambiguous_submits: the server returns the batch it made)",
+                          len(entry.in_flight))
+        elif self.on_ambiguous == "resubmit":
+            self.log.warning("%d chunk(s) were in flight when an earlier try ended and may already be billed; "
+                             "resending them as asked (on_ambiguous='resubmit'): POSSIBLE DOUBLE CHARGE for "
+                             "chunks %s", len(entry.in_flight), sorted(entry.in_flight)[:20])
+        else:
+            raise self._ambiguous(entry, sorted(entry.in_flight), "an earlier try ended while they were in flight")
+
+    def _ambiguous(self, entry: LedgerEntry, chunks: list[int], cause: str) -> AmbiguousSubmissionError:
+        named = {}
+        for chunk in chunks:
+            ids = self.spool.custom_ids(self.spool.chunks[chunk])
+            named[chunk] = (idempotency_key(entry.job_id, chunk), ids[0], ids[-1], len(ids))
+        return AmbiguousSubmissionError(entry.job_id, named, cause)
+
+    # -- sending ------------------------------------------------------------------------------------
+    def _send(self, job_id: str, chunk: int) -> str:
+        hook = getattr(self._local, "hook", None)
+        if hook is None:  # one hook (and pooled session) per thread
+            hook = self._local.hook = BatchApiHook(self.conn_id)
+        lines = self.spool.read_chunk(self.spool.chunks[chunk])
+        return hook.submit_batch(lines, idempotency_key=idempotency_key(job_id, chunk),
+                                 max_items=self.max_items, max_bytes=self.max_bytes).batch_id
+
+    def run(self) -> list[BatchRef]:
+        """Send what is not accepted yet; the job's batches, in chunk order."""
+        entry = self._entry()
+        self._check_in_flight(entry)
+        pending = [c for c in range(entry.chunks) if c not in entry.accepted]
+        if entry.accepted:
+            self.log.info("%d of %d batches were accepted by an earlier try; submitting %d",
+                          len(entry.accepted), entry.chunks, len(pending))
+        failed = self._send_all(entry, pending)
+        if failed:
+            self._fail(entry, failed)
+        return [BatchRef(entry.accepted[i], chunk.first_row, chunk.rows) for i, chunk in enumerate(self.spool.chunks)]
+
+    def _send_all(self, entry: LedgerEntry, pending: list[int]) -> dict[int, BaseException]:
+        """At most ``concurrency`` calls at once, across windows without a pause. A window is marked in
+        flight before its first call starts and recorded once its last call has finished. After a
+        failure nothing new starts; the calls under way finish and every window is recorded."""
+        windows = windows_of(entry, pending)
+        left = {window: len(chunks) for window, chunks in windows.items()}  # calls not finished yet
+        queue = iter(pending)
+        running: dict[Future, int] = {}
+        failed: dict[int, BaseException] = {}
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="scaledown-submit") as pool:
+            def start_next() -> None:
+                chunk = next(queue, None)
+                if chunk is None:
+                    return
+                window = entry.window_of(chunk)
+                if chunk == windows[window][0]:  # the window's first call: mark all of it, once
+                    entry.in_flight.update(windows[window])
+                    self.ledger.write_window(entry, window)
+                running[pool.submit(self._send, entry.job_id, chunk)] = chunk
+
+            for _ in range(self.concurrency):
+                start_next()
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    chunk = running.pop(future)
+                    try:
+                        entry.accepted[chunk] = future.result()
+                        entry.in_flight.discard(chunk)
+                    except Exception as exc:  # noqa: BLE001 - classified here, raised by _fail
+                        failed[chunk] = exc
+                        if surely_not_created(exc):
+                            entry.in_flight.discard(chunk)
+                    window = entry.window_of(chunk)
+                    left[window] -= 1
+                    if left[window] == 0:
+                        self.ledger.write_window(entry, window)
+                        self.log.info("Submitted %d of %d batches", len(entry.accepted), entry.chunks)
+                    if not failed:
+                        start_next()
+        if failed:  # chunks of a marked window that never started were not sent: say so
+            unsent = list(queue)
+            entry.in_flight.difference_update(unsent)
+            for window in sorted({entry.window_of(chunk) for chunk in unsent}):
+                if left[window] != len(windows[window]):  # it was marked
+                    self.ledger.write_window(entry, window)
+        return failed
+
+    def _fail(self, entry: LedgerEntry, failed: dict[int, BaseException]) -> None:
+        """Raise for a window with failed calls, once its outcomes are recorded."""
+        ambiguous = [chunk for chunk in failed if chunk in entry.in_flight]
+        first = next(iter(failed.values()))
+        self.log.error("%d of this window's calls failed (%d may have created a batch); %d batches accepted "
+                       "so far are recorded. First failure: %s", len(failed), len(ambiguous), len(entry.accepted),
+                       first)
+        if ambiguous and not (self.retry_ambiguous or self.on_ambiguous == "resubmit"):
+            raise self._ambiguous(entry, ambiguous, str(failed[ambiguous[0]])) from failed[ambiguous[0]]
+        raise first  # a retry sends what is not accepted (in-flight chunks with the same key)

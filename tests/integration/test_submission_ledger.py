@@ -1,0 +1,251 @@
+"""Paid for once, whatever fails: the submission ledger against the emulator over HTTP.
+
+Most tests run against an emulator that *ignores* Idempotency-Key, so every POST that reaches it
+creates a batch: its batch count is exactly what a user would be billed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from airflow_batch_provider.emulator.pytest_plugin import connection_json
+from airflow_batch_provider.hooks.batch_api import BatchApiHook
+from airflow_batch_provider.hooks.errors import SubmitOutcomeUnknownError
+from airflow_batch_provider.job.ledger import JOB_KEY
+from airflow_batch_provider.job.manifest import read_manifest
+from airflow_batch_provider.operators.submit import (
+    AmbiguousSubmissionError,
+    DataFrameToBatchOperator,
+    InputChangedError,
+    InvalidInputError,
+)
+from airflow_batch_provider.protocol import BatchStatus, Classify, Label
+from tests.state_store import DictStateStore
+
+CLASSIFY = Classify([Label("positive", "Does the review praise the product?")])
+
+
+def reviews(n):
+    return pd.DataFrame({"review_id": range(n), "body": [f"Review {i}: the kettle is great." for i in range(n)]})
+
+
+class CountingStore(DictStateStore):
+    """The task_state_store interface, counting calls; ``crash_at`` makes the n-th write (1-based)
+    die before it lands, like a worker killed at that moment."""
+
+    def __init__(self, crash_at: int | None = None):
+        super().__init__()
+        self.gets = self.sets = 0
+        self.crash_at = crash_at
+
+    def get(self, key, default=None):
+        self.gets += 1
+        return super().get(key, default)
+
+    def set(self, key, value, **kwargs):
+        self.sets += 1
+        if self.crash_at is not None and self.sets == self.crash_at:
+            raise Crash(f"killed at write {self.sets}")
+        super().set(key, value, **kwargs)
+
+
+class Crash(BaseException):
+    """Not an Exception: nothing in the provider may catch it, as nothing catches SIGKILL."""
+
+
+class FakeTI:
+    dag_id, task_id, run_id, map_index = "dag", "submit", "manual__1", -1
+
+
+@pytest.fixture
+def billing(make_emulator, monkeypatch):
+    """An emulator that bills every submission (ignores Idempotency-Key); default connection."""
+    server = make_emulator(ignore_idempotency_key=True)
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(
+        server, retry_initial_wait=0.01, retry_max_wait=0.05))
+    return server
+
+
+@pytest.fixture
+def honouring(make_emulator, monkeypatch):
+    """An emulator that honours Idempotency-Key, and a connection that says so."""
+    server = make_emulator()
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(
+        server, retry_initial_wait=0.01, retry_max_wait=0.05, retry_ambiguous_submits=True))
+    return server
+
+
+def op(tmp_path, n=1000, **kwargs):
+    kwargs.setdefault("max_items_per_batch", 50)
+    return DataFrameToBatchOperator(task_id="submit", dataframe=reviews(n), id_column="review_id", text_column="body",
+                                    request=CLASSIFY, manifest_dir=str(tmp_path / "jobs"), **kwargs)
+
+
+def run(operator, store):
+    return operator.execute({"task_state_store": store, "ti": FakeTI()})
+
+
+def test_accepted_siblings_are_recorded_when_one_chunk_fails(billing, tmp_path, monkeypatch):
+    """Issue reproduction 1: chunk 0 fails ambiguously while chunks 1-3 are accepted."""
+    real_submit = BatchApiHook.submit_batch
+
+    def submit(self, lines, *, idempotency_key, **kwargs) -> BatchStatus:
+        if idempotency_key.endswith(":0"):
+            time.sleep(0.2)
+            raise SubmitOutcomeUnknownError("the answer was lost", endpoint="POST /v1/batches")
+        time.sleep(0.5)
+        return real_submit(self, lines, idempotency_key=idempotency_key, **kwargs)
+
+    monkeypatch.setattr(BatchApiHook, "submit_batch", submit)
+    store = DictStateStore()
+    with pytest.raises(AmbiguousSubmissionError, match=r"chunk 0 \(Idempotency-Key job-\w+:0: 50 rows, ids '0' to '49'\)"):
+        run(op(tmp_path, 200, max_concurrent_submits=4), store)
+    window = store["scaledown:window:0"]
+    assert window["in_flight"] == [0]
+    assert sorted(window["accepted"]) == ["1", "2", "3"] and billing.stats()["batches"] == 3
+
+
+def test_an_ambiguous_chunk_is_not_resent_by_a_retry_unless_the_user_says_so(billing, tmp_path):
+    """Issue reproduction 2, on a server that ignores keys: the default never pays twice."""
+    billing.set_faults(rate=1.0, kinds=["reset_after"], routes=["submit"], skip_first=3)
+    store = DictStateStore()
+    with pytest.raises(AmbiguousSubmissionError, match="chunk 3 "):
+        run(op(tmp_path, max_concurrent_submits=1), store)
+    billing.set_faults(rate=0.0)
+    assert billing.stats()["batches"] == 4  # chunk 3 was created, its answer lost
+    before = billing.stats()["requests"]["submit"]
+    with pytest.raises(AmbiguousSubmissionError, match="an earlier try ended while they were in flight"):
+        run(op(tmp_path, max_concurrent_submits=1), store)
+    assert billing.stats()["requests"]["submit"] == before  # nothing sent at all
+    reference = run(op(tmp_path, max_concurrent_submits=1, on_ambiguous="resubmit"), store)
+    assert billing.stats()["batches"] == 21  # the user chose to pay for chunk 3 again
+    assert len({b.batch_id for b in read_manifest(reference)[0].batches}) == 20
+
+
+def test_with_the_flag_a_retry_resends_with_the_same_key_and_pays_once(honouring, tmp_path):
+    honouring.set_faults(rate=1.0, kinds=["reset_after"], routes=["submit"], skip_first=3)
+    store = DictStateStore()
+    with pytest.raises(Exception):
+        run(op(tmp_path, max_concurrent_submits=1), store)
+    honouring.set_faults(rate=0.0)
+    reference = run(op(tmp_path, max_concurrent_submits=1), store)
+    stats = honouring.stats()
+    assert stats["batches"] == 20 and stats["items"] == 1000
+    assert len({b.batch_id for b in read_manifest(reference)[0].batches}) == 20
+
+
+def test_keys_do_not_depend_on_the_store(honouring, tmp_path):
+    """Two tries of one task instance without any task_state_store send the same keys."""
+    first = run(op(tmp_path, 200), None)
+    second = run(op(tmp_path, 200), None)
+    assert first["job_id"] == second["job_id"]
+    assert honouring.stats()["batches"] == 4 and honouring.stats()["requests"]["submit"] == 8
+
+
+def test_other_runs_and_map_indexes_are_other_jobs(honouring, tmp_path):
+    class OtherRun(FakeTI):
+        run_id = "manual__2"
+
+    class OtherIndex(FakeTI):
+        map_index = 3
+
+    ids = {op(tmp_path, 100).execute({"task_state_store": DictStateStore(), "ti": ti()})["job_id"]
+           for ti in (FakeTI, OtherRun, OtherIndex)}
+    assert len(ids) == 3 and honouring.stats()["batches"] == 6
+
+
+def test_a_retry_with_other_batch_limits_follows_on_input_change(billing, tmp_path):
+    """Issue reproduction 3: the retry must not re-attach to batches cut another way."""
+    billing.set_faults(rate=1.0, kinds=["429"], routes=["submit"], skip_first=2, retry_after=0)
+    store = DictStateStore()
+    with pytest.raises(Exception):
+        run(op(tmp_path, 8, max_items_per_batch=2, max_concurrent_submits=1), store)
+    billing.set_faults(rate=0.0)
+    assert billing.stats()["batches"] == 2
+    with pytest.raises(InputChangedError, match="batch limits"):
+        run(op(tmp_path, 8, max_items_per_batch=4), store)
+    reference = run(op(tmp_path, 8, max_items_per_batch=4, on_input_change="restart"), store)
+    manifest, _ = read_manifest(reference)
+    assert [b.rows for b in manifest.batches] == [4, 4] and billing.stats()["items"] == 4 + 8
+
+
+def test_a_refused_chunk_is_cleared_and_sent_by_the_retry(billing, tmp_path):
+    """429 past the budget: nothing was created, so the retry sends it without asking."""
+    billing.set_faults(rate=1.0, kinds=["429"], routes=["submit"], skip_first=5, retry_after=0)
+    store = DictStateStore()
+    with pytest.raises(Exception, match="429"):
+        run(op(tmp_path, max_concurrent_submits=1), store)
+    assert store["scaledown:window:0"]["in_flight"] == []
+    billing.set_faults(rate=0.0)
+    run(op(tmp_path, max_concurrent_submits=1), store)
+    assert billing.stats()["batches"] == 20
+
+
+@pytest.mark.parametrize("crash_at", range(2, 6))
+def test_a_crash_at_any_write_never_pays_twice(billing, tmp_path, crash_at):
+    """Kill the try at each ledger write (130 chunks: header + three windows): the retry either
+    finishes with one batch per chunk or stops naming what may be paid, never sending it again."""
+    store = CountingStore(crash_at=crash_at)
+    with pytest.raises(Crash):
+        run(op(tmp_path, 130 * 50, max_concurrent_submits=4), store)
+    store.crash_at = None
+    try:
+        reference = run(op(tmp_path, 130 * 50, max_concurrent_submits=4), store)
+    except AmbiguousSubmissionError as exc:
+        in_flight = set(exc.chunks)
+        assert billing.stats()["batches"] <= 130
+        reference = run(op(tmp_path, 130 * 50, max_concurrent_submits=4, on_ambiguous="resubmit"), store)
+        assert billing.stats()["batches"] <= 130 + len(in_flight)
+    else:
+        assert billing.stats()["batches"] == 130
+    assert len(read_manifest(reference)[0].batches) == 130
+
+
+def test_bookkeeping_is_grouped_and_read_once(billing, tmp_path):
+    store = CountingStore()
+    run(op(tmp_path, 130 * 50), store)
+    assert store.gets == 1  # a fresh submit asks once
+    assert store.sets == 1 + 2 * 3  # the header, then before and after each window of 64 chunks
+    store.gets = store.sets = 0
+    run(op(tmp_path, 130 * 50), store)
+    assert store.gets == 1 + 3 and store.sets == 0 and billing.stats()["batches"] == 130
+
+
+def test_max_rows_refuses_before_any_call(billing, tmp_path):
+    with pytest.raises(InvalidInputError, match="holds 1000 rows to send, more than max_rows=999"):
+        run(op(tmp_path, max_rows=999), DictStateStore())
+    assert billing.stats()["requests"] == {}
+    assert run(op(tmp_path, 100, max_rows=100), DictStateStore())["rows"] == 100
+
+
+def test_dry_run_reports_and_pays_nothing(billing, tmp_path):
+    store = CountingStore()
+    report = run(op(tmp_path, 1000, dry_run=True), store)
+    assert report["dry_run"] is True and (report["rows"], report["batches"]) == (1000, 20)
+    assert report["bytes"] > 1000 * 50 and report["skipped_rows"] == 0 and report["invalid_rows"] == 0
+    assert billing.stats()["requests"] == {} and store.sets == 0 and JOB_KEY not in store
+    assert not (tmp_path / "jobs").exists()
+
+
+def test_concurrent_windows_keep_every_call_bounded(billing, tmp_path, monkeypatch):
+    """Windows follow each other without a pause, and never more than max_concurrent_submits calls run."""
+    real_submit = BatchApiHook.submit_batch
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    def submit(self, lines, **kwargs):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            return real_submit(self, lines, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(BatchApiHook, "submit_batch", submit)
+    run(op(tmp_path, 200 * 10, max_items_per_batch=10, max_concurrent_submits=3), DictStateStore())
+    assert peak[0] == 3 and billing.stats()["batches"] == 200
