@@ -1,0 +1,155 @@
+"""What submit accepts, every load lands: a property over id types, ids, texts and labels.
+
+For each generated input the submit operator either refuses it before any call, or pays for it;
+whatever it paid for must then land in SQLite, DuckDB, PostgreSQL and Parquet, every row once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+
+import duckdb
+import psycopg2
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from airflow_batch_provider.emulator.pytest_plugin import connection_json
+from airflow_batch_provider.hooks.batch_api import BatchApiHook
+from airflow_batch_provider.job.manifest import read_manifest
+from airflow_batch_provider.operators.load import BatchOutputToParquetOperator, BatchOutputToTableOperator
+from airflow_batch_provider.operators.submit import BaseBatchSubmitOperator, InvalidInputError
+from airflow_batch_provider.protocol import Classify, Extract, Label, Summarize
+from tests.conftest import POSTGRES_DSN
+from tests.emulator_helpers import EmulatorFactory
+from tests.state_store import DictStateStore
+
+INT_TYPES = [pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32(), pa.uint64()]
+STRING_TYPES = [pa.string(), pa.large_string(), pa.string_view()]
+
+
+class ArrowSource(BaseBatchSubmitOperator):
+    """A submit operator whose rows are one Arrow table, in whatever types it holds."""
+
+    def __init__(self, *, table: pa.Table, **kwargs):
+        super().__init__(**kwargs)
+        self.table = table
+
+    def iter_record_batches(self) -> Iterator[pa.RecordBatch]:
+        yield from self.table.to_batches(max_chunksize=7)
+
+
+@st.composite
+def id_columns(draw) -> pa.Array:
+    n = draw(st.integers(1, 12))
+    kind = draw(st.sampled_from(["int", "string", "dict-string", "dict-int"]))
+    if kind in ("int", "dict-int"):
+        arrow_type = draw(st.sampled_from(INT_TYPES)) if kind == "int" else pa.int64()
+        bits = arrow_type.bit_width
+        low, high = (0, 2**bits - 1) if pa.types.is_unsigned_integer(arrow_type) else (-(2**(bits - 1)), 2**(bits - 1) - 1)
+        values = draw(st.lists(st.integers(low, high), min_size=min(n, high - low + 1), max_size=n, unique=True))
+        array = pa.array(values, arrow_type)
+    else:
+        values = draw(st.lists(st.text(max_size=12), min_size=n, max_size=n, unique=True))
+        array = pa.array(values, draw(st.sampled_from(STRING_TYPES)) if kind == "string" else pa.string())
+    return array.dictionary_encode() if kind.startswith("dict") else array
+
+
+requests_ = st.one_of(
+    st.builds(lambda names: Classify([Label(name, f"Is it about {name}?") for name in names]),
+              st.lists(st.text(min_size=1, max_size=10).filter(str.strip), min_size=1, max_size=3, unique=True)),
+    st.builds(lambda names: Extract({name: f"the {name}" for name in names}),
+              st.lists(st.text(min_size=1, max_size=10).filter(str.strip), min_size=1, max_size=3, unique=True)),
+    st.just(Summarize(max_tokens=30)),
+)
+
+
+@pytest.fixture(scope="module")
+def setting():
+    """One emulator for every example, and the four destinations' connections."""
+    factory = EmulatorFactory()
+    server = factory()
+    saved = dict(os.environ)
+    os.environ["AIRFLOW_CONN_BATCH_API_DEFAULT"] = connection_json(server, retry_initial_wait=0.01)
+    os.environ["AIRFLOW_CONN_PROP_PG"] = POSTGRES_DSN.replace("postgresql://", "postgres://")
+    yield server
+    os.environ.clear()
+    os.environ.update(saved)
+    factory.close()
+
+
+def wait_for(job) -> None:
+    hook, deadline = BatchApiHook(), time.monotonic() + 60
+    for ref in read_manifest(job)[0].batches:
+        while not hook.get_batch(ref.batch_id).terminal:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+
+def landed_ids(kind: str, where: str, table: str) -> list[str]:
+    sql = f'SELECT CAST(id AS VARCHAR(64)) FROM "{table}"' if kind != "sqlite" else f'SELECT CAST(id AS TEXT) FROM "{table}"'
+    if kind == "postgres":
+        with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            rows = cur.fetchall()
+            cur.execute(f'DROP TABLE "{table}"')
+        return [r[0] for r in rows]
+    if kind == "duckdb":
+        with duckdb.connect(where) as conn:
+            return [r[0] for r in conn.execute(sql).fetchall()]
+    import sqlite3
+
+    with sqlite3.connect(where) as conn:
+        return [r[0] for r in conn.execute(sql).fetchall()]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(ids=id_columns(), texts=st.lists(st.text(max_size=40), min_size=12, max_size=12), request_=requests_)
+def test_accepted_by_submit_is_landed_by_every_load(setting, tmp_path_factory, ids, texts, request_):
+    server = setting
+    tmp = tmp_path_factory.mktemp("prop")
+    table = pa.table({"id": ids, "body": pa.array(texts[: len(ids)])})
+    before = server.stats()["requests"].get("submit", 0)
+    try:
+        submit = ArrowSource(task_id="submit", table=table, id_column="id", text_column="body", request=request_,
+                             on_invalid_rows="skip", allow_empty=True, manifest_dir=str(tmp / "jobs"))
+        job = submit.execute({"task_state_store": DictStateStore()})
+    except (InvalidInputError, ValueError):  # refused before paying: nothing may have been sent
+        assert server.stats()["requests"].get("submit", 0) == before
+        event("refused before paying")
+        return
+    if not job["batches"]:
+        event("every row refused")
+        return
+    event("paid for and landed")
+    wait_for(job)
+    manifest, location = read_manifest(job)
+    with pa.ipc.open_stream(str(location / "rows.arrow")) as rows:
+        accepted = sorted(rows.read_all().column("custom_id").to_pylist())
+    options = {"label_scores": True} if request_.model == "classify" else (
+        {"entity_columns": "all"} if request_.model == "extract" else {})
+    name = f"prop_{uuid.uuid4().hex[:10]}"
+    destinations = {
+        "sqlite": ({"conn_type": "sqlite", "host": str(tmp / "w.db")}, str(tmp / "w.db")),
+        "duckdb": ({"conn_type": "duckdb", "host": str(tmp / "w.duckdb")}, str(tmp / "w.duckdb")),
+        "postgres": (None, ""),
+    }
+    for kind, (conn, where) in destinations.items():
+        conn_id = "prop_pg" if conn is None else f"prop_{kind}"
+        if conn is not None:
+            os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
+        summary = BatchOutputToTableOperator(task_id="load", job=job, conn_id=conn_id, table=name, mode="replace",
+                                             max_failed_ratio=1.0, **options).execute({})
+        assert summary["rows"] == len(accepted), kind
+        assert sorted(landed_ids(kind, where, name)) == accepted, kind
+    BatchOutputToParquetOperator(task_id="pq", job=job, path=str(tmp / "out.parquet"), max_failed_ratio=1.0,
+                                 **options).execute({})
+    landed = pq.read_table(tmp / "out.parquet")
+    assert sorted(str(v) for v in landed.column("id").to_pylist()) == accepted
