@@ -153,3 +153,54 @@ def test_accepted_by_submit_is_landed_by_every_load(setting, tmp_path_factory, i
                                  **options).execute({})
     landed = pq.read_table(tmp / "out.parquet")
     assert sorted(str(v) for v in landed.column("id").to_pylist()) == accepted
+
+
+# -- the reproductions of the issue, one by one --------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["int32", "uint64", "Int16"])
+def test_narrow_and_unsigned_integer_ids_from_pandas_land(setting, tmp_path, dtype):
+    import pandas as pd
+
+    from airflow_batch_provider.operators.submit import DataFrameToBatchOperator
+
+    frame = pd.DataFrame({"id": pd.array([3, 1, 2], dtype=dtype), "body": ["good", "bad", "fine"]})
+    job = DataFrameToBatchOperator(task_id="s", dataframe=frame, id_column="id", text_column="body",
+                                   request=Summarize(), manifest_dir=str(tmp_path)).execute({"task_state_store": DictStateStore()})
+    wait_for(job)
+    os.environ["AIRFLOW_CONN_PROP_SQLITE"] = json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "w.db")})
+    assert BatchOutputToTableOperator(task_id="l", job=job, conn_id="prop_sqlite", table="t").execute({})["ok"] == 3
+    assert sorted(landed_ids("sqlite", str(tmp_path / "w.db"), "t")) == ["1", "2", "3"]
+
+
+def test_uint64_ids_beyond_what_sql_stores_are_refused_before_paying(setting, tmp_path):
+    from airflow_batch_provider.operators.submit import InvalidRowsError
+
+    table = pa.table({"id": pa.array([1, 2**63], pa.uint64()), "body": ["a", "b"]})
+    before = setting.stats()["requests"].get("submit", 0)
+    with pytest.raises(InvalidRowsError, match=r"9223372036854775808: id is larger than 9223372036854775807"):
+        ArrowSource(task_id="s", table=table, id_column="id", text_column="body", request=Summarize(),
+                    manifest_dir=str(tmp_path)).execute({})
+    assert setting.stats()["requests"].get("submit", 0) == before
+
+
+def test_labels_that_would_share_a_column_are_refused_at_construction():
+    labels = Classify([Label("very positive", "Is it?"), Label("very-positive", "Is it?")])
+    with pytest.raises(ValueError, match="label 'very-positive' and label 'very positive' would both land in "
+                                         "column 'score_very_positive'"):
+        ArrowSource(task_id="s", table=pa.table({}), id_column="id", text_column="body", request=labels)
+    with pytest.raises(ValueError, match="entity type 'Price' and entity type 'price'"):
+        ArrowSource(task_id="s", table=pa.table({}), id_column="id", text_column="body",
+                    request=Extract({"price": "a price", "Price": "a price"}))
+    with pytest.raises(ValueError, match="the id column 'status' and the result column 'status'"):
+        ArrowSource(task_id="s", table=pa.table({}), id_column="status", text_column="body", request=Summarize())
+
+
+def test_nul_characters_are_refused_before_paying_naming_the_rows(setting, tmp_path):
+    from airflow_batch_provider.operators.submit import InvalidRowsError
+
+    table = pa.table({"id": ["a", "b\x00", "c"], "body": ["fine", "fine", "te\x00xt"]})
+    before = setting.stats()["requests"].get("submit", 0)
+    with pytest.raises(InvalidRowsError, match=r"2 of 3 rows.*'b\\x00': id contains a NUL.*'c': text contains a NUL"):
+        ArrowSource(task_id="s", table=table, id_column="id", text_column="body", request=Summarize(),
+                    manifest_dir=str(tmp_path)).execute({})
+    assert setting.stats()["requests"].get("submit", 0) == before

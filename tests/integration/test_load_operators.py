@@ -255,3 +255,21 @@ def test_incremental_submit_skips_rows_landed_ok_with_the_same_fingerprint(env, 
     assert server.stats()["items"] == 30 + 11
     load(job, mode="upsert")
     assert database("SELECT COUNT(*), COUNT(DISTINCT review_id) FROM review_labels") == [(40, 40)]
+
+
+def test_a_nul_sent_back_by_the_api_does_not_break_the_postgres_copy(monkeypatch):
+    """Inputs with NUL are refused before paying; a result holding one still lands (as U+FFFD)."""
+    import pyarrow as pa
+
+    from airflow.sdk import BaseHook
+    from airflow_batch_provider.destinations.table import table_writer_for
+
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", POSTGRES_DSN.replace("postgresql://", "postgres://"))
+    with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS nul_results")
+    batch = pa.record_batch({"id": pa.array([1, 2]), "batch_id": ["b1", "b1"], "summary": pa.array(["a\x00b", None])})
+    writer = table_writer_for(BaseHook.get_connection("warehouse").get_hook(), "nul_results", "append", batch.schema, "id")
+    assert writer.write([batch]) == 2
+    with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
+        cur.execute("SELECT summary FROM nul_results ORDER BY id")
+        assert cur.fetchall() == [("a\ufffdb",), (None,)]
