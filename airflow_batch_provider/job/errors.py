@@ -45,11 +45,12 @@ class AmbiguousSubmissionError(AirflowFailException):
         shown = "; ".join(f"chunk {c} (Idempotency-Key {key}: {rows} rows, ids {first!r} to {last!r})"
                           for c, (key, first, last, rows) in list(chunks.items())[:SHOWN])
         more = f" and {len(chunks) - SHOWN} more" if len(chunks) > SHOWN else ""
+        what = (f"{len(chunks)} chunk(s) may have been created and billed, but no batch id came back ({cause}): "
+                f"{shown}{more}" if chunks else cause)
         super().__init__(
-            f"job {job_id}: {len(chunks)} chunk(s) may have been created and billed, but no batch id came "
-            f"back ({cause}): {shown}{more}. Nothing was resent, so nothing is paid twice. Two ways on: "
-            "set retry_ambiguous_submits on the batch_api connection if the server honours "
-            "Idempotency-Key (a resend then returns the same batch), or pass on_ambiguous='resubmit' to "
-            "send these chunks again deliberately, which may charge them twice.")
+            f"job {job_id}: {what}. Nothing was resent, so nothing is paid twice. Two ways on: set "
+            "retry_ambiguous_submits on the batch_api connection if the server honours Idempotency-Key (a "
+            "resend then returns the same batch), or pass on_ambiguous='resubmit' to send them again "
+            "deliberately, which may charge them twice.")
         self.job_id = job_id
         self.chunks = chunks

@@ -146,11 +146,14 @@ class Submission:
         left in flight when ``retry_ambiguous`` is off.
     :param on_input_change: ``"fail"`` or ``"restart"``: what a try does when an earlier try of
         this task paid for a job of another identity.
+    :param earlier_tries: this is not the task's first try (without a ledger, it cannot know what
+        those tries paid for, so it sends nothing unless resending is safe or asked for).
     """
 
     def __init__(self, *, conn_id: str, spool: RequestSpool, identity: str, task: str, ledger: Ledger,
                  concurrency: int, max_items: int, max_bytes: int, retry_ambiguous: bool,
-                 on_ambiguous: str = "fail", on_input_change: str = "fail", log: logging.Logger) -> None:
+                 on_ambiguous: str = "fail", on_input_change: str = "fail", earlier_tries: bool = False,
+                 log: logging.Logger) -> None:
         self.conn_id = conn_id
         self.spool = spool
         self.identity = identity
@@ -162,6 +165,7 @@ class Submission:
         self.retry_ambiguous = retry_ambiguous
         self.on_ambiguous = on_ambiguous
         self.on_input_change = on_input_change
+        self.earlier_tries = earlier_tries
         self.log = log
         self.job_id = job_id_for(task, identity)
         self._local = threading.local()
@@ -188,6 +192,10 @@ class Submission:
                           previous.job_id, len(previous.accepted), chunks, len(previous.in_flight))
             return previous
         if not self.ledger.durable:
+            if self.earlier_tries and not (self.retry_ambiguous or self.on_ambiguous == "resubmit"):
+                raise AmbiguousSubmissionError(self.job_id, {}, (
+                    "this is a retry and there is no task_state_store, so which of the job's "
+                    f"{chunks} chunks an earlier try paid for is unknown"))
             self.log.warning("task_state_store is not available: a retry of this task cannot tell which "
                              "batches this try paid for")
         entry = LedgerEntry(job_id=self.job_id, identity=self.identity, chunks=chunks)

@@ -215,7 +215,8 @@ class BaseBatchSubmitOperator(BaseOperator):
                 ledger=Ledger(context.get("task_state_store")), concurrency=self.max_concurrent_submits,
                 max_items=max_items, max_bytes=max_bytes,
                 retry_ambiguous=hook.settings.retry_ambiguous_submits, on_ambiguous=self.on_ambiguous,
-                on_input_change=self.on_input_change, log=self.log)
+                on_input_change=self.on_input_change,
+                earlier_tries=getattr(context.get("ti"), "try_number", 1) > 1, log=self.log)
             batches = submission.run()
             manifest = JobManifest(
                 job_id=submission.job_id, conn_id=self.batch_api_conn_id, model=request.model,

@@ -249,3 +249,13 @@ def test_concurrent_windows_keep_every_call_bounded(billing, tmp_path, monkeypat
     monkeypatch.setattr(BatchApiHook, "submit_batch", submit)
     run(op(tmp_path, 200 * 10, max_items_per_batch=10, max_concurrent_submits=3), DictStateStore())
     assert peak[0] == 3 and billing.stats()["batches"] == 200
+
+
+def test_a_retry_without_a_ledger_sends_nothing_unless_resending_is_safe(billing, tmp_path):
+    class SecondTry(FakeTI):
+        try_number = 2
+
+    with pytest.raises(AmbiguousSubmissionError, match="this is a retry and there is no task_state_store"):
+        op(tmp_path, 100).execute({"ti": SecondTry()})
+    assert billing.stats()["requests"] == {}
+    assert op(tmp_path, 100, on_ambiguous="resubmit").execute({"ti": SecondTry()})["batches"] == 2

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # One distinctive key for the whole suite: the secrets scenario searches everything for it.
 API_KEY = "sk-reliability-" + secrets.token_hex(12)
 RESULTS: list[dict] = []
-SCENARIOS = 8
+SCENARIOS = 9
 
 
 def record(number: int, scenario: str, injected: str, counted: str, result: str = "pass") -> None:
@@ -92,7 +92,9 @@ def cluster(reliability_emulator, tmp_path_factory):
     airflow = AirflowProcesses(home, ROOT / "tests" / "dags", {
         "AIRFLOW_CONN_BATCH_API_DEFAULT": json.dumps({
             "conn_type": "batch_api", "host": reliability_emulator.url, "password": API_KEY,
-            "extra": {"retry_initial_wait": 0.2, "retry_max_wait": 2, "retry_max_attempts": 10}}),
+            # This emulator honours Idempotency-Key, so chunks left in flight may be resent.
+            "extra": {"retry_initial_wait": 0.2, "retry_max_wait": 2, "retry_max_attempts": 10,
+                      "retry_ambiguous_submits": True}}),
         "AIRFLOW_CONN_RELIABILITY_DB": POSTGRES_DSN.replace("postgresql://", "postgres://"),
         "AIRFLOW__SCALEDOWN__MANIFEST_DIR": str(home / "jobs"),
         "AIRFLOW__CORE__MAX_ACTIVE_RUNS_PER_DAG": "16",

@@ -182,3 +182,58 @@ def test_6_bad_inputs_are_refused_naming_the_rows(pipeline_env, capfd, tmp_path,
     record(6, "Bad inputs", f"{len(refused)} kinds: nulls, empty frame, duplicate ids, non-UTF-8 bytes, wrong "
            "types, huge text, Parquet without the text column, invalid labels and entities, unknown model",
            "each refused naming the rows or parameter; 0 batches, 0 submit requests")
+
+
+def test_9_ambiguous_submits_are_paid_for_once(pipeline_env, monkeypatch, tmp_path):
+    """30 % of submissions are handled but their answer is lost (reset_after), task retries on.
+
+    On a server that ignores Idempotency-Key with the default connection, no run may be billed for
+    more batches than it has chunks: the run stops and names what may be paid instead. With the flag
+    on a server that honours keys, every run ends with one batch per chunk and every row landed once.
+    """
+    chunks, runs = 20, 3
+    ignoring = EmulatorProcess(["--ignore-idempotency-key", "--items-per-second", "3000"], tmp_path,
+                               api_key=API_KEY).start()
+    billed_ignoring, stopped = [], 0
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", json.dumps({
+            "conn_type": "batch_api", "host": ignoring.url, "password": API_KEY,
+            "extra": {"retry_initial_wait": 0.05, "retry_max_wait": 0.5, "retry_max_attempts": 8}}))
+        for number in range(runs):
+            drop("rel_ambiguous")
+            set_faults(ignoring, rate=0.3, kinds=["reset_after"], routes=["submit"], seed=100 + number)
+            before = ignoring.stats()["batches"]
+            run, states = run_pipeline(rows=chunks * 50, table="rel_ambiguous")
+            billed_ignoring.append(ignoring.stats()["batches"] - before)
+            assert billed_ignoring[-1] <= chunks, billed_ignoring
+            if run.state == "success":
+                assert landed("rel_ambiguous") == (1000, 1000, 1000)
+            else:
+                assert states["submit"] == "failed" and "up_for_retry" not in states.values(), states
+                stopped += 1
+    finally:
+        ignoring.stop()
+    emulator = pipeline_env
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", json.dumps({
+        "conn_type": "batch_api", "host": emulator.url, "password": API_KEY,
+        "extra": {"retry_initial_wait": 0.05, "retry_max_wait": 0.5, "retry_max_attempts": 8,
+                  "retry_ambiguous_submits": True}}))
+    billed_honouring = []
+    try:
+        for number in range(runs):
+            drop("rel_ambiguous")
+            set_faults(emulator, rate=0.3, kinds=["reset_after"], routes=["submit"], seed=200 + number)
+            before = emulator.stats()["batches"]
+            run, states = run_pipeline(rows=chunks * 50, table="rel_ambiguous")
+            set_faults(emulator, rate=0.0)
+            billed_honouring.append(emulator.stats()["batches"] - before)
+            assert run.state == "success", states
+            assert billed_honouring[-1] == chunks
+            assert landed("rel_ambiguous") == (1000, 1000, 1000)
+    finally:
+        set_faults(emulator, rate=0.0)
+    record(9, "Ambiguous submits: 30 % of answers lost after the batch was made (reset_after), task retries on",
+           f"{runs} runs against a server that ignores Idempotency-Key (default connection), {runs} against "
+           "one that honours it (retry_ambiguous_submits)",
+           f"ignoring: billed {billed_ignoring} of {chunks} chunks, {stopped} runs stopped naming the chunks, "
+           f"none resent; honouring: billed {billed_honouring}, 1000/1000 rows landed once each run")

@@ -75,7 +75,8 @@ def test_2_worker_killed_right_after_submitting(cluster, reliability_emulator):
     assert query("SELECT COUNT(*), COUNT(DISTINCT id) FROM rel_worker")[0] == (1000, 1000)
     record(2, "Worker killed (SIGKILL) right after submitting; the task retries",
            f"task process killed after {accepted_at_kill} of 20 batches were accepted",
-           f"try {tries} re-attached; 20 batches in all (0 extra); 1000/1000 rows landed once")
+           f"try {tries} resent the chunks left in flight with their Idempotency-Key "
+           "(retry_ambiguous_submits: this server honours it); 20 batches in all (0 extra); 1000/1000 rows landed once")
 
 
 def test_3_triggerer_killed_mid_wait(cluster, reliability_emulator):
