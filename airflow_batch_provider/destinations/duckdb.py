@@ -1,24 +1,94 @@
-"""DuckDB: Arrow record batches are scanned in place (no row-by-row conversion)."""
+"""DuckDB: rows are staged in a local Parquet file, then merged in one transaction that scans it.
+
+DuckDB lets one process at a time open a database file for writing, so a load holds the file only
+for its merge: the rows (which stream in as slowly as the API serves them) go to a temporary
+Parquet file first, written a record batch at a time, so memory stays flat whatever the job's size.
+A load that finds the file held by another waits for it (logging so), up to ``lock_timeout``.
+"""
 
 from __future__ import annotations
 
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from airflow_batch_provider.destinations.table import TableWriter
+
+RETRY_OPEN_EVERY = 0.2  # seconds between tries to open a database file another process holds
+
+
+def _is_held(exc: Exception) -> bool:
+    return "could not set lock" in str(exc).lower() or "conflicting lock" in str(exc).lower()
 
 
 class DuckDBTableWriter(TableWriter):
     types = {"string": "VARCHAR", "int64": "BIGINT", "double": "DOUBLE",
              "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "bool": "BOOLEAN"}
 
+    def write(self, batches: Iterable[pa.RecordBatch]) -> int:
+        self._check_before_staging()
+        rows = 0
+        with tempfile.TemporaryDirectory(prefix="scaledown-duckdb-") as tmp:
+            staged = Path(tmp) / "staging.parquet"
+            with pq.ParquetWriter(staged, self.schema) as writer:
+                for batch in batches:
+                    if batch.num_rows:
+                        writer.write_batch(batch)
+                        rows += batch.num_rows
+            conn = self._connect()
+            try:
+                conn.begin()
+                exists = self.check_target(conn, conn)
+                path = str(staged).replace("'", "''")
+                conn.execute(f"CREATE TEMPORARY VIEW {self.staging} AS SELECT * FROM read_parquet('{path}')")
+                for statement in ([] if exists else self.create_target_sql()) + self.merge_sql():
+                    conn.execute(statement)
+                conn.execute(f"DROP VIEW {self.staging}")
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                conn.close()
+        return rows
+
+    def _check_before_staging(self) -> None:
+        """Refuse a target that cannot take the rows before downloading anything."""
+        conn = self._connect()
+        try:
+            conn.begin()
+            self.check_target(conn, conn)
+            conn.rollback()
+        finally:
+            conn.close()
+
+    def _connect(self):
+        """A connection to the database file, waiting while another process holds it."""
+        held: list[Exception] = []
+
+        def now() -> bool:
+            try:
+                self._conn = self.hook.get_conn()
+            except Exception as exc:
+                if not _is_held(exc):
+                    raise
+                held.append(exc)
+                return False
+            return True
+
+        def waiting() -> None:
+            deadline = None if self.lock_timeout is None else time.monotonic() + self.lock_timeout
+            while not now():
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise held[-1]
+                time.sleep(RETRY_OPEN_EVERY)
+
+        self.waiting(now, waiting)
+        return self._conn
+
     def begin(self, conn) -> None:
         conn.begin()
-
-    def cursor(self, conn):
-        return conn  # a DuckDB cursor() is a separate connection, outside this transaction
-
-    def stage(self, conn, cursor, batch: pa.RecordBatch) -> None:
-        cursor.register("scaledown_incoming", pa.Table.from_batches([batch]))
-        cursor.execute(f"INSERT INTO {self.staging} ({self.column_list}) "
-                       f"SELECT {self.column_list} FROM scaledown_incoming")
-        cursor.unregister("scaledown_incoming")

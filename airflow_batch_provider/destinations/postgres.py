@@ -1,4 +1,12 @@
-"""PostgreSQL: ``COPY ... FROM STDIN`` (CSV written by Arrow) into a temporary staging table."""
+"""PostgreSQL: ``COPY ... FROM STDIN`` (CSV written by Arrow) into a temporary staging table, then
+the merge under a transaction-scoped advisory lock on the target's qualified name.
+
+Why an advisory lock rather than ``LOCK TABLE … IN SHARE ROW EXCLUSIVE MODE``: the lock must also
+cover the first load, which creates the table (``LOCK TABLE`` needs it to exist), and it should
+hold back only other loads of this provider, not every reader and writer of a warehouse table.
+Rows are staged before the lock is taken, so loads overlap in their long part (downloading and
+copying) and queue only for the merge.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +25,22 @@ class PostgresTableWriter(TableWriter):
 
     def create_staging_sql(self) -> str:
         return f"CREATE TEMPORARY TABLE {self.staging} ({self.columns_ddl()}) ON COMMIT DROP"
+
+    def lock_target(self, conn, cursor) -> None:
+        schema, _, name = self.table.rpartition(".")
+        key = "hashtextextended(current_database() || '.' || coalesce(%s, current_schema()) || '.' || %s, 0)"
+        params = (schema or None, name)
+
+        def now() -> bool:
+            cursor.execute(f"SELECT pg_try_advisory_xact_lock({key})", params)
+            return bool(cursor.fetchone()[0])
+
+        def waiting() -> None:
+            if self.lock_timeout is not None:  # SET LOCAL: this transaction only
+                cursor.execute(f"SET LOCAL lock_timeout = {int(self.lock_timeout * 1000)}")
+            cursor.execute(f"SELECT pg_advisory_xact_lock({key})", params)
+
+        self.waiting(now, waiting)
 
     def stage(self, conn, cursor, batch: pa.RecordBatch) -> None:
         # Inputs with NUL are refused before paying; a NUL the API itself sends back in a result

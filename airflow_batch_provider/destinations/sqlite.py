@@ -1,6 +1,13 @@
-"""SQLite: one transaction, ``executemany`` per record batch (no per-row commits)."""
+"""SQLite: one transaction, ``executemany`` per record batch (no per-row commits).
+
+SQLite has one writer at a time. The load takes the write lock when its transaction begins
+(``BEGIN IMMEDIATE``), so a second load waits for it (the busy timeout) instead of failing with
+"database is locked" when its read transaction cannot become a write one.
+"""
 
 from __future__ import annotations
+
+import sqlite3
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,7 +30,23 @@ class SqliteTableWriter(TableWriter):
     def begin(self, conn) -> None:
         # The sqlite3 module would otherwise commit around DDL; we want one explicit transaction.
         conn.isolation_level = None
-        conn.execute("BEGIN")
+
+        def now() -> bool:
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                return False
+            return True
+
+        def waiting() -> None:
+            timeout_ms = 2**31 - 1 if self.lock_timeout is None else int(self.lock_timeout * 1000)
+            conn.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+            conn.execute("BEGIN IMMEDIATE")
+
+        self.waiting(now, waiting)
 
     def stage(self, conn, cursor, batch: pa.RecordBatch) -> None:
         columns = [_iso_text(c) if pa.types.is_timestamp(c.type) else c for c in batch.columns]

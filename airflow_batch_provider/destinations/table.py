@@ -9,15 +9,25 @@ Rows stream into a staging table; then, in the same transaction, they are merged
 
 The target is created (with column types for the dialect) when it does not exist, in that same
 transaction: a failure anywhere leaves no partial table and no partial merge. An existing target
-must have every result column, or the load is refused before anything is written.
+must have every result column, or the load is refused before anything is written. A target created
+by an ``upsert`` load gets a unique index on the id column, so the database itself refuses a second
+row for an id.
+
+**Overlapping loads of one table serialise**: a backfill beside the schedule, a manual re-run,
+mapped tasks over partitions that share ids. Each dialect takes the target's lock in its own way
+before it creates or merges (:meth:`TableWriter.lock_target`), logs when it has to wait and for how
+long, and gives up after ``lock_timeout`` seconds (the task's ``execution_timeout``).
 
 Dialects with a bulk path get a writer of their own (PostgreSQL ``COPY``, DuckDB Arrow ingestion,
-SQLite one-transaction ``executemany``); any other ``DbApiHook`` uses :class:`TableWriter` with
-``insert_rows`` into a staging table.
+SQLite one-transaction ``executemany``); any other ``DbApiHook`` uses :class:`TableWriter`, which
+stages with ``executemany``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import time
 import uuid
 from collections.abc import Iterable
 
@@ -40,13 +50,23 @@ def quote_table(name: str) -> str:
     return ".".join(quote(part) for part in name.split("."))
 
 
+class TableLockTimeoutError(TimeoutError):
+    """Another load of the same table held it longer than ``lock_timeout``; nothing was written."""
+
+
 class TableWriter:
-    """The generic writer: any DbApiHook, staging through ``insert_rows`` (the slow, portable path)."""
+    """The generic writer: any DbApiHook, staging with ``executemany`` (the slow, portable path).
+
+    It takes no lock of its own: on a database without a writer here, overlapping loads are
+    protected only by the database's own isolation and, for tables it creates in ``upsert`` mode,
+    the unique index on the id column.
+    """
 
     types = {"string": "TEXT", "int64": "BIGINT", "double": "DOUBLE PRECISION",
              "timestamp[us, tz=UTC]": "TIMESTAMP", "bool": "BOOLEAN"}
 
-    def __init__(self, hook: DbApiHook, table: str, mode: str, schema: pa.Schema, id_column: str) -> None:
+    def __init__(self, hook: DbApiHook, table: str, mode: str, schema: pa.Schema, id_column: str, *,
+                 lock_timeout: float | None = None, log: logging.Logger | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.hook = hook
@@ -58,6 +78,8 @@ class TableWriter:
         self.staging_name = f"scaledown_staging_{uuid.uuid4().hex[:12]}"
         self.staging = quote(self.staging_name)
         self.column_list = ", ".join(quote(name) for name in schema.names)
+        self.lock_timeout = lock_timeout
+        self.log = log or logging.getLogger(__name__)
 
     # -- SQL -------------------------------------------------------------------------------------
     def column_type(self, field: pa.Field) -> str:
@@ -66,8 +88,12 @@ class TableWriter:
     def columns_ddl(self) -> str:
         return ", ".join(f"{quote(f.name)} {self.column_type(f)}" for f in self.schema)
 
-    def create_target_sql(self) -> str:
-        return f"CREATE TABLE IF NOT EXISTS {self.target} ({self.columns_ddl()})"
+    def create_target_sql(self) -> list[str]:
+        statements = [f"CREATE TABLE IF NOT EXISTS {self.target} ({self.columns_ddl()})"]
+        if self.mode == "upsert":  # the database itself then refuses a second row for an id
+            index = quote("scaledown_uq_" + hashlib.blake2b(self.table.encode(), digest_size=6).hexdigest())
+            statements.append(f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {self.target} ({quote(self.id_column)})")
+        return statements
 
     def create_staging_sql(self) -> str:
         return f"CREATE TEMPORARY TABLE {self.staging} ({self.columns_ddl()})"
@@ -96,32 +122,35 @@ class TableWriter:
             raise
         return [d[0] for d in cursor.description]
 
-    def check_target(self, conn, cursor) -> None:
+    def check_target(self, conn, cursor) -> bool:
+        """True when the target exists (and fits); refuses a target that cannot take the rows."""
         existing = self.existing_columns(conn, cursor)
         if existing is None:
-            cursor.execute(self.create_target_sql())
-            return
+            return False
         missing = [name for name in self.schema.names if name not in existing]
         if missing:
             raise TableSchemaError(
                 f"table {self.table} exists but has no column {', '.join(missing)} for the results; "
                 f"its columns are {', '.join(existing)}. Add them, drop the table, or load elsewhere.")
+        return True
 
     # -- the transaction ---------------------------------------------------------------------------
     def write(self, batches: Iterable[pa.RecordBatch]) -> int:
-        """Stage every batch and merge, all or nothing; returns the rows landed."""
+        """Stage every batch, lock the target, create it if needed and merge, all or nothing;
+        returns the rows landed."""
         conn = self.hook.get_conn()
         try:
             self.begin(conn)
             cursor = self.cursor(conn)
-            self.check_target(conn, cursor)
+            exists = self.check_target(conn, cursor)
             cursor.execute(self.create_staging_sql())
             rows = 0
             for batch in batches:
                 if batch.num_rows:
                     self.stage(conn, cursor, batch)
                     rows += batch.num_rows
-            for statement in self.merge_sql():
+            self.lock_target(conn, cursor)
+            for statement in ([] if exists else self.create_target_sql()) + self.merge_sql():
                 cursor.execute(statement)
             cursor.execute(f"DROP TABLE {self.staging}")
             conn.commit()
@@ -131,6 +160,26 @@ class TableWriter:
             raise
         finally:
             conn.close()
+
+    def lock_target(self, conn, cursor) -> None:
+        """Serialise with other loads of the target, until this transaction ends (none here)."""
+
+    def waiting(self, acquire_now, acquire_waiting) -> None:
+        """Take a lock: at once if free, else log that this load waits, wait, and log for how long."""
+        if acquire_now():
+            return
+        self.log.info("Waiting for another load of table %s to finish (lock_timeout %s)", self.table,
+                      "none" if self.lock_timeout is None else f"{self.lock_timeout:.0f} s")
+        started = time.monotonic()
+        try:
+            acquire_waiting()
+        except Exception as exc:
+            if self.lock_timeout is not None and time.monotonic() - started >= self.lock_timeout * 0.9:
+                raise TableLockTimeoutError(
+                    f"gave up after {time.monotonic() - started:.1f} s waiting for another load of table "
+                    f"{self.table} (lock_timeout {self.lock_timeout:.0f} s); nothing was written") from exc
+            raise
+        self.log.info("Waited %.1f s for another load of table %s", time.monotonic() - started, self.table)
 
     def begin(self, conn) -> None:
         """Make sure DDL and DML from here on are one transaction."""
@@ -144,7 +193,8 @@ class TableWriter:
                            list(zip(*(column.to_pylist() for column in batch.columns))))
 
 
-def table_writer_for(hook: DbApiHook, table: str, mode: str, schema: pa.Schema, id_column: str) -> TableWriter:
+def table_writer_for(hook: DbApiHook, table: str, mode: str, schema: pa.Schema, id_column: str,
+                     **options) -> TableWriter:
     """The writer with the bulk path for the hook's database, or the generic one."""
     kind = (getattr(hook, "conn_type", "") or "").lower()
     if kind == "postgres":
@@ -155,4 +205,4 @@ def table_writer_for(hook: DbApiHook, table: str, mode: str, schema: pa.Schema, 
         from airflow_batch_provider.destinations.sqlite import SqliteTableWriter as writer
     else:
         writer = TableWriter
-    return writer(hook, table, mode, schema, id_column)
+    return writer(hook, table, mode, schema, id_column, **options)

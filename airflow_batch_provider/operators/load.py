@@ -103,7 +103,10 @@ class BatchOutputToTableOperator(BaseBatchOutputOperator):
 
     def land(self, batches: Iterator[pa.RecordBatch], columns: ResultColumns) -> int:
         hook = BaseHook.get_connection(self.conn_id).get_hook()
-        writer = table_writer_for(hook, self.table, self.mode, columns.schema, columns.id_column)
+        # Another load of the same table may hold it: wait no longer than the task may run.
+        timeout = self.execution_timeout.total_seconds() if self.execution_timeout else None
+        writer = table_writer_for(hook, self.table, self.mode, columns.schema, columns.id_column,
+                                  lock_timeout=timeout, log=self.log)
         return writer.write(batches)
 
 
