@@ -62,6 +62,23 @@ def test_enrich_reviews_lands_three_tables(airflow_env):
     assert emulator.stats()["items"] == 300 + 300 + long_reviews
 
 
+def test_two_runs_of_enrich_reviews_at_once_both_succeed(airflow_env):
+    """A second deployment (its own metadata database) runs the same DAG into the same tables at
+    the same time: the loads queue for the SQLite file instead of failing with 'database is locked'."""
+    env, emulator, tmp_path = airflow_env
+    other = {**env, "AIRFLOW_HOME": str(tmp_path / "airflow-2"),
+             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path}/airflow-2/airflow.db"}
+    (tmp_path / "airflow-2").mkdir()
+    subprocess.run([AIRFLOW, "db", "migrate"], env=other, check=True, capture_output=True, timeout=300)
+    runs = [subprocess.Popen([AIRFLOW, "dags", "test", "enrich_reviews"], env=environment, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for environment in (env, other)]
+    outputs = [run.communicate(timeout=900)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], "\n".join(output[-3000:] for output in outputs)
+    with sqlite3.connect(tmp_path / "reviews.db") as conn:
+        for table in ("review_sentiment", "review_entities"):
+            assert conn.execute(f"SELECT COUNT(*), COUNT(DISTINCT review_id) FROM {table}").fetchall() == [(300, 300)]
+
+
 def test_warehouse_enrichment_is_incremental(airflow_env):
     env, emulator, _ = airflow_env
     with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
