@@ -9,6 +9,8 @@ os.environ["AIRFLOW_HOME"] = _HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).parent / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
+# Manifests of tests that set no manifest_dir go to the throwaway home, never into the repository.
+os.environ["AIRFLOW__SCALEDOWN__MANIFEST_DIR"] = f"{_HOME}/scaledown_jobs"
 os.environ.pop("SCALEDOWN_API_KEY", None)
 
 # The PostgreSQL server of the warehouse tests. On the project's machines (CI included) one runs on
