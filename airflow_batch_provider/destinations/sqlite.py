@@ -30,6 +30,8 @@ class SqliteTableWriter(TableWriter):
     def begin(self, conn) -> None:
         # The sqlite3 module would otherwise commit around DDL; we want one explicit transaction.
         conn.isolation_level = None
+        # Once the lock is ours, the commit may still wait for readers: never with a zero timeout.
+        patient = f"PRAGMA busy_timeout = {2**31 - 1 if self.lock_timeout is None else int(self.lock_timeout * 1000)}"
 
         def now() -> bool:
             conn.execute("PRAGMA busy_timeout = 0")
@@ -39,11 +41,11 @@ class SqliteTableWriter(TableWriter):
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
                 return False
+            finally:
+                conn.execute(patient)
             return True
 
         def waiting() -> None:
-            timeout_ms = 2**31 - 1 if self.lock_timeout is None else int(self.lock_timeout * 1000)
-            conn.execute(f"PRAGMA busy_timeout = {timeout_ms}")
             conn.execute("BEGIN IMMEDIATE")
 
         self.waiting(now, waiting)

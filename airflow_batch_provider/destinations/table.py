@@ -34,12 +34,13 @@ from collections.abc import Iterable
 import pyarrow as pa
 
 from airflow.providers.common.sql.hooks.sql import DbApiHook
+from airflow.sdk.exceptions import AirflowFailException
 
 MODES = ("append", "replace", "upsert")
 
 
-class TableSchemaError(ValueError):
-    """The existing target table cannot take the result rows."""
+class TableSchemaError(AirflowFailException, ValueError):
+    """The existing target table cannot take the result rows; a retry would meet the same table."""
 
 
 def quote(identifier: str) -> str:

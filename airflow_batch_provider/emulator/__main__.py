@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ignore-idempotency-key", action="store_true",
                    help="create a new batch for every submission, as a server that does not honour "
                         "Idempotency-Key would")
+    p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024,
+                   help="larger request bodies are refused with 413 (default 64 MiB)")
     p.add_argument("--fault-rate", type=float, default=0.0, help="chance per API request of a fault")
     p.add_argument("--fault-kinds", default="429,500,502,503,504,reset,slow",
                    help=f"comma-separated, from: {','.join(FAULT_KINDS)}")
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             start_delay=args.start_delay, item_failure_rate=args.item_failure_rate,
             batch_failure_rate=args.batch_failure_rate, output_drop_rate=args.output_drop_rate,
             output_duplicate_rate=args.output_duplicate_rate,
-            ignore_idempotency_key=args.ignore_idempotency_key,
+            ignore_idempotency_key=args.ignore_idempotency_key, max_body_bytes=args.max_body_bytes,
             faults=FaultSettings(
                 rate=args.fault_rate, kinds=tuple(filter(None, args.fault_kinds.split(","))),
                 routes=tuple(filter(None, args.fault_routes.split(","))),

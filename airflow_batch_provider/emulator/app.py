@@ -1,4 +1,4 @@
-"""The emulator's HTTP routes, answering as ``shared spec`` section 2 and 3 say (see docs/emulator.md).
+"""The emulator's HTTP routes, answering as the ScaleDown API documents them (see docs/emulator.md).
 
 Decisions where the spec leaves room: error bodies are ``{"detail": "..."}``; submit answers 200; an
 unknown batch id is 404 in both versions, and so is output asked for before the batch completed;
@@ -9,6 +9,7 @@ extension the provider's hook uses for safe retries).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import secrets
 import tempfile
 import time
@@ -60,7 +61,7 @@ def _v2(row: BatchRow) -> dict[str, Any]:
     }
 
 
-def _check_line(decoder: LineDecoder, raw: bytes) -> bytes | None:
+def _check_line(decoder: LineDecoder, raw: bytes, custom_ids: set[str]) -> bytes | None:
     """The line to store, None for a blank line; ApiError(400) for what rejects the submission."""
     try:
         obj = decoder.decode(raw)
@@ -72,6 +73,9 @@ def _check_line(decoder: LineDecoder, raw: bytes) -> bytes | None:
     custom_id = obj.get("custom_id")
     if not isinstance(custom_id, str) or not custom_id:
         raise ApiError(400, f"line {line}: custom_id must be a non-empty string")
+    if custom_id in custom_ids:
+        raise ApiError(400, f"line {line}: custom_id {custom_id!r} appears twice in this batch")
+    custom_ids.add(custom_id)
     body = obj.get("body")
     if not isinstance(body, dict):
         raise ApiError(400, f"line {line} ({custom_id}): body must be an object")
@@ -125,6 +129,9 @@ def create_app(config: EmulatorConfig) -> FastAPI:
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
+    faults = FaultState(config.faults)
+    app.state.faults = faults
+
     @app.middleware("http")
     async def _auth(request: Request, call_next):
         given = request.headers.get("x-api-key")
@@ -150,26 +157,42 @@ def create_app(config: EmulatorConfig) -> FastAPI:
             if existing is not None:
                 if existing.state == "receiving":
                     raise ApiError(409, f"a submission with Idempotency-Key {key!r} is still uploading")
+                digest = hashlib.sha256()
+                async for chunk in _capped(request):
+                    digest.update(chunk)
+                if existing.body_sha256 and digest.hexdigest() != existing.body_sha256:
+                    raise ApiError(422, f"Idempotency-Key {key!r} was used before with a different body")
                 return shape(existing)
         batch_id = id_prefix + uuid.uuid4().hex[:24]
         await run_in_threadpool(store.begin_batch, batch_id, time.time(), key or None)
         try:
-            total = await _receive(request, batch_id)
+            total, body_sha256 = await _receive(request, batch_id)
         except BaseException:
             await run_in_threadpool(store.discard_batch, batch_id)
             raise
-        await run_in_threadpool(store.seal_batch, batch_id, total)
+        await run_in_threadpool(store.seal_batch, batch_id, total, body_sha256)
         return shape(store.get(batch_id))
 
-    async def _receive(request: Request, batch_id: str) -> int:
+    async def _capped(request: Request):
+        """The body's chunks; 413 once it grows past ``max_body_bytes``."""
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > config.max_body_bytes:
+                raise ApiError(413, f"the request body is larger than {config.max_body_bytes} bytes")
+            yield chunk
+
+    async def _receive(request: Request, batch_id: str) -> tuple[int, str]:
         splitter, decoder = LineSplitter(), LineDecoder()
         pending: list[bytes] = []
         total = 0
+        custom_ids: set[str] = set()
+        digest = hashlib.sha256()
 
         async def take(raw_lines: list[bytes]) -> None:
             nonlocal total, pending
             for raw in raw_lines:
-                line = _check_line(decoder, raw)
+                line = _check_line(decoder, raw, custom_ids)
                 if line is None:
                     continue
                 pending.append(line)
@@ -179,7 +202,8 @@ def create_app(config: EmulatorConfig) -> FastAPI:
                 await run_in_threadpool(store.add_items, batch_id, total, pending)
                 total, pending = total + len(pending), []
 
-        async for chunk in request.stream():
+        async for chunk in _capped(request):
+            digest.update(chunk)
             await take(splitter.feed(chunk))
         await take(splitter.close())
         if pending:
@@ -187,7 +211,7 @@ def create_app(config: EmulatorConfig) -> FastAPI:
             total += len(pending)
         if total == 0:
             raise ApiError(400, "the body holds no requests (one JSON request per line)")
-        return total
+        return total, digest.hexdigest()
 
     @app.get("/v1/batches/{batch_id}")
     async def status(batch_id: str) -> dict[str, Any]:
@@ -219,24 +243,26 @@ def create_app(config: EmulatorConfig) -> FastAPI:
             yield b"".join(kept)
 
     async def _json(request: Request) -> dict[str, Any]:
+        body = b"".join([chunk async for chunk in _capped(request)])
         try:
-            data = msgspec.json.decode(await request.body())
-        except msgspec.DecodeError as exc:
-            raise ApiError(400, f"malformed JSON: {exc}") from None
+            data = msgspec.json.decode(body)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+            raise ApiError(400, f"malformed JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
         if not isinstance(data, dict):
             raise ApiError(400, "the body must be a JSON object")
         return data
 
-    def _realtime(model: str, data: dict[str, Any], spelling: str = "text") -> dict[str, Any]:
+    async def _realtime(model: str, data: dict[str, Any], spelling: str = "text") -> dict[str, Any]:
+        """The engine runs on a worker thread: CPU work on the event loop would stall every request."""
         try:
-            return engines.run({**data, "model": model}, entity_spelling=spelling)
+            return await run_in_threadpool(engines.run, {**data, "model": model}, entity_spelling=spelling)
         except engines.ItemFailure as exc:
             raise ApiError(422, exc.message) from None
 
     @app.post("/extract")
     async def extract(request: Request) -> dict[str, Any]:
         data = await _json(request)
-        result = _realtime("extract", data)
+        result = await _realtime("extract", data)
         top_n = data.get("top_n") or 0
         threshold = data.get("threshold", 0.5)
         entities = [e for e in result["entities"] if e["confidence"] >= threshold]
@@ -247,12 +273,12 @@ def create_app(config: EmulatorConfig) -> FastAPI:
     @app.post("/summarization/abstractive")
     async def summarization(request: Request) -> dict[str, Any]:
         started = time.perf_counter()
-        result = _realtime("summarize", await _json(request))
+        result = await _realtime("summarize", await _json(request))
         return {**result, "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
 
     @app.post("/classify")
     async def classify(request: Request) -> dict[str, Any]:
-        result = _realtime("classify", await _json(request))
+        result = await _realtime("classify", await _json(request))
         return {"top_label": result["top_label"], "scores": result["scores"], "labels": result["labels"]}
 
     @app.get("/_emulator/stats")
@@ -277,10 +303,12 @@ def create_app(config: EmulatorConfig) -> FastAPI:
         if unknown:
             raise ApiError(422, f"unknown settings {sorted(unknown)}")
         for name, value in data.items():
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) or
+                                               (value is None and name == "items_per_second")) or (value or 0) < 0:
+                raise ApiError(422, f"{name} must be a number >= 0, got {value!r}")
+        for name, value in data.items():
             setattr(config, name, value)
         return {"items_per_second": config.items_per_second, "start_delay": config.start_delay}
 
-    faults = FaultState(config.faults)
-    app.state.faults = faults
-    app.add_middleware(FaultInjector, state=faults)  # added last, so it runs first
+    app.add_middleware(FaultInjector, state=faults, api_key=config.api_key)  # added last, so it runs first
     return app

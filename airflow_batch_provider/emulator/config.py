@@ -26,6 +26,14 @@ class FaultSettings:
     skip_first: int = 0  # let this many requests per route through before faults start
 
     def __post_init__(self) -> None:
+        _check_types(self, {"rate": (int, float), "retry_after": (int, float), "slow_seconds": (int, float),
+                            "skip_first": (int,), "seed": (int, type(None))})
+        for name in ("kinds", "routes"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{name} must be a list of strings, got {value!r}")
+        if self.retry_after < 0 or self.slow_seconds < 0 or self.skip_first < 0:
+            raise ValueError("retry_after, slow_seconds and skip_first must be >= 0")
         unknown = set(self.kinds) - set(FAULT_KINDS)
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; choose from {', '.join(FAULT_KINDS)}")
@@ -33,6 +41,14 @@ class FaultSettings:
             raise ValueError(f"fault rate must be within [0, 1], got {self.rate}")
         self.kinds = tuple(self.kinds)
         self.routes = tuple(self.routes)
+
+
+def _check_types(settings: object, expected: dict[str, tuple[type, ...]]) -> None:
+    """Settings arrive as JSON from the control routes: a wrong type is a 422, never a crash later."""
+    for name, types in expected.items():
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ValueError(f"{name} must be {' or '.join(t.__name__ for t in types)}, got {value!r}")
 
 
 @dataclass
@@ -48,6 +64,7 @@ class EmulatorConfig:
     max_batch_items: int | None = None
     output_drop_rate: float = 0.0       # output lines left out (their rows come back "missing")
     output_duplicate_rate: float = 0.0  # output lines sent twice
+    max_body_bytes: int = 64 * 1024 * 1024  # larger request bodies are refused with 413
     ignore_idempotency_key: bool = False  # a server that does not honour Idempotency-Key
     faults: FaultSettings = field(default_factory=FaultSettings)
 

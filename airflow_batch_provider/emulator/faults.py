@@ -7,6 +7,7 @@ switch faults on and off). Every injected fault is counted by kind and route.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import random
 from collections import Counter
@@ -61,9 +62,13 @@ class FaultState:
 
 
 class FaultInjector:
-    def __init__(self, app, state: FaultState) -> None:
+    """Counts every API request and injects faults into those that carry the right key: a wrong
+    key is answered 401 by the app, never with a fault (a fault would hide the real problem)."""
+
+    def __init__(self, app, state: FaultState, api_key: str) -> None:
         self.app = app
         self.state = state
+        self.api_key = api_key.encode()
         logging.getLogger("uvicorn.error").addFilter(_DropResetNoise())
 
     async def __call__(self, scope, receive, send) -> None:
@@ -73,7 +78,8 @@ class FaultInjector:
         route = route_of(scope["method"], scope["path"])
         if route is not None:
             self.state.requests[route] += 1
-        kind = self.state.draw(route)
+        given = dict(scope["headers"]).get(b"x-api-key", b"")
+        kind = self.state.draw(route) if hmac.compare_digest(given, self.api_key) else None
         if kind is None:
             await self.app(scope, receive, send)
             return
@@ -92,7 +98,7 @@ class FaultInjector:
 async def _error(send, status: int, retry_after: float) -> None:
     body = b'{"detail":"injected fault: HTTP %d"}' % status
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if status == 429:
+    if status in (429, 503):  # both say "come back later"; real servers send it with either
         headers.append((b"retry-after", str(max(0, round(retry_after))).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

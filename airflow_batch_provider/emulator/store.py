@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS batches (
     failed INTEGER NOT NULL DEFAULT 0,
     next_idx INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
-    idempotency_key TEXT UNIQUE
+    idempotency_key TEXT UNIQUE,
+    body_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS batches_by_state ON batches (state, created_at);
 CREATE TABLE IF NOT EXISTS items (
@@ -48,6 +49,7 @@ class BatchRow:
     next_idx: int
     created_at: float
     idempotency_key: str | None
+    body_sha256: str | None = None
 
 
 class BatchStore:
@@ -55,6 +57,9 @@ class BatchStore:
         self.path = path
         self._local = threading.local()
         self._connection().executescript(_SCHEMA)
+        columns = {row[1] for row in self._connection().execute("PRAGMA table_info(batches)")}
+        if "body_sha256" not in columns:  # a data directory from an older emulator
+            self._connection().execute("ALTER TABLE batches ADD COLUMN body_sha256 TEXT")
         with self._write() as conn:
             # Uploads cut short by a crash or restart never became visible; drop them.
             conn.execute("DELETE FROM items WHERE batch_id IN (SELECT id FROM batches WHERE state = 'receiving')")
@@ -88,9 +93,10 @@ class BatchStore:
                 ((batch_id, first_idx + offset, line) for offset, line in enumerate(lines)),
             )
 
-    def seal_batch(self, batch_id: str, total: int) -> None:
+    def seal_batch(self, batch_id: str, total: int, body_sha256: str | None = None) -> None:
         with self._write() as conn:
-            conn.execute("UPDATE batches SET state = 'queued', total = ? WHERE id = ?", (total, batch_id))
+            conn.execute("UPDATE batches SET state = 'queued', total = ?, body_sha256 = ? WHERE id = ?",
+                         (total, body_sha256, batch_id))
 
     def discard_batch(self, batch_id: str) -> None:
         with self._write() as conn:

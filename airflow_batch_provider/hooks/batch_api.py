@@ -48,11 +48,17 @@ BATCHES = "/v1/batches"
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
 
-def _transport_error(exc: requests.RequestException, endpoint: str) -> TransportError:
+def _transport_error(exc: requests.RequestException, endpoint: str, host: str) -> TransportError:
+    """Classified by cause: TLS and proxy failures mean nothing was sent, and a retry cannot fix them."""
+    if isinstance(exc, (requests.exceptions.SSLError, requests.exceptions.ProxyError)):
+        cause = "the TLS handshake failed" if isinstance(exc, requests.exceptions.SSLError) else "the proxy refused"
+        return TransportError(f"cannot reach {host}: {cause} ({type(exc).__name__}); check the host, its "
+                              "certificate and the proxy settings", request_sent=False, endpoint=endpoint,
+                              transient=False)
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     never_sent = isinstance(exc, ConnectTimeout) or isinstance(reason, (NewConnectionError, ConnectTimeoutError))
     kind = "timed out" if isinstance(exc, (ConnectTimeout, ReadTimeout)) else "failed"
-    return TransportError(f"the request {kind}: {type(exc).__name__}", request_sent=not never_sent,
+    return TransportError(f"the request to {host} {kind}: {type(exc).__name__}", request_sent=not never_sent,
                           endpoint=endpoint)
 
 
@@ -96,18 +102,23 @@ class BatchApiHook(HttpHook):
     def _send(self, method: str, endpoint: str, *, stream: bool = False, **kwargs: Any) -> requests.Response:
         settings = self.settings
         try:
+            # Redirects are not followed: requests would carry x-api-key to any host a 3xx names.
             response = self.session.request(
-                method, settings.base_url + endpoint, stream=stream,
+                method, settings.base_url + endpoint, stream=stream, allow_redirects=False,
                 timeout=(settings.connect_timeout, settings.read_timeout), **kwargs)
+        except requests.exceptions.InvalidHeader:  # its message would quote the header value
+            raise BatchApiError("a request header could not be sent (its value is not shown)",
+                                endpoint=f"{method} {endpoint}") from None
         except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError, ContentDecodingError) as exc:
-            raise _transport_error(exc, f"{method} {endpoint}") from None
-        if response.status_code >= 400:
+            raise _transport_error(exc, f"{method} {endpoint}", settings.base_url) from None
+        if response.status_code >= 300:
             body = response.text if not stream else response.raw.read(2048, decode_content=True).decode(errors="replace")
             response.close()
             raise error_for_status(
                 response.status_code, response.reason or "request failed", body=body,
-                endpoint=f"{method} {endpoint}",
-                retry_after=parse_retry_after(response.headers.get("Retry-After")))
+                endpoint=f"{method} {endpoint}", conn_id=self.batch_api_conn_id,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                location=response.headers.get("Location"))
         return response
 
     def _json(self, method: str, endpoint: str, **kwargs: Any) -> Any:
@@ -118,7 +129,7 @@ class BatchApiHook(HttpHook):
                     return response.json()
                 except (ValueError, ChunkedEncodingError) as exc:
                     if isinstance(exc, ChunkedEncodingError):
-                        raise _transport_error(exc, f"{method} {endpoint}") from None
+                        raise _transport_error(exc, f"{method} {endpoint}", self.settings.base_url) from None
                     raise UnexpectedResponseError(
                         f"{method} {endpoint} answered with a body that is not JSON: {response.text[:200]!r}"
                     ) from None
@@ -200,7 +211,7 @@ class BatchApiHook(HttpHook):
                         yield from reader.close()
                     except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError) as exc:
                         reader.restart()
-                        raise _transport_error(exc, f"GET {endpoint}") from None
+                        raise _transport_error(exc, f"GET {endpoint}", self.settings.base_url) from None
         self.log.info("Read %d output lines of batch %s", reader.yielded, batch_id)
 
     # -- realtime endpoints ----------------------------------------------------------------------

@@ -71,22 +71,30 @@ class BatchApiAsyncHook(HttpAsyncHook):
                                           asynchronous=True):
             with attempt:
                 try:
-                    async with client.get(settings.base_url + endpoint) as response:
-                        if response.status >= 400:
+                    # Redirects are not followed: aiohttp would carry x-api-key to any host a 3xx names.
+                    async with client.get(settings.base_url + endpoint, allow_redirects=False) as response:
+                        if response.status >= 300:
                             raise error_for_status(
                                 response.status, response.reason or "request failed",
                                 body=(await response.text(errors="replace")), endpoint=what,
+                                conn_id=self.batch_api_conn_id, location=response.headers.get("Location"),
                                 retry_after=parse_retry_after(response.headers.get("Retry-After")))
                         try:
                             return await response.json(content_type=None)
                         except ValueError:
                             raise UnexpectedResponseError(f"{what} answered with a body that is not JSON") from None
+                except (aiohttp.ClientSSLError, aiohttp.ClientProxyConnectionError) as exc:
+                    cause = ("the TLS handshake failed" if isinstance(exc, aiohttp.ClientSSLError)
+                             else "the proxy refused")
+                    raise TransportError(f"cannot reach {settings.base_url}: {cause} ({type(exc).__name__}); "
+                                         "check the host, its certificate and the proxy settings",
+                                         request_sent=False, endpoint=what, transient=False) from None
                 except aiohttp.ClientConnectorError as exc:  # connect failed: nothing was sent
-                    raise TransportError(f"the request failed: {type(exc).__name__}", request_sent=False,
-                                         endpoint=what) from None
+                    raise TransportError(f"the request to {settings.base_url} failed: {type(exc).__name__}",
+                                         request_sent=False, endpoint=what) from None
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                    raise TransportError(f"the request failed: {type(exc).__name__}", request_sent=True,
-                                         endpoint=what) from None
+                    raise TransportError(f"the request to {settings.base_url} failed: {type(exc).__name__}",
+                                         request_sent=True, endpoint=what) from None
         raise AssertionError("unreachable")
 
     async def get_batch(self, batch_id: str) -> BatchStatus:

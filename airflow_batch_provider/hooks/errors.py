@@ -26,6 +26,10 @@ class BatchApiAuthError(BatchApiError):
     """401/403: the API key is missing or wrong. Retrying will not help; fix the connection."""
 
 
+class BatchApiRedirectError(BatchApiError):
+    """3xx: redirects are not followed, so the API key is never sent to a host it was not set for."""
+
+
 class BatchApiBadRequestError(BatchApiError):
     """400/413/422: the API refused the request as sent. Nothing was processed."""
 
@@ -45,6 +49,10 @@ class BatchApiRateLimitedError(BatchApiError):
 class BatchRouterUnavailableError(BatchApiError):
     """503: the batch router is not configured or unavailable on the server."""
 
+    def __init__(self, *args, retry_after: float | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry_after = retry_after
+
 
 class BatchApiUpstreamError(BatchApiError):
     """500/502/504 past the retry budget: the service failed."""
@@ -63,18 +71,26 @@ class SubmitOutcomeUnknownError(BatchApiError):
 
 
 def error_for_status(status: int, message: str, *, body: str, endpoint: str,
-                     retry_after: float | None = None) -> BatchApiError:
+                     retry_after: float | None = None, conn_id: str | None = None,
+                     location: str | None = None) -> BatchApiError:
+    if 300 <= status < 400:
+        return BatchApiRedirectError(
+            f"the API answered with a redirect{f' to {location}' if location else ''}; redirects are not "
+            "followed, so the API key is never sent to another host. Set the connection's host to the "
+            "final address", status_code=status, endpoint=endpoint)
     if status in (401, 403):
+        which = f"connection {conn_id!r}" if conn_id else "the batch_api connection"
         return BatchApiAuthError(
-            "the API key was refused; set the password (API Key) of the batch_api connection "
-            "or SCALEDOWN_API_KEY", status_code=status, body=body, endpoint=endpoint)
+            f"the API key was refused; set the password (API Key) of {which} or SCALEDOWN_API_KEY",
+            status_code=status, body=body, endpoint=endpoint)
     if status == 404:
         return BatchNotFoundError(message, status_code=status, body=body, endpoint=endpoint)
     if status == 429:
         return BatchApiRateLimitedError(message, status_code=status, body=body, endpoint=endpoint,
                                         retry_after=retry_after)
     if status == 503:
-        return BatchRouterUnavailableError(message, status_code=status, body=body, endpoint=endpoint)
+        return BatchRouterUnavailableError(message, status_code=status, body=body, endpoint=endpoint,
+                                           retry_after=retry_after)
     if status >= 500:
         return BatchApiUpstreamError(message, status_code=status, body=body, endpoint=endpoint)
     return BatchApiBadRequestError(message, status_code=status, body=body, endpoint=endpoint)

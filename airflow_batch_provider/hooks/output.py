@@ -1,15 +1,19 @@
 """Turns the byte stream of ``GET /v1/batches/{id}/output`` into ``OutputLine`` objects.
 
 No I/O here, so the sync and async hooks read output the same way. When a stream breaks and is
-requested again, the lines already handed out are skipped (by count: the server sends a batch's
-output in a stable order), so a retry never yields a line twice.
+requested again, the lines already handed out are skipped by their ``custom_id`` (an unattributable
+line by its bytes), not by count, so a server that sends the lines in another order the second time
+still yields each one once.
+
+A line that cannot be parsed — malformed JSON, invalid UTF-8, nesting too deep, no id — becomes an
+unattributable line (``custom_id == ""``), which the loader counts; it never stops the others.
 """
 
 from __future__ import annotations
 
-import msgspec
+import hashlib
 
-from airflow_batch_provider.protocol import ItemError, LineSplitter, OutputLine, UnexpectedResponseError
+from airflow_batch_provider.protocol import ItemError, LineSplitter, OutputLine
 from airflow_batch_provider.protocol.fast_results import decode_output_line
 
 
@@ -17,12 +21,13 @@ class OutputReader:
     def __init__(self, expected_model: str | None = None) -> None:
         self.expected_model = expected_model
         self.yielded = 0
-        self._skip = 0
+        self._seen: set[str] = set()
+        self._skipping = False
         self._splitter = LineSplitter()
 
     def restart(self) -> None:
-        """The stream broke: the next one starts from the top, and we skip what was yielded."""
-        self._skip = self.yielded
+        """The stream broke: the next one starts from the top, and what was yielded is skipped."""
+        self._skipping = True
         self._splitter = LineSplitter()
 
     def feed(self, chunk: bytes) -> list[OutputLine]:
@@ -36,15 +41,17 @@ class OutputReader:
         for raw in raw_lines:
             if not raw.strip():
                 continue  # blank lines may occur and are skipped
-            if self._skip:
-                self._skip -= 1
-                continue
             try:
                 line = decode_output_line(raw, self.expected_model)
-            except (UnexpectedResponseError, msgspec.DecodeError) as exc:
-                # Malformed, or without an id: it cannot be matched to a row, and one odd line must
-                # not stop the others. The loader counts it as unattributable.
-                line = OutputLine("", self.expected_model, None, ItemError("no_custom_id", str(exc)[:300]))
+            except Exception as exc:  # noqa: BLE001 - whatever the bytes, one odd line must not stop the rest
+                line = OutputLine("", self.expected_model, None,
+                                  ItemError("no_custom_id", f"{type(exc).__name__}: {str(exc)[:300]}"))
+            key = line.custom_id or "\0" + hashlib.blake2b(raw, digest_size=16).hexdigest()
+            if key in self._seen:
+                if self._skipping:
+                    continue  # handed out before the stream broke
+            else:
+                self._seen.add(key)
             parsed.append(line)
             self.yielded += 1
         return parsed

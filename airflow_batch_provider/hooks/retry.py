@@ -30,11 +30,13 @@ from airflow_batch_provider.hooks.settings import ApiSettings
 
 
 class TransportError(BatchApiConnectionError):
-    """No usable answer; ``request_sent`` says whether the server may have received the request."""
+    """No usable answer; ``request_sent`` says whether the server may have received the request,
+    ``transient`` whether trying again could help (a TLS or proxy misconfiguration cannot)."""
 
-    def __init__(self, message: str, *, request_sent: bool, endpoint: str = "") -> None:
+    def __init__(self, message: str, *, request_sent: bool, endpoint: str = "", transient: bool = True) -> None:
         super().__init__(message, endpoint=endpoint)
         self.request_sent = request_sent
+        self.transient = transient
 
 
 def is_retryable(exc: BaseException, *, idempotent: bool) -> bool:
@@ -43,7 +45,7 @@ def is_retryable(exc: BaseException, *, idempotent: bool) -> bool:
     if isinstance(exc, BatchApiUpstreamError):
         return idempotent
     if isinstance(exc, TransportError):
-        return idempotent or not exc.request_sent
+        return exc.transient and (idempotent or not exc.request_sent)
     return False
 
 
@@ -52,7 +54,7 @@ def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²" is a digit to str.isdigit, not to HTTP
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -64,17 +66,45 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class _BackoffOrRetryAfter(tenacity.wait.wait_base):
-    """Full-jitter exponential backoff, unless the server said how long to wait."""
+    """Full-jitter exponential backoff, unless the server said how long to wait; a ``Retry-After``
+    longer than ``retry_max_wait`` is capped there (and logged)."""
 
-    def __init__(self, initial: float, maximum: float) -> None:
+    def __init__(self, initial: float, maximum: float, log: logging.Logger) -> None:
         self.backoff = tenacity.wait_random_exponential(multiplier=initial, max=maximum)
+        self.maximum = maximum
+        self.log = log
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            return retry_after
-        return self.backoff(retry_state)
+        retry_after = _retry_after(retry_state)
+        if retry_after is None:
+            return self.backoff(retry_state)
+        if retry_after > self.maximum:
+            self.log.warning("The server asked to wait %.0f s (Retry-After); waiting retry_max_wait=%.0f s instead",
+                             retry_after, self.maximum)
+            return self.maximum
+        return retry_after
+
+
+def _retry_after(retry_state: tenacity.RetryCallState) -> float | None:
+    exc = retry_state.outcome.exception() if retry_state.outcome else None
+    return getattr(exc, "retry_after", None)
+
+
+class _RetryAfterPastBudget(tenacity.stop.stop_base):
+    """Give up at once when the server asks to wait longer than the time budget has left."""
+
+    def __init__(self, budget: float, log: logging.Logger) -> None:
+        self.budget = budget
+        self.log = log
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        retry_after = _retry_after(retry_state)
+        left = self.budget - (retry_state.seconds_since_start or 0.0)
+        if retry_after is not None and retry_after > left:
+            self.log.warning("The server asked to wait %.0f s (Retry-After), more than the %.0f s left of "
+                             "retry_total_timeout; giving up now", retry_after, max(left, 0.0))
+            return True
+        return False
 
 
 def retry_policy(settings: ApiSettings, *, idempotent: bool, log: logging.Logger, what: str,
@@ -86,8 +116,9 @@ def retry_policy(settings: ApiSettings, *, idempotent: bool, log: logging.Logger
 
     kwargs = dict(
         retry=tenacity.retry_if_exception(lambda exc: is_retryable(exc, idempotent=idempotent)),
-        wait=_BackoffOrRetryAfter(settings.retry_initial_wait, settings.retry_max_wait),
-        stop=(tenacity.stop_after_attempt(settings.retry_max_attempts)
+        wait=_BackoffOrRetryAfter(settings.retry_initial_wait, settings.retry_max_wait, log),
+        stop=(_RetryAfterPastBudget(settings.retry_total_timeout, log)  # first: it says why it stops
+              | tenacity.stop_after_attempt(settings.retry_max_attempts)
               | tenacity.stop_before_delay(settings.retry_total_timeout)),
         before_sleep=before_sleep,
         reraise=True,

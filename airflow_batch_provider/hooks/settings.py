@@ -6,15 +6,34 @@ URI-style connections give extras as strings, JSON ones as typed values; both ar
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields
 from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
 
 DEFAULT_BASE_URL = "https://api.scaledown.xyz"
 API_KEY_ENV = "SCALEDOWN_API_KEY"
 
 
-class MissingApiKeyError(ValueError):
-    pass
+# Printable ASCII without spaces: what an x-api-key header value can carry unchanged.
+_HEADER_SAFE = re.compile(r"[!-~]+")
+
+
+class MissingApiKeyError(AirflowFailException, ValueError):
+    """No API key: retrying cannot help until the connection is fixed."""
+
+
+class InvalidApiKeyError(AirflowFailException, ValueError):
+    """The API key cannot be sent as a header; the message never contains it."""
+
+
+def _mask(api_key: str) -> None:
+    """Register the key with Airflow's secrets masker, as connection passwords are: a key taken
+    from ``SCALEDOWN_API_KEY``, or stripped of whitespace, is otherwise unknown to it."""
+    from airflow.sdk.log import mask_secret
+
+    mask_secret(api_key)
 
 
 @dataclass(frozen=True)
@@ -45,12 +64,17 @@ class ApiSettings:
             host = f"{conn.schema or 'https'}://{host}"
         if conn.port:
             host = f"{host}:{conn.port}"
-        api_key = conn.password or os.environ.get(API_KEY_ENV)
+        api_key = (conn.password or os.environ.get(API_KEY_ENV) or "").strip()
         if not api_key:
             raise MissingApiKeyError(
                 f"no API key: set the password (API Key) of connection {conn.conn_id!r} "
                 f"(e.g. `airflow connections add {conn.conn_id} --conn-type batch_api "
                 f"--conn-password <key>`) or the environment variable {API_KEY_ENV}")
+        if not _HEADER_SAFE.fullmatch(api_key):  # never echo it: requests would, in InvalidHeader
+            raise InvalidApiKeyError(
+                f"the API key of connection {conn.conn_id!r} (or {API_KEY_ENV}) holds characters an HTTP "
+                "header cannot carry (whitespace, control or non-ASCII characters inside it); paste it again")
+        _mask(api_key)
         extra = conn.extra_dejson or {}
         values: dict[str, Any] = {}
         for f in fields(cls):

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from airflow.sdk import ObjectStoragePath
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
-from airflow_batch_provider.protocol import BatchState
+from airflow_batch_provider.protocol import BatchState, OutputLine
 from airflow_batch_provider.job.manifest import ROWS_FILE, JobManifest
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
 
@@ -91,22 +91,24 @@ class Reconciliation:
                 buffer = columns.buffer()
                 status = hook.get_batch(ref.batch_id)
                 if status.state is BatchState.COMPLETED:
-                    seen: set[str] = set()
+                    seen: dict[str, OutputLine] = {}
                     for line in hook.iter_output(ref.batch_id, expected_model=manifest.model):
                         if not line.custom_id:
                             counts.unattributable_lines += 1
-                        elif line.custom_id in seen:
-                            counts.duplicate_lines += 1
                         elif line.custom_id not in expected:
                             counts.unknown_lines += 1
+                        elif line.custom_id in seen:
+                            counts.duplicate_lines += 1
+                            if line.ok and not seen[line.custom_id].ok:  # a result beats an error for one id
+                                seen[line.custom_id] = line
                         else:
-                            seen.add(line.custom_id)
-                            row_id, fingerprint = expected[line.custom_id]
-                            buffer.add_line(row_id, fingerprint, ref.batch_id, line)
-                            if line.ok:
-                                counts.ok += 1
-                            else:
-                                counts.error += 1
+                            seen[line.custom_id] = line
+                    for cid, line in seen.items():
+                        row_id, fingerprint = expected[cid]
+                        buffer.add_line(row_id, fingerprint, ref.batch_id, line)
+                    ok = sum(line.ok for line in seen.values())
+                    counts.ok += ok
+                    counts.error += len(seen) - ok
                     absent = [cid for cid in expected if cid not in seen]
                     code, message = "no_output_line", "the batch completed without a line for this row"
                 else:

@@ -30,6 +30,7 @@ from airflow_batch_provider.hooks.errors import (
     BatchApiAuthError,
     BatchApiBadRequestError,
     BatchApiRateLimitedError,
+    BatchApiRedirectError,
     BatchNotFoundError,
     BatchRouterUnavailableError,
     SubmitOutcomeUnknownError,
@@ -134,7 +135,7 @@ def surely_not_created(exc: BaseException) -> bool:
     if isinstance(exc, TransportError):
         return not exc.request_sent
     return isinstance(exc, (BatchApiBadRequestError, BatchApiAuthError, BatchApiRateLimitedError,
-                            BatchRouterUnavailableError, BatchNotFoundError))
+                            BatchRouterUnavailableError, BatchNotFoundError, BatchApiRedirectError))
 
 
 class Submission:

@@ -45,7 +45,7 @@ from airflow_batch_provider.job.submission import (
     spool_rows,
     task_identity,
 )
-from airflow_batch_provider.landed import landed_fingerprints
+from airflow_batch_provider.destinations.landed import LandedTableError, landed_fingerprints
 from airflow_batch_provider.protocol import Classify, Extract, InvalidRequestError, Label, Request, Summarize
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
 from airflow_batch_provider.tabular.rows_to_requests import DEFAULT_MAX_TEXT_BYTES, RowEncoder
@@ -199,7 +199,7 @@ class BaseBatchSubmitOperator(BaseOperator):
                                                            self.max_text_bytes),
                     Path(tmp), max_items=max_items, max_bytes=max_bytes, landed=landed,
                     allow_empty=self.allow_empty, on_invalid_rows=self.on_invalid_rows, log=self.log)
-            except InvalidRequestError as exc:
+            except (InvalidRequestError, LandedTableError) as exc:
                 raise InvalidInputError(str(exc)) from exc
             spool = spooled.spool
             if self.max_rows is not None and spool.rows > self.max_rows:
@@ -276,13 +276,36 @@ class DataFrameToBatchOperator(BaseBatchSubmitOperator):
         super().__init__(**kwargs)
         self.dataframe = dataframe
 
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        super().render_template_fields(context, jinja_env)
+        import pandas as pd
+
+        if isinstance(self.dataframe, pd.DataFrame):  # what the UI's rendered-templates tab will show
+            self.dataframe = _FrameSummary(self.dataframe)
+
     def iter_record_batches(self) -> Iterator[pa.RecordBatch]:
         import pandas as pd
 
         frame = self.dataframe(context={}, jinja_env=None) if callable(self.dataframe) else self.dataframe
+        frame = frame.frame if isinstance(frame, _FrameSummary) else frame
         if not isinstance(frame, pd.DataFrame):
-            raise TypeError(f"dataframe must be a pandas DataFrame (or return one), got {type(frame).__name__}")
+            raise InvalidInputError(
+                f"dataframe must be a pandas DataFrame (or return one), got {type(frame).__name__}")
         yield from _frame_to_batches(frame, [self.id_column, self.text_column])
+
+
+class _FrameSummary:
+    """A rendered DataFrame that shows only its shape and columns: Airflow stores a rendered field's
+    ``str()`` in its metadata database and shows it in the UI, and row texts may be personal data."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.frame = frame
+
+    def __str__(self) -> str:
+        columns = ", ".join(map(str, self.frame.columns[:20])) + (", …" if len(self.frame.columns) > 20 else "")
+        return f"DataFrame: {len(self.frame)} rows × {len(self.frame.columns)} columns ({columns})"
+
+    __repr__ = __str__
 
 
 class ParquetToBatchOperator(BaseBatchSubmitOperator):

@@ -70,8 +70,9 @@ class LineDecoder:
             return None
         try:
             obj = _decode(line)
-        except msgspec.DecodeError as exc:
-            raise MalformedLineError(self.line_number, str(exc)) from None
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+            # Whatever the bytes (invalid UTF-8, nesting too deep), the error names the line.
+            raise MalformedLineError(self.line_number, f"{type(exc).__name__}: {str(exc)[:200]}") from None
         if not isinstance(obj, dict):
             raise MalformedLineError(self.line_number, f"expected an object, got {type(obj).__name__}")
         return obj

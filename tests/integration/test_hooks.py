@@ -120,7 +120,7 @@ def test_faults_within_the_retry_budget_are_survived(make_emulator, monkeypatch)
 
 def test_retry_after_is_honoured(make_emulator, monkeypatch):
     server = make_emulator()
-    use(monkeypatch, server, retry_initial_wait=0.01)
+    use(monkeypatch, server, retry_initial_wait=0.01, retry_max_wait=5)
     server.set_faults(rate=1.0, kinds=["429"], retry_after=1, routes=["status"])
     hook = BatchApiHook()
     batch = hook.submit_batch(lines(1))

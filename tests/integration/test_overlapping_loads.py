@@ -26,7 +26,11 @@ from tests.emulator_helpers import EmulatorFactory
 from tests.state_store import DictStateStore
 
 ROWS = 400
-FORK = multiprocessing.get_context("fork")  # a task process of its own, as the executor starts one
+# A task process of its own for each load, as an executor starts one. Forked from a server process
+# without threads: a plain fork of this process could inherit a lock that the in-process emulator's
+# threads hold (SQLite's, logging's) and hang.
+FORK = multiprocessing.get_context("forkserver")
+FORK.set_forkserver_preload([__name__])
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +90,8 @@ def warehouse(request, tmp_path, monkeypatch):
     return query
 
 
-def _load(job, mode, start, failed):
+def _load(job, mode, start, failed, environment):
+    os.environ.update(environment)
     start.wait()
     try:
         BatchOutputToTableOperator(task_id="load", job=job, conn_id="overlap", table="overlap", mode=mode,
@@ -97,10 +102,15 @@ def _load(job, mode, start, failed):
     os._exit(0)
 
 
+def _environment() -> dict[str, str]:
+    """What a child needs of this process's environment (the fork server started earlier)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("AIRFLOW")}
+
+
 def load_at_once(jobs, mode):
     """Each job's load in its own process, all released at the same moment."""
     start, failed = FORK.Event(), FORK.Queue()
-    processes = [FORK.Process(target=_load, args=(job, mode, start, failed)) for job in jobs]
+    processes = [FORK.Process(target=_load, args=(job, mode, start, failed, _environment())) for job in jobs]
     for process in processes:
         process.start()
     start.set()
@@ -157,7 +167,8 @@ def test_a_load_killed_mid_merge_leaves_the_others_rows_whole(jobs, monkeypatch)
         cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(current_database() || '.' || "
                     "current_schema() || '.' || 'overlap', 0))")
     start, failed = FORK.Event(), FORK.Queue()
-    victim, survivor = (FORK.Process(target=_load, args=(job, "upsert", start, failed)) for job in made[:2])
+    victim, survivor = (FORK.Process(target=_load, args=(job, "upsert", start, failed, _environment()))
+                        for job in made[:2])
     victim.start()
     survivor.start()
     start.set()

@@ -14,10 +14,9 @@ ALLOWED = {
     "destinations": {"tabular", "protocol"},
     "emulator": {"protocol"},
     "job": {"hooks", "tabular", "protocol"},
-    "landed": set(),
     "triggers": {"job", "hooks", "protocol"},
     "sensors": {"triggers", "job", "hooks", "protocol"},
-    "operators": {"sensors", "triggers", "job", "destinations", "landed", "hooks", "tabular", "protocol"},
+    "operators": {"sensors", "triggers", "job", "destinations", "hooks", "tabular", "protocol"},
 }
 
 
