@@ -37,6 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ignore-idempotency-key", action="store_true",
                    help="create a new batch for every submission, as a server that does not honour "
                         "Idempotency-Key would")
+    p.add_argument("--latency", type=float, default=0.0,
+                   help="seconds added before every API answer, without blocking the server")
+    p.add_argument("--latency-jitter", type=float, default=0.0, help="plus up to this many seconds per request")
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024,
                    help="larger request bodies are refused with 413 (default 64 MiB)")
     p.add_argument("--fault-rate", type=float, default=0.0, help="chance per API request of a fault")
@@ -65,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_failure_rate=args.batch_failure_rate, output_drop_rate=args.output_drop_rate,
             output_duplicate_rate=args.output_duplicate_rate,
             ignore_idempotency_key=args.ignore_idempotency_key, max_body_bytes=args.max_body_bytes,
+            latency=args.latency, latency_jitter=args.latency_jitter,
             faults=FaultSettings(
                 rate=args.fault_rate, kinds=tuple(filter(None, args.fault_kinds.split(","))),
                 routes=tuple(filter(None, args.fault_routes.split(","))),

@@ -310,5 +310,6 @@ def create_app(config: EmulatorConfig) -> FastAPI:
             setattr(config, name, value)
         return {"items_per_second": config.items_per_second, "start_delay": config.start_delay}
 
-    app.add_middleware(FaultInjector, state=faults, api_key=config.api_key)  # added last, so it runs first
+    app.add_middleware(FaultInjector, state=faults, api_key=config.api_key, latency=config.latency,
+                       jitter=config.latency_jitter)  # added last, so it runs first
     return app

@@ -65,10 +65,14 @@ class EmulatorConfig:
     output_drop_rate: float = 0.0       # output lines left out (their rows come back "missing")
     output_duplicate_rate: float = 0.0  # output lines sent twice
     max_body_bytes: int = 64 * 1024 * 1024  # larger request bodies are refused with 413
+    latency: float = 0.0          # seconds added before every API answer (a real network's round trip)
+    latency_jitter: float = 0.0   # plus up to this many seconds, drawn uniformly per request
     ignore_idempotency_key: bool = False  # a server that does not honour Idempotency-Key
     faults: FaultSettings = field(default_factory=FaultSettings)
 
     def __post_init__(self) -> None:
+        if self.latency < 0 or self.latency_jitter < 0:
+            raise ValueError("latency and latency_jitter must be >= 0")
         if self.api_version not in (1, 2):
             raise ValueError(f"api_version must be 1 or 2, got {self.api_version}")
         if self.max_batch_items is None and self.api_version == 2:

@@ -65,10 +65,13 @@ class FaultInjector:
     """Counts every API request and injects faults into those that carry the right key: a wrong
     key is answered 401 by the app, never with a fault (a fault would hide the real problem)."""
 
-    def __init__(self, app, state: FaultState, api_key: str) -> None:
+    def __init__(self, app, state: FaultState, api_key: str, latency: float = 0.0, jitter: float = 0.0) -> None:
         self.app = app
         self.state = state
         self.api_key = api_key.encode()
+        self.latency = latency
+        self.jitter = jitter
+        self._random = random.Random()
         logging.getLogger("uvicorn.error").addFilter(_DropResetNoise())
 
     async def __call__(self, scope, receive, send) -> None:
@@ -78,6 +81,8 @@ class FaultInjector:
         route = route_of(scope["method"], scope["path"])
         if route is not None:
             self.state.requests[route] += 1
+            if self.latency or self.jitter:  # a network round trip: awaited, so other requests go on
+                await asyncio.sleep(self.latency + self._random.uniform(0.0, self.jitter))
         given = dict(scope["headers"]).get(b"x-api-key", b"")
         kind = self.state.draw(route) if hmac.compare_digest(given, self.api_key) else None
         if kind is None:

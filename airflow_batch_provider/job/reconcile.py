@@ -4,20 +4,25 @@ For each batch of the manifest the rows it carried are read from the job's rows 
 batch's worth at a time), its output is streamed, and each row becomes ``ok`` or ``error`` from its
 output line, or ``missing`` when no line came back (or the batch failed). Lines for ids the batch did
 not carry, second lines for an id, and lines without an id are counted, never loaded.
-Memory holds one batch's rows and results at a time.
+Downloads run ahead by a bounded number of batches; memory holds those and one batch's results.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
+from itertools import islice
 
 import pyarrow as pa
 
 from airflow.sdk import ObjectStoragePath
+from airflow.sdk.exceptions import AirflowException
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
-from airflow_batch_provider.protocol import BatchState, OutputLine
-from airflow_batch_provider.job.manifest import ROWS_FILE, JobManifest
+from airflow_batch_provider.protocol import BatchState, BatchStatus, OutputLine
+from airflow_batch_provider.job.manifest import ROWS_FILE, BatchRef, JobManifest
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
 
 
@@ -66,33 +71,72 @@ class _RowsCursor:
         self._handle.close()
 
 
+class BatchDownloadError(AirflowException):
+    """A batch's status or output could not be read, after the hook's retries; nothing was landed."""
+
+
 class Reconciliation:
     """Iterate for one record batch of typed result rows per API batch; :attr:`counts` holds the
-    tally of what has been read so far (complete once iteration ends)."""
+    tally of what has been read so far (complete once iteration ends).
 
-    def __init__(self, hook: BatchApiHook, manifest: JobManifest, location: ObjectStoragePath,
-                 columns: ResultColumns, log) -> None:
-        self.hook = hook
+    Status and output of up to ``concurrency`` batches are fetched at once (each network round trip
+    costs time, not CPU), and handed on in manifest order, so memory holds at most ``concurrency``
+    batches whatever the job's size.
+    """
+
+    def __init__(self, conn_id: str, manifest: JobManifest, location: ObjectStoragePath,
+                 columns: ResultColumns, log, concurrency: int = 8) -> None:
+        self.conn_id = conn_id
         self.manifest = manifest
         self.location = location
         self.columns = columns
         self.log = log
+        self.concurrency = concurrency
         self.counts = LoadCounts()
+        self._local = threading.local()
+
+    def _fetch(self, ref: BatchRef) -> tuple[BatchStatus, list[OutputLine]]:
+        hook = getattr(self._local, "hook", None)
+        if hook is None:  # one hook (and pooled session) per download thread
+            hook = self._local.hook = BatchApiHook(self.conn_id)
+        status = hook.get_batch(ref.batch_id)
+        if status.state is not BatchState.COMPLETED:
+            return status, []
+        return status, list(hook.iter_output(ref.batch_id, expected_model=self.manifest.model))
+
+    def _downloads(self) -> Iterator[tuple[BatchRef, BatchStatus, list[OutputLine]]]:
+        refs = iter(self.manifest.batches)
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="scaledown-download")
+        try:
+            ahead: deque[tuple[BatchRef, Future]] = deque(
+                (ref, pool.submit(self._fetch, ref)) for ref in islice(refs, self.concurrency))
+            while ahead:
+                ref, future = ahead.popleft()
+                try:
+                    status, lines = future.result()
+                except Exception as exc:
+                    raise BatchDownloadError(f"batch {ref.batch_id} of job {self.manifest.job_id} could not be "
+                                             f"read after retries, so nothing was landed: {exc}") from exc
+                following = next(refs, None)
+                if following is not None:
+                    ahead.append((following, pool.submit(self._fetch, following)))
+                yield ref, status, lines
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        hook, manifest, columns, counts = self.hook, self.manifest, self.columns, self.counts
+        manifest, columns, counts = self.manifest, self.columns, self.counts
         cursor = _RowsCursor(self.location / ROWS_FILE)
         try:
-            for number, ref in enumerate(manifest.batches, start=1):
+            for number, (ref, status, output) in enumerate(self._downloads(), start=1):
                 rows = cursor.take(ref.rows)
                 expected = {cid: (row_id, fp) for cid, row_id, fp in zip(
                     rows.column("custom_id").to_pylist(), rows.column("id").to_pylist(),
                     rows.column("request_fingerprint").to_pylist())}
                 buffer = columns.buffer()
-                status = hook.get_batch(ref.batch_id)
                 if status.state is BatchState.COMPLETED:
                     seen: dict[str, OutputLine] = {}
-                    for line in hook.iter_output(ref.batch_id, expected_model=manifest.model):
+                    for line in output:
                         if not line.custom_id:
                             counts.unattributable_lines += 1
                         elif line.custom_id not in expected:

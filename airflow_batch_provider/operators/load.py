@@ -16,7 +16,6 @@ from airflow.sdk import Asset, BaseHook, BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException
 from airflow_batch_provider.destinations.parquet import write_parquet
 from airflow_batch_provider.destinations.table import MODES, table_writer_for
-from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.job.reconcile import Reconciliation
 from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
@@ -37,13 +36,18 @@ class BaseBatchOutputOperator(BaseOperator):
     :param label_scores: classify: one ``score_<label>`` column per label.
     :param entity_columns: extract: one ``entity_<type>`` column per requested type, holding the
         ``"first"`` value or ``"all"`` values (JSON list); None for just the ``entities`` JSON.
+    :param max_concurrent_downloads: batches whose status and output are fetched at once (each is
+        a network round trip); memory holds at most this many batches.
     """
 
     template_fields: Sequence[str] = ("job",)
 
     def __init__(self, *, job: Any, max_failed_ratio: float = 0.0, label_scores: bool = False,
-                 entity_columns: str | None = None, **kwargs: Any) -> None:
+                 entity_columns: str | None = None, max_concurrent_downloads: int = 8, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if max_concurrent_downloads < 1:
+            raise ValueError(f"max_concurrent_downloads must be >= 1, got {max_concurrent_downloads}")
+        self.max_concurrent_downloads = max_concurrent_downloads
         if not 0.0 <= max_failed_ratio <= 1.0:
             raise ValueError(f"max_failed_ratio must be within [0, 1], got {max_failed_ratio}")
         if entity_columns not in (None, "first", "all"):
@@ -61,7 +65,8 @@ class BaseBatchOutputOperator(BaseOperator):
         columns = ResultColumns(model=manifest.model, request=manifest.request, id_column=manifest.id_column,
                                 id_type=pa.type_for_alias(manifest.id_type), label_scores=self.label_scores,
                                 entity_columns=self.entity_columns)
-        reconciliation = Reconciliation(BatchApiHook(manifest.conn_id), manifest, location, columns, self.log)
+        reconciliation = Reconciliation(manifest.conn_id, manifest, location, columns, self.log,
+                                        concurrency=self.max_concurrent_downloads)
         landed = self.land(iter(reconciliation), columns)
         counts = reconciliation.counts
         if counts.rows != manifest.total_rows or landed != manifest.total_rows:

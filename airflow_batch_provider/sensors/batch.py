@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 DEFERRAL_GRACE = timedelta(minutes=10)
+INLINE_LOOKS = 3  # status requests the deferrable sensor makes on the worker before it defers
 
 
 class BatchJobFailedError(AirflowException):
@@ -108,18 +109,22 @@ class BatchSensor(BaseSensorOperator):
                                          {b.batch_id: b.rows for b in manifest.batches})
         return self._progress
 
-    def _check(self, *, stop_at_first_running: bool) -> Verdict:
+    def _check(self, *, inline: bool) -> Verdict:
         """One synchronous look at the still-running batches, newest first.
 
-        With ``stop_at_first_running`` the look ends at the first batch still running: batches
-        finish roughly in order, so an unfinished newest batch means there is nothing to do yet.
+        ``inline`` (before deferring) is a short look that must not hold the worker slot: it ends at
+        the first batch still running (batches finish roughly in order, so an unfinished newest
+        batch means there is nothing to do yet), and after :data:`INLINE_LOOKS` requests in any case;
+        the trigger confirms the rest on the triggerer.
         """
         progress = self._job_progress()
         hook = BatchApiHook(self.job.get("conn_id", BatchApiHook.default_conn_name))
-        for batch_id in reversed(progress.running()):
+        for looked, batch_id in enumerate(reversed(progress.running())):
+            if inline and looked == INLINE_LOOKS:
+                break
             status = hook.get_batch(batch_id)
             progress.update(status)
-            if stop_at_first_running and not status.terminal:
+            if inline and not status.terminal:
                 break
         return progress.verdict(time.time(), None)
 
@@ -135,7 +140,7 @@ class BatchSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        verdict = self._check(stop_at_first_running=True)
+        verdict = self._check(inline=True)
         if verdict is not Verdict.RUNNING:
             return self._result(verdict)
         self.log.info("Job %s: %s; deferring", self.job.get("job_id"), self._job_progress().counts().describe())
@@ -149,7 +154,7 @@ class BatchSensor(BaseSensorOperator):
         return check_event(event, self.log)
 
     def poke(self, context: Context) -> PokeReturnValue:
-        verdict = self._check(stop_at_first_running=False)
+        verdict = self._check(inline=False)
         self.log.info("Job %s: %s", self.job.get("job_id"), self._job_progress().counts().describe())
         if verdict is Verdict.RUNNING:
             return PokeReturnValue(is_done=False)

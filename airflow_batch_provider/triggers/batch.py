@@ -1,7 +1,8 @@
 """``BatchTrigger``: waits for every batch of a job on the triggerer, without a worker slot.
 
-One trigger per job. Each cycle it polls only the batches still running, oldest first and round
-robin, at most ``max_concurrency`` at a time and within ``requests_per_minute``; while nothing
+One trigger per job. Each cycle it polls only the batches still running — the newest one, and the
+oldest ones with the rest of the budget (:func:`choose`) — at most ``max_concurrency`` at a time and
+within ``requests_per_minute``; while nothing
 changes the interval grows gently (x1.5 up to ``max_poll_interval``). Its deadline is an absolute
 wall-clock time fixed on the worker at submission and carried in the trigger's kwargs, so a
 triggerer restart neither resets nor extends it. It yields exactly one terminal event — success,
@@ -23,6 +24,20 @@ from airflow_batch_provider.job.waiting import JobProgress, Verdict
 from airflow_batch_provider.job.manifest import read_manifest
 
 SHOWN_IDS = 10
+
+
+def choose(running: list[str], budget: int) -> list[str]:
+    """The batches to poll this cycle, at most ``budget`` of them.
+
+    Batches finish roughly in submission order. So the newest unfinished batch is polled every
+    cycle (while it runs, the job runs), and the rest of the budget goes to the oldest unfinished
+    ones, which finish first: what is confirmed grows from the front as batches finish, and once
+    the job is done only the batches that finished since the last cycles are left to confirm. The
+    job is noticed within about two intervals plus ``running / budget`` cycles, without full sweeps.
+    """
+    if len(running) <= budget:
+        return list(running)
+    return running[: budget - 1] + running[-1:]
 
 
 class BatchTrigger(BaseTrigger):
@@ -78,7 +93,7 @@ class BatchTrigger(BaseTrigger):
         self.log.info("Waiting for job %s: %d batches, %d rows; deadline %s", job_id,
                       len(manifest.batches), manifest.total_rows,
                       time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.deadline)) if self.deadline else "none")
-        interval, failures, cursor = self.poll_interval, 0, 0
+        interval, failures = self.poll_interval, 0
         limit = asyncio.Semaphore(self.max_concurrency)
         # The first look comes one interval after deferral, not at once: a job that finished within
         # the scheduler's loop would resume the task before the scheduler has seen the deferring try
@@ -99,9 +114,7 @@ class BatchTrigger(BaseTrigger):
                 running = progress.running()
                 if verdict is Verdict.RUNNING:
                     budget = max(1, int(self.requests_per_minute * interval / 60))
-                    start = cursor % len(running)
-                    chosen = (running[start:] + running[:start])[:budget]
-                    cursor = start + len(chosen)
+                    chosen = choose(running, budget)
                     changed = False
                     for batch_id, result in zip(chosen, await asyncio.gather(*map(poll, chosen))):
                         if isinstance(result, BatchStatus):

@@ -14,7 +14,7 @@ import pytest
 
 from airflow_batch_provider.destinations.table import TableSchemaError
 from airflow_batch_provider.emulator.pytest_plugin import connection_json
-from airflow_batch_provider.hooks.errors import BatchApiError
+from airflow_batch_provider.job.reconcile import BatchDownloadError
 from airflow_batch_provider.operators.load import (
     BatchOutputToParquetOperator,
     BatchOutputToTableOperator,
@@ -182,7 +182,7 @@ def test_a_failure_mid_load_leaves_the_target_unchanged(env, tmp_path, database)
     load(submit(tmp_path, frame(10)))
     job = submit(tmp_path, frame(40, start=10))
     server.set_faults(rate=1.0, kinds=["502"], routes=["output"], skip_first=2)  # batch 3 of 4 never comes
-    with pytest.raises(BatchApiError):
+    with pytest.raises(BatchDownloadError, match=r"batch batch-\w+ of job job-\w+ could not be read after retries"):
         load(job, mode="replace")
     assert database("SELECT COUNT(*), MAX(review_id) FROM review_labels") == [(10, 9)]
     server.set_faults(rate=0.0)
@@ -194,7 +194,7 @@ def test_a_failure_mid_load_on_a_new_table_leaves_no_table(env, tmp_path, databa
     server = env()
     job = submit(tmp_path, frame(40))
     server.set_faults(rate=1.0, kinds=["503"], routes=["output"], skip_first=1)
-    with pytest.raises(BatchApiError):
+    with pytest.raises(BatchDownloadError, match=r"batch batch-\w+ of job job-\w+ could not be read after retries"):
         load(job)
     kinds = {"sqlite": "SELECT name FROM sqlite_master WHERE name = 'review_labels'",
              "duckdb": "SELECT table_name FROM information_schema.tables WHERE table_name = 'review_labels'",
