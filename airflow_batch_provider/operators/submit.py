@@ -124,7 +124,7 @@ class BaseBatchSubmitOperator(BaseOperator):
         batch_api_conn_id: str = BatchApiHook.default_conn_name,
         max_items_per_batch: int | None = None,
         max_bytes_per_batch: int | None = None,
-        max_concurrent_submits: int = 4,
+        max_concurrent_submits: int = 8,
         on_invalid_rows: str = "fail",
         on_input_change: str = "fail",
         on_ambiguous: str = "fail",
