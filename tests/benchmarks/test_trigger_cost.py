@@ -99,3 +99,33 @@ def test_waiting_cost(emulator_process, monkeypatch, tmp_path, batches):
           f"\n  one sync loop per batch (baseline)  {base_cpu * 100:6.1f} % of a core  {base_rpm:10,.0f} requests/min"
           f"\n  one BatchTrigger                    {trigger_cpu * 100:6.1f} % of a core  {trigger_rpm:10,.0f} requests/min"
           f"\n  ratio trigger/baseline              CPU {trigger_cpu / base_cpu:.3f}   requests {trigger_rpm / base_rpm:.3f}")
+
+
+@pytest.mark.parametrize("requests_per_minute", [60_000, 20_000])
+def test_time_to_notice_a_finished_job(emulator_process, monkeypatch, tmp_path, requests_per_minute):
+    """20,000 batches that have all finished: how long until the trigger says so, against the bound
+    of two poll intervals plus (running batches / budget per interval)."""
+    emulator = emulator_process()
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", json.dumps(
+        {"conn_type": "batch_api", "host": emulator.url, "password": emulator.api_key}))
+    batches, interval = 20_000, 2.0
+    job = make_job(BatchApiHook(), tmp_path, batches)
+    while emulator.stats().get("batches_completed", 0) < batches:
+        time.sleep(0.5)
+
+    async def wait():
+        trigger = BatchTrigger(job=job, poll_interval=interval, max_poll_interval=interval,
+                               requests_per_minute=requests_per_minute, max_concurrency=64)
+        async for event in trigger.run():
+            return event.payload
+
+    started = time.monotonic()
+    cpu = time.process_time()
+    payload = asyncio.run(wait())
+    took, cpu = time.monotonic() - started, time.process_time() - cpu
+    per_interval = requests_per_minute * interval / 60
+    bound = 2 * interval + batches / per_interval * interval
+    assert payload["status"] == "success" and payload["batches_done"] == batches
+    print(f"\n{batches} finished batches, budget {requests_per_minute:,}/min, interval {interval:.0f} s: "
+          f"noticed after {took:.1f} s (bound {bound:.1f} s, ratio {took / bound:.2f}); "
+          f"{cpu / took * 100:.1f} % of a core")
