@@ -12,7 +12,7 @@ import sqlite3
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from airflow_batch_provider.destinations.table import TableWriter
+from airflow_batch_provider.destinations.table import TableWriter, quote
 
 
 def _iso_text(column: pa.Array) -> pa.Array:
@@ -49,6 +49,12 @@ class SqliteTableWriter(TableWriter):
             conn.execute("BEGIN IMMEDIATE")
 
         self.waiting(now, waiting)
+
+    def unique_index_sql(self, name: str) -> str:
+        # SQLite puts the schema on the index's name, not on the table's ("main"."i" ON "t").
+        schema, _, table = self.table.rpartition(".")
+        qualified = f"{quote(schema)}.{quote(name)}" if schema else quote(name)
+        return f"CREATE UNIQUE INDEX IF NOT EXISTS {qualified} ON {quote(table)} ({quote(self.id_column)})"
 
     def stage(self, conn, cursor, batch: pa.RecordBatch) -> None:
         columns = [_iso_text(c) if pa.types.is_timestamp(c.type) else c for c in batch.columns]

@@ -92,9 +92,12 @@ class TableWriter:
     def create_target_sql(self) -> list[str]:
         statements = [f"CREATE TABLE IF NOT EXISTS {self.target} ({self.columns_ddl()})"]
         if self.mode == "upsert":  # the database itself then refuses a second row for an id
-            index = quote("scaledown_uq_" + hashlib.blake2b(self.table.encode(), digest_size=6).hexdigest())
-            statements.append(f"CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {self.target} ({quote(self.id_column)})")
+            statements.append(self.unique_index_sql(
+                "scaledown_uq_" + hashlib.blake2b(self.table.encode(), digest_size=6).hexdigest()))
         return statements
+
+    def unique_index_sql(self, name: str) -> str:
+        return f"CREATE UNIQUE INDEX IF NOT EXISTS {quote(name)} ON {self.target} ({quote(self.id_column)})"
 
     def create_staging_sql(self) -> str:
         return f"CREATE TEMPORARY TABLE {self.staging} ({self.columns_ddl()})"

@@ -48,10 +48,19 @@ BATCHES = "/v1/batches"
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
 
+# What a failed TLS handshake says (certificate, protocol, the peer not speaking TLS): nothing was
+# sent, and trying again cannot help. Other TLS errors (an EOF mid-answer) may come after the body.
+_HANDSHAKE_FAILURES = ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER", "UNSUPPORTED_PROTOCOL",
+                       "TLSV1_ALERT", "SSLV3_ALERT", "HANDSHAKE_FAILURE", "NO_PROTOCOLS_AVAILABLE",
+                       "hostname mismatch", "doesn't match")
+
+
 def _transport_error(exc: requests.RequestException, endpoint: str, host: str) -> TransportError:
-    """Classified by cause: TLS and proxy failures mean nothing was sent, and a retry cannot fix them."""
-    if isinstance(exc, (requests.exceptions.SSLError, requests.exceptions.ProxyError)):
-        cause = "the TLS handshake failed" if isinstance(exc, requests.exceptions.SSLError) else "the proxy refused"
+    """Classified by cause: a failed TLS handshake or proxy means nothing was sent, and a retry
+    cannot fix it; the message names the host and the cause."""
+    handshake = isinstance(exc, requests.exceptions.SSLError) and any(s in str(exc) for s in _HANDSHAKE_FAILURES)
+    if handshake or isinstance(exc, requests.exceptions.ProxyError):
+        cause = "the TLS handshake failed" if handshake else "the proxy refused"
         return TransportError(f"cannot reach {host}: {cause} ({type(exc).__name__}); check the host, its "
                               "certificate and the proxy settings", request_sent=False, endpoint=endpoint,
                               transient=False)

@@ -3,6 +3,8 @@ never the API key, and say what the on-call reader should do."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 from airflow.sdk.exceptions import AirflowException
 
 EXCERPT_CHARS = 300
@@ -70,12 +72,19 @@ class SubmitOutcomeUnknownError(BatchApiError):
     """
 
 
+def _without_secrets(url: str) -> str:
+    """A URL fit for a message: no userinfo, query or fragment (a pre-signed URL's token lives there)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.hostname or "", parts.path, "", "")) if parts.netloc else parts.path
+
+
 def error_for_status(status: int, message: str, *, body: str, endpoint: str,
                      retry_after: float | None = None, conn_id: str | None = None,
                      location: str | None = None) -> BatchApiError:
     if 300 <= status < 400:
+        where = _without_secrets(location) if location else ""
         return BatchApiRedirectError(
-            f"the API answered with a redirect{f' to {location}' if location else ''}; redirects are not "
+            f"the API answered with a redirect{f' to {where}' if where else ''}; redirects are not "
             "followed, so the API key is never sent to another host. Set the connection's host to the "
             "final address", status_code=status, endpoint=endpoint)
     if status in (401, 403):

@@ -54,7 +54,6 @@ class Ledger:
 
     def __init__(self, store: Any) -> None:
         self.store = store
-        self.writes = 0
 
     @property
     def durable(self) -> bool:
@@ -98,7 +97,6 @@ class Ledger:
     def _set(self, key: str, value: Mapping[str, Any]) -> None:
         if self.store is not None:
             self.store.set(key, dict(value))
-            self.writes += 1
 
 
 def windows_of(entry: LedgerEntry, chunks: Iterable[int]) -> dict[int, list[int]]:

@@ -26,15 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
-from airflow_batch_provider.hooks.errors import (
-    BatchApiAuthError,
-    BatchApiBadRequestError,
-    BatchApiRateLimitedError,
-    BatchApiRedirectError,
-    BatchNotFoundError,
-    BatchRouterUnavailableError,
-    SubmitOutcomeUnknownError,
-)
+from airflow_batch_provider.hooks.errors import BatchApiBadRequestError, BatchApiError, SubmitOutcomeUnknownError
 from airflow_batch_provider.hooks.retry import TransportError
 from airflow_batch_provider.job.errors import (
     AmbiguousSubmissionError,
@@ -128,14 +120,26 @@ def idempotency_key(job_id: str, chunk: int) -> str:
     return f"{job_id}:{chunk}"
 
 
+# Answers that say the request was not processed. 409 (a concurrent upload with the same key) and
+# 301/302/303 (which may mean "created, look there") are not among them.
+NOT_PROCESSED = frozenset({307, 308, 400, 401, 403, 404, 413, 422, 429, 503})
+
+
+class NotSent(Exception):
+    """Raised on the way to the POST (connection lookup, reading the spool): nothing left."""
+
+
 def surely_not_created(exc: BaseException) -> bool:
     """True when a failed POST cannot have created a batch (it was refused, or never sent)."""
+    if isinstance(exc, NotSent):
+        return True
     if isinstance(exc, SubmitOutcomeUnknownError):
         return False
     if isinstance(exc, TransportError):
         return not exc.request_sent
-    return isinstance(exc, (BatchApiBadRequestError, BatchApiAuthError, BatchApiRateLimitedError,
-                            BatchRouterUnavailableError, BatchNotFoundError, BatchApiRedirectError))
+    if isinstance(exc, BatchApiBadRequestError) and exc.status_code is None:
+        return True  # refused by the hook's own checks, before sending
+    return exc.status_code in NOT_PROCESSED if isinstance(exc, BatchApiError) else False
 
 
 class Submission:
@@ -226,10 +230,14 @@ class Submission:
 
     # -- sending ------------------------------------------------------------------------------------
     def _send(self, job_id: str, chunk: int) -> str:
-        hook = getattr(self._local, "hook", None)
-        if hook is None:  # one hook (and pooled session) per thread
-            hook = self._local.hook = BatchApiHook(self.conn_id)
-        lines = self.spool.read_chunk(self.spool.chunks[chunk])
+        try:  # everything before the POST: a failure here means nothing was sent
+            hook = getattr(self._local, "hook", None)
+            if hook is None:  # one hook (and pooled session) per thread
+                hook = self._local.hook = BatchApiHook(self.conn_id)
+                hook.session  # noqa: B018 - the connection lookup, done here rather than mid-request
+            lines = self.spool.read_chunk(self.spool.chunks[chunk])
+        except Exception as exc:
+            raise NotSent(f"chunk {chunk} was not sent: {exc}") from exc
         return hook.submit_batch(lines, idempotency_key=idempotency_key(job_id, chunk),
                                  max_items=self.max_items, max_bytes=self.max_bytes).batch_id
 
@@ -249,21 +257,37 @@ class Submission:
     def _send_all(self, entry: LedgerEntry, pending: list[int]) -> dict[int, BaseException]:
         """At most ``concurrency`` calls at once, across windows without a pause. A window is marked in
         flight before its first call starts and recorded once its last call has finished. After a
-        failure nothing new starts; the calls under way finish and every window is recorded."""
+        failure nothing new starts; the calls under way finish and every window is recorded — also
+        when the try itself is stopped (a task timeout, a failed ledger write): what the API
+        accepted is written before the exception goes on."""
         windows = windows_of(entry, pending)
         left = {window: len(chunks) for window, chunks in windows.items()}  # calls not finished yet
+        inherited = set(entry.in_flight)  # maybe created by an earlier try: only an acceptance clears them
         queue = iter(pending)
         running: dict[Future, int] = {}
         failed: dict[int, BaseException] = {}
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="scaledown-submit") as pool:
+        marked: set[int] = set()
+
+        def settle(future: Future, chunk: int) -> None:
+            try:
+                entry.accepted[chunk] = future.result()
+                entry.in_flight.discard(chunk)
+            except Exception as exc:  # noqa: BLE001 - classified here, raised by _fail
+                failed[chunk] = exc
+                if surely_not_created(exc) and chunk not in inherited:
+                    entry.in_flight.discard(chunk)
+
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="scaledown-submit")
+        try:
             def start_next() -> None:
                 chunk = next(queue, None)
                 if chunk is None:
                     return
                 window = entry.window_of(chunk)
-                if chunk == windows[window][0]:  # the window's first call: mark all of it, once
+                if window not in marked:  # the window's first call: mark all of it, once
                     entry.in_flight.update(windows[window])
                     self.ledger.write_window(entry, window)
+                    marked.add(window)
                 running[pool.submit(self._send, entry.job_id, chunk)] = chunk
 
             for _ in range(self.concurrency):
@@ -272,26 +296,23 @@ class Submission:
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     chunk = running.pop(future)
-                    try:
-                        entry.accepted[chunk] = future.result()
-                        entry.in_flight.discard(chunk)
-                    except Exception as exc:  # noqa: BLE001 - classified here, raised by _fail
-                        failed[chunk] = exc
-                        if surely_not_created(exc):
-                            entry.in_flight.discard(chunk)
+                    settle(future, chunk)
                     window = entry.window_of(chunk)
                     left[window] -= 1
                     if left[window] == 0:
                         self.ledger.write_window(entry, window)
+                        marked.discard(window)
                         self.log.info("Submitted %d of %d batches", len(entry.accepted), entry.chunks)
                     if not failed:
                         start_next()
-        if failed:  # chunks of a marked window that never started were not sent: say so
-            unsent = list(queue)
+        finally:
+            pool.shutdown(wait=True)  # the calls under way finish: their outcomes are recorded below
+            for future, chunk in running.items():
+                settle(future, chunk)
+            unsent = set(queue) - inherited  # never started by this try
             entry.in_flight.difference_update(unsent)
-            for window in sorted({entry.window_of(chunk) for chunk in unsent}):
-                if left[window] != len(windows[window]):  # it was marked
-                    self.ledger.write_window(entry, window)
+            for window in sorted(marked):  # marked and not yet recorded
+                self.ledger.write_window(entry, window)
         return failed
 
     def _fail(self, entry: LedgerEntry, failed: dict[int, BaseException]) -> None:

@@ -1,7 +1,7 @@
 """The one decision "is this job done, failed, timed out, or still running?".
 
-The trigger (async), the sensor's poke (sync) and the submit operator's inline check all feed batch
-statuses into a :class:`JobProgress` and ask it for the :class:`Verdict`, so the modes cannot
+The trigger (async) and the sensor (its inline look and its pokes) feed batch statuses into a
+:class:`JobProgress` and ask it for the :class:`Verdict`, so the modes cannot
 disagree. Pure: no I/O, no clock of its own (the caller passes ``now``).
 """
 

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
+DEFAULT_LOCK_TIMEOUT = 3600.0  # seconds a load waits for another load of its table, without execution_timeout
+
+
 class TooManyFailedRowsError(AirflowException):
     """More rows failed or went missing than ``max_failed_ratio`` allows. The rows were landed."""
 
@@ -108,8 +111,9 @@ class BatchOutputToTableOperator(BaseBatchOutputOperator):
 
     def land(self, batches: Iterator[pa.RecordBatch], columns: ResultColumns) -> int:
         hook = BaseHook.get_connection(self.conn_id).get_hook()
-        # Another load of the same table may hold it: wait no longer than the task may run.
-        timeout = self.execution_timeout.total_seconds() if self.execution_timeout else None
+        # Another load of the same table may hold it: wait no longer than the task may run, and
+        # not forever when it may run forever (a notebook holding a DuckDB file would hang it).
+        timeout = self.execution_timeout.total_seconds() if self.execution_timeout else DEFAULT_LOCK_TIMEOUT
         writer = table_writer_for(hook, self.table, self.mode, columns.schema, columns.id_column,
                                   lock_timeout=timeout, log=self.log)
         return writer.write(batches)

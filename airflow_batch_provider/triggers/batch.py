@@ -18,7 +18,13 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook
-from airflow_batch_provider.hooks.errors import BatchApiAuthError, BatchApiError, BatchNotFoundError
+from airflow_batch_provider.hooks.errors import (
+    BatchApiAuthError,
+    BatchApiError,
+    BatchApiRedirectError,
+    BatchNotFoundError,
+)
+from airflow_batch_provider.hooks.retry import TransportError
 from airflow_batch_provider.protocol import BatchStatus, ProtocolError
 from airflow_batch_provider.job.waiting import JobProgress, Verdict
 from airflow_batch_provider.job.manifest import read_manifest
@@ -26,7 +32,7 @@ from airflow_batch_provider.job.manifest import read_manifest
 SHOWN_IDS = 10
 
 
-def choose(running: list[str], budget: int) -> list[str]:
+def choose(running: list[str], budget: int, cycle: int = 0) -> list[str]:
     """The batches to poll this cycle, at most ``budget`` of them.
 
     Batches finish roughly in submission order. So the newest unfinished batch is polled every
@@ -34,10 +40,15 @@ def choose(running: list[str], budget: int) -> list[str]:
     ones, which finish first: what is confirmed grows from the front as batches finish, and once
     the job is done only the batches that finished since the last cycles are left to confirm. The
     job is noticed within about two intervals plus ``running / budget`` cycles, without full sweeps.
+    One slot rotates (by ``cycle``) through the batches in between, so one that failed is noticed
+    while the oldest still run.
     """
     if len(running) <= budget:
         return list(running)
-    return running[: budget - 1] + running[-1:]
+    if budget < 3:
+        return running[: budget - 1] + running[-1:]
+    middle = running[budget - 2: -1]  # one slot rotates through these, so a failed one is seen too
+    return running[: budget - 2] + [middle[cycle % len(middle)]] + running[-1:]
 
 
 class BatchTrigger(BaseTrigger):
@@ -93,7 +104,7 @@ class BatchTrigger(BaseTrigger):
         self.log.info("Waiting for job %s: %d batches, %d rows; deadline %s", job_id,
                       len(manifest.batches), manifest.total_rows,
                       time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.deadline)) if self.deadline else "none")
-        interval, failures = self.poll_interval, 0
+        interval, failures, cycles = self.poll_interval, 0, 0
         limit = asyncio.Semaphore(self.max_concurrency)
         # The first look comes one interval after deferral, not at once: a job that finished within
         # the scheduler's loop would resume the task before the scheduler has seen the deferring try
@@ -114,13 +125,15 @@ class BatchTrigger(BaseTrigger):
                 running = progress.running()
                 if verdict is Verdict.RUNNING:
                     budget = max(1, int(self.requests_per_minute * interval / 60))
-                    chosen = choose(running, budget)
+                    chosen = choose(running, budget, cycles)
+                    cycles += 1
                     changed = False
                     for batch_id, result in zip(chosen, await asyncio.gather(*map(poll, chosen))):
                         if isinstance(result, BatchStatus):
                             changed |= progress.update(result)
                             failures = 0
-                        elif isinstance(result, (BatchApiAuthError, BatchNotFoundError)):
+                        elif isinstance(result, (BatchApiAuthError, BatchNotFoundError, BatchApiRedirectError)) or (
+                                isinstance(result, TransportError) and not result.transient):
                             yield self._event("error", progress, f"polling batch {batch_id} of job {job_id} "
                                                                  f"failed and will not recover: {result}")
                             return

@@ -217,3 +217,14 @@ def test_a_waiting_load_says_so_and_gives_up_at_its_timeout(jobs, monkeypatch, c
         blocker.rollback()
         blocker.close()
     assert "Waiting for another load of table overlap to finish (lock_timeout 2 s)" in "".join(capfd.readouterr())
+
+
+def test_an_upsert_into_a_schema_qualified_sqlite_table_creates_its_index(jobs, tmp_path, monkeypatch):
+    path = tmp_path / "qualified.db"
+    monkeypatch.setenv("AIRFLOW_CONN_QUALIFIED", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    _, made = jobs
+    BatchOutputToTableOperator(task_id="load", job=made[0], conn_id="qualified", table="main.results",
+                               mode="upsert").execute({})
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM results").fetchone() == (ROWS,)
+        assert conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index'").fetchone() == (1,)

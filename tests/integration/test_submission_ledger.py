@@ -259,3 +259,69 @@ def test_a_retry_without_a_ledger_sends_nothing_unless_resending_is_safe(billing
         op(tmp_path, 100).execute({"ti": SecondTry()})
     assert billing.stats()["requests"] == {}
     assert op(tmp_path, 100, on_ambiguous="resubmit").execute({"ti": SecondTry()})["batches"] == 2
+
+
+def test_a_try_stopped_mid_send_still_records_what_was_accepted(billing, tmp_path, monkeypatch):
+    """A task timeout (a BaseException raised in the main thread) while calls are under way."""
+    from airflow_batch_provider.job import submission
+
+    real_wait, calls = submission.wait, [0]
+
+    def wait_then_time_out(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 10:
+            raise Crash("execution_timeout")
+        return real_wait(*args, **kwargs)
+
+    monkeypatch.setattr(submission, "wait", wait_then_time_out)
+    store = DictStateStore()
+    with pytest.raises(Crash):
+        run(op(tmp_path, 100 * 50, max_concurrent_submits=4), store)
+    monkeypatch.setattr(submission, "wait", real_wait)
+    window = store["scaledown:window:0"]
+    assert len(window["accepted"]) == billing.stats()["batches"] and window["in_flight"] == []
+    run(op(tmp_path, 100 * 50, max_concurrent_submits=4), store)  # the default retry: nothing ambiguous
+    assert billing.stats()["batches"] == 100
+
+
+def test_an_inherited_in_flight_chunk_stays_in_flight_until_accepted(billing, tmp_path):
+    store = DictStateStore()
+    billing.set_faults(rate=1.0, kinds=["reset_after"], routes=["submit"], skip_first=0)
+    with pytest.raises(AmbiguousSubmissionError):
+        run(op(tmp_path, 100, max_concurrent_submits=1), store)
+    assert store["scaledown:window:0"]["in_flight"] == [0]
+    billing.set_faults(rate=1.0, kinds=["429"], routes=["submit"], retry_after=0)  # refused this time
+    with pytest.raises(Exception, match="429"):
+        run(op(tmp_path, 100, max_concurrent_submits=1, on_ambiguous="resubmit"), store)
+    assert store["scaledown:window:0"]["in_flight"] == [0]  # the first try's POST may still have made it
+
+
+def test_a_failure_before_the_post_leaves_the_chunk_unsent(billing, tmp_path, monkeypatch):
+    from airflow_batch_provider.job.spool import RequestSpool
+
+    real_read = RequestSpool.read_chunk
+
+    def read(self, chunk):
+        if chunk.first_row == 100:
+            raise OSError("disk read failed")
+        return real_read(self, chunk)
+
+    monkeypatch.setattr(RequestSpool, "read_chunk", read)
+    store = DictStateStore()
+    with pytest.raises(Exception, match="chunk 2 was not sent: disk read failed"):
+        run(op(tmp_path, 200, max_concurrent_submits=1), store)
+    assert store["scaledown:window:0"]["in_flight"] == []
+    monkeypatch.setattr(RequestSpool, "read_chunk", real_read)
+    run(op(tmp_path, 200, max_concurrent_submits=1), store)
+    assert billing.stats()["batches"] == 4
+
+
+@pytest.mark.parametrize(("status", "created"), [(303, "maybe"), (302, "maybe"), (409, "maybe"), (307, "no"),
+                                                 (429, "no"), (400, "no"), (500, "maybe")])
+def test_which_answers_to_a_post_mean_nothing_was_created(status, created):
+    from airflow_batch_provider.hooks.errors import error_for_status
+    from airflow_batch_provider.job.submission import surely_not_created
+
+    exc = error_for_status(status, "x", body="", endpoint="POST /v1/batches", location="https://u:p@h/x?sig=s")
+    assert surely_not_created(exc) is (created == "no")
+    assert "sig=s" not in str(exc) and "u:p" not in str(exc)
