@@ -62,7 +62,7 @@ table = pa.Table.from_batches([buffer.to_record_batch()]).slice(0, LIMIT)
 rows = [tuple(r.values()) for r in table.to_pylist()]
 writer = table_writer_for(hook, "bench_base", "replace", columns.schema, "review_id")
 conn = hook.get_conn(); cur = conn.cursor()
-cur.execute("DROP TABLE IF EXISTS bench_base"); cur.execute(writer.create_target_sql().replace('"bench_base"', "bench_base")); conn.commit(); conn.close()
+cur.execute("DROP TABLE IF EXISTS bench_base"); cur.execute(writer.create_target_sql()[0].replace('"bench_base"', "bench_base")); conn.commit(); conn.close()
 if MODE == "copy":
     import io, pyarrow.csv as csv
     started = time.perf_counter()
