@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from airflow_batch_provider.destinations.table import TableWriter
 
+MEMORY_LIMIT = "256MB"  # DuckDB's buffer for the merge; the rest spills to disk
 RETRY_OPEN_EVERY = 0.2  # seconds between tries to open a database file another process holds
 
 
@@ -41,6 +42,8 @@ class DuckDBTableWriter(TableWriter):
                         rows += batch.num_rows
             conn = self._connect()
             try:
+                # Flat memory: past this DuckDB spills to its temporary directory instead of growing.
+                conn.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
                 conn.begin()
                 exists = self.check_target(conn, conn)
                 path = str(staged).replace("'", "''")
