@@ -17,7 +17,7 @@ from sqlalchemy import inspect
 from airflow.sdk import BaseHook
 from airflow_batch_provider.destinations.table import quote, quote_table
 
-FETCH_ROWS = 10_000
+QUESTION_IDS = 1000  # ids per query: under every driver's limit on bound parameters
 NEEDED = ("status", "request_fingerprint")
 
 
@@ -32,9 +32,44 @@ def _split(table: str) -> tuple[str | None, str]:
     return (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
 
 
-def landed_fingerprints(conn_id: str, table: str, id_column: str) -> dict[str, str]:
-    """``custom_id -> request_fingerprint`` of rows landed ``ok``; empty when the table does not exist."""
-    hook = BaseHook.get_connection(conn_id).get_hook()
+class LandedRows:
+    """The destination's landed ``ok`` rows, asked about a batch of ids at a time: memory holds one
+    batch's answer, whatever the table's size (an index on the id column makes each question a
+    lookup; tables created by an ``upsert`` load have one). Use as a context manager."""
+
+    def __init__(self, conn_id: str, table: str, id_column: str) -> None:
+        self.hook = BaseHook.get_connection(conn_id).get_hook()
+        self.table = table
+        self.id_column = id_column
+        self.exists = _check(self.hook, table, id_column)
+        self._conn = self.hook.get_conn() if self.exists else None
+        placeholder = getattr(self.hook, "placeholder", "%s")
+        self._sql = (f"SELECT {quote(id_column)}, {quote('request_fingerprint')} FROM {quote_table(table)} "
+                     f"WHERE {quote('status')} = 'ok' AND {quote(id_column)} IN ({{}})")
+        self._placeholder = placeholder
+
+    def __enter__(self) -> LandedRows:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def fingerprints(self, ids: list) -> dict[str, str]:
+        """``custom_id -> request_fingerprint`` of those of ``ids`` that landed ``ok``."""
+        if self._conn is None or not ids:
+            return {}
+        found: dict[str, str] = {}
+        cursor = self._conn.cursor()
+        for start in range(0, len(ids), QUESTION_IDS):
+            part = ids[start:start + QUESTION_IDS]
+            cursor.execute(self._sql.format(", ".join([self._placeholder] * len(part))), part)
+            found.update((str(row_id), fingerprint) for row_id, fingerprint in cursor.fetchall())
+        return found
+
+
+def _check(hook, table: str, id_column: str) -> bool:
+    """Whether the table exists (per the catalog); an error when it cannot be trusted."""
     schema, name = _split(table)
     engine = hook.get_sqlalchemy_engine()
     try:  # disposed at once: DuckDB refuses a second connection to a file with other settings
@@ -49,7 +84,7 @@ def landed_fingerprints(conn_id: str, table: str, id_column: str) -> dict[str, s
             raise LandedTableError(
                 f"skip_landed_table {table!r} does not exist, but {alike[0]!r} does (table names are "
                 f"case-sensitive in this database); name it exactly, or every row would be paid for again")
-        return {}
+        return False
     conn = hook.get_conn()
     try:
         cursor = conn.cursor()
@@ -57,17 +92,11 @@ def landed_fingerprints(conn_id: str, table: str, id_column: str) -> dict[str, s
         # for every dialect, e.g. duckdb_engine); the name is quoted, never pasted.
         cursor.execute(f"SELECT * FROM {quote_table(table)} WHERE 1 = 0")
         columns = [d[0] for d in cursor.description]
-        missing = [c for c in (id_column, *NEEDED) if c not in columns]
-        if missing:
-            raise LandedTableError(
-                f"skip_landed_table {table!r} has no column {', '.join(map(repr, missing))}; its columns are "
-                f"{', '.join(columns)}. Point it at a table BatchOutputToTableOperator loaded, with the same "
-                "id column")
-        cursor.execute(f"SELECT {quote(id_column)}, {quote('request_fingerprint')} FROM {quote_table(table)} "
-                       f"WHERE {quote('status')} = 'ok'")
-        landed: dict[str, str] = {}
-        while rows := cursor.fetchmany(FETCH_ROWS):
-            landed.update((str(row_id), fingerprint) for row_id, fingerprint in rows)
-        return landed
     finally:
         conn.close()
+    missing = [c for c in (id_column, *NEEDED) if c not in columns]
+    if missing:
+        raise LandedTableError(
+            f"skip_landed_table {table!r} has no column {', '.join(map(repr, missing))}; its columns are "
+            f"{', '.join(columns)}. Point it at a table BatchOutputToTableOperator loaded, with the same id column")
+    return True

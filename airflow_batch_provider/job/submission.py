@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,9 +55,10 @@ class SpooledRows:
 
 
 def spool_rows(batches: Iterable[pa.RecordBatch], encoder: RowEncoder, directory: Path, *, max_items: int,
-               max_bytes: int, landed: Mapping[str, str] | None = None, allow_empty: bool = False,
+               max_bytes: int, landed: Callable[[list], Mapping[str, str]] | None = None, allow_empty: bool = False,
                on_invalid_rows: str = "fail", log: logging.Logger) -> SpooledRows:
-    """Every row validated, encoded and written to a spool in ``directory``; raises
+    """Every row validated, encoded and written to a spool in ``directory``; ``landed`` answers, for
+    a batch's ids, the fingerprints already landed (rows whose fingerprint matches are skipped). Raises
     :class:`InvalidRequestError` (whole input) or :class:`InvalidRowsError` (named rows)."""
     result: SpooledRows | None = None
     for batch in batches:
@@ -69,8 +70,9 @@ def spool_rows(batches: Iterable[pa.RecordBatch], encoder: RowEncoder, directory
         result.invalid += len(encoded.invalid)
         result.invalid_examples.extend(encoded.invalid[: max(0, SHOWN_INVALID - len(result.invalid_examples))])
         lines, ids, custom_ids, fingerprints = encoded.lines, encoded.ids, encoded.custom_ids, encoded.fingerprints
-        if landed:
-            keep = [landed.get(cid) != fp for cid, fp in zip(custom_ids.to_pylist(), fingerprints.to_pylist())]
+        if landed is not None:  # asked for this batch's ids only: memory does not grow with the table
+            found = landed(ids.to_pylist())
+            keep = [found.get(cid) != fp for cid, fp in zip(custom_ids.to_pylist(), fingerprints.to_pylist())]
             result.skipped += keep.count(False)
             if not all(keep):
                 mask = pa.array(keep)

@@ -14,6 +14,7 @@ is :mod:`airflow_batch_provider.job`'s business; the operator wires it to Airflo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import tempfile
@@ -45,7 +46,7 @@ from airflow_batch_provider.job.submission import (
     spool_rows,
     task_identity,
 )
-from airflow_batch_provider.destinations.landed import LandedTableError, landed_fingerprints
+from airflow_batch_provider.destinations.landed import LandedRows, LandedTableError
 from airflow_batch_provider.protocol import Classify, Extract, InvalidRequestError, Label, Request, Summarize
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
 from airflow_batch_provider.tabular.rows_to_requests import DEFAULT_MAX_TEXT_BYTES, RowEncoder
@@ -192,13 +193,15 @@ class BaseBatchSubmitOperator(BaseOperator):
         max_bytes = self.max_bytes_per_batch or hook.settings.max_bytes_per_batch
         with tempfile.TemporaryDirectory(prefix="scaledown-job-") as tmp:
             try:
-                landed = (landed_fingerprints(self.skip_landed_conn_id, self.skip_landed_table, self.id_column)
-                          if self.skip_landed_conn_id else None)
-                spooled = spool_rows(
-                    self.iter_record_batches(), RowEncoder(request, self.id_column, self.text_column,
-                                                           self.max_text_bytes),
-                    Path(tmp), max_items=max_items, max_bytes=max_bytes, landed=landed,
-                    allow_empty=self.allow_empty, on_invalid_rows=self.on_invalid_rows, log=self.log)
+                with contextlib.ExitStack() as stack:
+                    landed = (stack.enter_context(LandedRows(self.skip_landed_conn_id, self.skip_landed_table,
+                                                             self.id_column)).fingerprints
+                              if self.skip_landed_conn_id else None)
+                    spooled = spool_rows(
+                        self.iter_record_batches(), RowEncoder(request, self.id_column, self.text_column,
+                                                               self.max_text_bytes),
+                        Path(tmp), max_items=max_items, max_bytes=max_bytes, landed=landed,
+                        allow_empty=self.allow_empty, on_invalid_rows=self.on_invalid_rows, log=self.log)
             except (InvalidRequestError, LandedTableError) as exc:
                 raise InvalidInputError(str(exc)) from exc
             spool = spooled.spool
