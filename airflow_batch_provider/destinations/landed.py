@@ -41,12 +41,17 @@ class LandedRows:
         self.hook = BaseHook.get_connection(conn_id).get_hook()
         self.table = table
         self.id_column = id_column
-        self.exists = _check(self.hook, table, id_column)
-        self._conn = self.hook.get_conn() if self.exists else None
-        placeholder = getattr(self.hook, "placeholder", "%s")
+        self._conn = None
+        if _exists(self.hook, table):  # the catalog first: its engine is gone before we connect
+            self._conn = self.hook.get_conn()
+            try:
+                _check_columns(self._conn.cursor(), table, id_column)
+            except BaseException:
+                self._conn.close()
+                raise
+        self._placeholder = getattr(self.hook, "placeholder", "%s")
         self._sql = (f"SELECT {quote(id_column)}, {quote('request_fingerprint')} FROM {quote_table(table)} "
                      f"WHERE {quote('status')} = 'ok' AND {quote(id_column)} IN ({{}})")
-        self._placeholder = placeholder
 
     def __enter__(self) -> LandedRows:
         return self
@@ -68,8 +73,8 @@ class LandedRows:
         return found
 
 
-def _check(hook, table: str, id_column: str) -> bool:
-    """Whether the table exists (per the catalog); an error when it cannot be trusted."""
+def _exists(hook, table: str) -> bool:
+    """Whether the table exists, per the database's catalog; an error when it exists in another case."""
     schema, name = _split(table)
     engine = hook.get_sqlalchemy_engine()
     try:  # disposed at once: DuckDB refuses a second connection to a file with other settings
@@ -79,24 +84,20 @@ def _check(hook, table: str, id_column: str) -> bool:
                                    if t.casefold() == name.casefold()]
     finally:
         engine.dispose()
-    if not exists:
-        if alike:
-            raise LandedTableError(
-                f"skip_landed_table {table!r} does not exist, but {alike[0]!r} does (table names are "
-                f"case-sensitive in this database); name it exactly, or every row would be paid for again")
-        return False
-    conn = hook.get_conn()
-    try:
-        cursor = conn.cursor()
-        # The columns as the driver reports them (the inspector's get_columns is not implemented
-        # for every dialect, e.g. duckdb_engine); the name is quoted, never pasted.
-        cursor.execute(f"SELECT * FROM {quote_table(table)} WHERE 1 = 0")
-        columns = [d[0] for d in cursor.description]
-    finally:
-        conn.close()
+    if alike:
+        raise LandedTableError(
+            f"skip_landed_table {table!r} does not exist, but {alike[0]!r} does (table names are "
+            f"case-sensitive in this database); name it exactly, or every row would be paid for again")
+    return exists
+
+
+def _check_columns(cursor, table: str, id_column: str) -> None:
+    # The columns as the driver reports them (the inspector's get_columns is not implemented for
+    # every dialect, e.g. duckdb_engine); the name is quoted, never pasted.
+    cursor.execute(f"SELECT * FROM {quote_table(table)} WHERE 1 = 0")
+    columns = [d[0] for d in cursor.description]
     missing = [c for c in (id_column, *NEEDED) if c not in columns]
     if missing:
         raise LandedTableError(
             f"skip_landed_table {table!r} has no column {', '.join(map(repr, missing))}; its columns are "
             f"{', '.join(columns)}. Point it at a table BatchOutputToTableOperator loaded, with the same id column")
-    return True

@@ -9,6 +9,7 @@ back to ``SCALEDOWN_API_KEY``), extras the timeouts, batch limits and retry sett
 from __future__ import annotations
 
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
@@ -262,6 +263,21 @@ class BatchApiHook(HttpHook):
         except ValueError as exc:  # no key, bad extras
             return False, str(exc)
         return True, f"Connected to {self.settings.base_url}; the API key was accepted."
+
+
+class ThreadHooks:
+    """One :class:`BatchApiHook` (and so one pooled session) per thread, for pools of worker
+    threads: a ``requests.Session`` is not meant to be shared between threads."""
+
+    def __init__(self, batch_api_conn_id: str) -> None:
+        self.batch_api_conn_id = batch_api_conn_id
+        self._local = threading.local()
+
+    def get(self) -> BatchApiHook:
+        hook = getattr(self._local, "hook", None)
+        if hook is None:
+            hook = self._local.hook = BatchApiHook(self.batch_api_conn_id)
+        return hook
 
 
 __all__ = ["BatchApiAsyncHook", "BatchApiHook"]

@@ -9,7 +9,6 @@ Downloads run ahead by a bounded number of batches; memory holds those and one b
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,7 +19,7 @@ import pyarrow as pa
 
 from airflow.sdk import ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException
-from airflow_batch_provider.hooks.batch_api import BatchApiHook
+from airflow_batch_provider.hooks.batch_api import ThreadHooks
 from airflow_batch_provider.protocol import BatchState, BatchStatus, OutputLine
 from airflow_batch_provider.job.manifest import ROWS_FILE, BatchRef, JobManifest
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
@@ -93,12 +92,10 @@ class Reconciliation:
         self.log = log
         self.concurrency = concurrency
         self.counts = LoadCounts()
-        self._local = threading.local()
+        self._hooks = ThreadHooks(conn_id)
 
     def _fetch(self, ref: BatchRef) -> tuple[BatchStatus, list[OutputLine]]:
-        hook = getattr(self._local, "hook", None)
-        if hook is None:  # one hook (and pooled session) per download thread
-            hook = self._local.hook = BatchApiHook(self.conn_id)
+        hook = self._hooks.get()
         status = hook.get_batch(ref.batch_id)
         if status.state is not BatchState.COMPLETED:
             return status, []

@@ -136,11 +136,12 @@ class RequestSpool:
     def bytes(self) -> int:
         return sum(chunk.size for chunk in self.chunks)
 
-    def custom_ids(self, chunk: Chunk) -> list[str]:
-        """The custom_ids a chunk carries (read back from the rows file: for error messages)."""
+    def first_and_last_ids(self, chunks: list[Chunk]) -> list[tuple[str, str]]:
+        """The first and last custom_id of each chunk (for error messages): the rows file is
+        memory-mapped and read once, whatever the number of chunks."""
         with pa.memory_map(str(self.rows_path)) as source:
-            rows = pa.ipc.open_stream(source).read_all().column("custom_id")
-            return rows.slice(chunk.first_row, chunk.rows).to_pylist()
+            ids = pa.ipc.open_stream(source).read_all().column("custom_id")
+            return [(ids[c.first_row].as_py(), ids[c.first_row + c.rows - 1].as_py()) for c in chunks]
 
     def read_chunk(self, chunk: Chunk) -> list[bytes]:
         with open(self.lines_path, "rb") as f:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from airflow_batch_provider.hooks.batch_api import BatchApiHook
+from airflow_batch_provider.hooks.batch_api import ThreadHooks
 from airflow_batch_provider.hooks.errors import BatchApiBadRequestError, BatchApiError, SubmitOutcomeUnknownError
 from airflow_batch_provider.hooks.retry import TransportError
 from airflow_batch_provider.job.errors import (
@@ -175,7 +174,7 @@ class Submission:
         self.earlier_tries = earlier_tries
         self.log = log
         self.job_id = job_id_for(task, identity)
-        self._local = threading.local()
+        self._hooks = ThreadHooks(conn_id)
 
     # -- what earlier tries did ---------------------------------------------------------------------
     def _entry(self) -> LedgerEntry:
@@ -224,19 +223,16 @@ class Submission:
             raise self._ambiguous(entry, sorted(entry.in_flight), "an earlier try ended while they were in flight")
 
     def _ambiguous(self, entry: LedgerEntry, chunks: list[int], cause: str) -> AmbiguousSubmissionError:
-        named = {}
-        for chunk in chunks:
-            ids = self.spool.custom_ids(self.spool.chunks[chunk])
-            named[chunk] = (idempotency_key(entry.job_id, chunk), ids[0], ids[-1], len(ids))
+        spans = self.spool.first_and_last_ids([self.spool.chunks[chunk] for chunk in chunks])
+        named = {chunk: (idempotency_key(entry.job_id, chunk), first, last, self.spool.chunks[chunk].rows)
+                 for chunk, (first, last) in zip(chunks, spans)}
         return AmbiguousSubmissionError(entry.job_id, named, cause)
 
     # -- sending ------------------------------------------------------------------------------------
     def _send(self, job_id: str, chunk: int) -> str:
         try:  # everything before the POST: a failure here means nothing was sent
-            hook = getattr(self._local, "hook", None)
-            if hook is None:  # one hook (and pooled session) per thread
-                hook = self._local.hook = BatchApiHook(self.conn_id)
-                hook.session  # noqa: B018 - the connection lookup, done here rather than mid-request
+            hook = self._hooks.get()
+            hook.session  # noqa: B018 - the connection lookup (once per thread), done here, not mid-request
             lines = self.spool.read_chunk(self.spool.chunks[chunk])
         except Exception as exc:
             raise NotSent(f"chunk {chunk} was not sent: {exc}") from exc
