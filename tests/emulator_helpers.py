@@ -77,3 +77,15 @@ class EmulatorProcess:
     def stats(self) -> dict:
         return requests.get(self.url + "/_emulator/stats", headers={"x-api-key": self.api_key},
                             timeout=10).json()
+
+
+def wait_for_job(job, timeout: float = 60) -> None:
+    """Until every batch of a submitted job (its XCom reference) has finished at the emulator."""
+    from airflow_batch_provider.hooks.batch_api import BatchApiHook
+    from airflow_batch_provider.job.manifest import read_manifest
+
+    hook, deadline = BatchApiHook(), time.monotonic() + timeout
+    for ref in read_manifest(job)[0].batches:
+        while not hook.get_batch(ref.batch_id).terminal:
+            assert time.monotonic() < deadline, f"job {job['job_id']} did not finish in {timeout} s"
+            time.sleep(0.02)

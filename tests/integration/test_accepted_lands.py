@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -21,13 +20,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from airflow_batch_provider.emulator.pytest_plugin import connection_json
-from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.operators.load import BatchOutputToParquetOperator, BatchOutputToTableOperator
 from airflow_batch_provider.operators.submit import BaseBatchSubmitOperator, InvalidInputError
 from airflow_batch_provider.protocol import Classify, Extract, Label, Summarize
 from tests.conftest import POSTGRES_DSN
-from tests.emulator_helpers import EmulatorFactory
+from tests.emulator_helpers import EmulatorFactory, wait_for_job
 from tests.state_store import DictStateStore
 
 INT_TYPES = [pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32(), pa.uint64()]
@@ -84,12 +82,6 @@ def setting():
     factory.close()
 
 
-def wait_for(job) -> None:
-    hook, deadline = BatchApiHook(), time.monotonic() + 60
-    for ref in read_manifest(job)[0].batches:
-        while not hook.get_batch(ref.batch_id).terminal:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
 
 
 def landed_ids(kind: str, where: str, table: str) -> list[str]:
@@ -129,7 +121,7 @@ def test_accepted_by_submit_is_landed_by_every_load(setting, tmp_path_factory, i
         event("every row refused")
         return
     event("paid for and landed")
-    wait_for(job)
+    wait_for_job(job)
     manifest, location = read_manifest(job)
     with pa.ipc.open_stream(str(location / "rows.arrow")) as rows:
         accepted = sorted(rows.read_all().column("custom_id").to_pylist())
@@ -166,7 +158,7 @@ def test_narrow_and_unsigned_integer_ids_from_pandas_land(setting, tmp_path, dty
     frame = pd.DataFrame({"id": pd.array([3, 1, 2], dtype=dtype), "body": ["good", "bad", "fine"]})
     job = DataFrameToBatchOperator(task_id="s", dataframe=frame, id_column="id", text_column="body",
                                    request=Summarize(), manifest_dir=str(tmp_path)).execute({"task_state_store": DictStateStore()})
-    wait_for(job)
+    wait_for_job(job)
     os.environ["AIRFLOW_CONN_PROP_SQLITE"] = json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "w.db")})
     assert BatchOutputToTableOperator(task_id="l", job=job, conn_id="prop_sqlite", table="t").execute({})["ok"] == 3
     assert sorted(landed_ids("sqlite", str(tmp_path / "w.db"), "t")) == ["1", "2", "3"]

@@ -34,7 +34,7 @@ def test_latency_delays_every_answer_without_blocking_the_server(make_emulator):
 
 
 def test_the_load_downloads_concurrently_with_bounded_memory(env, tmp_path, monkeypatch, database):  # noqa: F811
-    server = env(latency=LATENCY)
+    env(latency=LATENCY)
     frame = pd.DataFrame({"review_id": range(240), "body": [f"Review {i} is fine." for i in range(240)]})
     job = submit(tmp_path, frame, per_batch=10)  # 24 batches
     fetched, handed, most_ahead, lock = [0], [0], [0], threading.Lock()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 
 import duckdb
 import pandas as pd
@@ -23,6 +22,7 @@ from airflow_batch_provider.operators.load import (
 from airflow_batch_provider.operators.submit import DataFrameToBatchOperator
 from airflow_batch_provider.protocol import Classify, Extract, Label, Summarize
 from airflow_batch_provider.job.manifest import read_manifest, write_manifest
+from tests.emulator_helpers import wait_for_job
 from tests.state_store import DictStateStore
 
 from tests.conftest import POSTGRES_DSN
@@ -54,14 +54,7 @@ def submit(tmp_path, data, request=CLASSIFY, per_batch=10, **kwargs):
                                    request=request, max_items_per_batch=per_batch,
                                    manifest_dir=str(tmp_path / "jobs"), **kwargs
                                    ).execute({"task_state_store": DictStateStore()})
-    from airflow_batch_provider.hooks.batch_api import BatchApiHook
-    hook = BatchApiHook()
-    manifest, _ = read_manifest(job)
-    deadline = time.monotonic() + 30
-    for ref in manifest.batches:
-        while not hook.get_batch(ref.batch_id).terminal:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    wait_for_job(job, timeout=30)
     return job
 
 

@@ -16,13 +16,12 @@ import psycopg2
 import pytest
 
 from airflow_batch_provider.emulator.pytest_plugin import connection_json
-from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.operators.load import BatchOutputToTableOperator
 from airflow_batch_provider.operators.submit import DataFrameToBatchOperator
 from airflow_batch_provider.protocol import Summarize
 from tests.conftest import POSTGRES_DSN
-from tests.emulator_helpers import EmulatorFactory
+from tests.emulator_helpers import EmulatorFactory, wait_for_job
 from tests.state_store import DictStateStore
 
 ROWS = 400
@@ -47,11 +46,8 @@ def jobs(tmp_path_factory):
         made.append(DataFrameToBatchOperator(
             task_id=f"submit_{number}", dataframe=frame, id_column="id", text_column="body", request=Summarize(),
             max_items_per_batch=50, manifest_dir=str(directory)).execute({"task_state_store": DictStateStore()}))
-    hook = BatchApiHook()
     for job in made:
-        for ref in read_manifest(job)[0].batches:
-            while not hook.get_batch(ref.batch_id).terminal:
-                time.sleep(0.02)
+        wait_for_job(job)
     yield server, made
     factory.close()
     if saved is None:

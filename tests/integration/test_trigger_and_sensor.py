@@ -12,7 +12,6 @@ import pytest
 
 from airflow.sdk.exceptions import TaskDeferred
 from airflow_batch_provider.emulator.pytest_plugin import connection_json
-from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.operators.submit import DataFrameToBatchOperator
 from airflow_batch_provider.protocol import Summarize
 from airflow_batch_provider.sensors.batch import (
@@ -23,6 +22,7 @@ from airflow_batch_provider.sensors.batch import (
     check_event,
 )
 from airflow_batch_provider.triggers.batch import BatchTrigger
+from tests.emulator_helpers import wait_for_job
 from tests.state_store import DictStateStore
 
 
@@ -149,13 +149,7 @@ def test_check_event_refuses_what_it_cannot_read():
 
 
 def _all_done(server, job):
-    from airflow_batch_provider.hooks.batch_api import BatchApiHook
-
-    hook, deadline = BatchApiHook(), time.monotonic() + 60
-    for ref in read_manifest(job)[0].batches:
-        while not hook.get_batch(ref.batch_id).terminal:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    wait_for_job(job)
 
 
 def test_sensor_completes_inline_when_a_small_job_is_already_done(make_emulator, monkeypatch, tmp_path):
