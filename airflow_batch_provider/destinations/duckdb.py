@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from airflow_batch_provider.destinations.table import TableWriter
+from airflow_batch_provider.destinations.table import TableWriter, coalesced
 
 MEMORY_LIMIT = "256MB"  # DuckDB's buffer for the merge; the rest spills to disk
 RETRY_OPEN_EVERY = 0.2  # seconds between tries to open a database file another process holds
@@ -36,10 +36,9 @@ class DuckDBTableWriter(TableWriter):
         with tempfile.TemporaryDirectory(prefix="scaledown-duckdb-") as tmp:
             staged = Path(tmp) / "staging.parquet"
             with pq.ParquetWriter(staged, self.schema) as writer:
-                for batch in batches:
-                    if batch.num_rows:
-                        writer.write_batch(batch)
-                        rows += batch.num_rows
+                for batch in coalesced(batches):  # a Parquet row group per staging step
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
             conn = self._connect()
             try:
                 # Flat memory: past this DuckDB spills to its temporary directory instead of growing.

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from airflow.sdk import ObjectStoragePath
+from airflow_batch_provider.destinations.table import coalesced
 
 
 def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, destination: ObjectStoragePath) -> int:
@@ -20,7 +21,7 @@ def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, destinat
     with tempfile.TemporaryDirectory(prefix="scaledown-parquet-") as tmp:
         local = Path(tmp) / "results.parquet"
         with pq.ParquetWriter(local, schema) as writer:
-            for batch in batches:
+            for batch in coalesced(batches):  # one row group per ~32k rows, not per API batch
                 writer.write_batch(batch)
                 rows += batch.num_rows
         destination.parent.mkdir(parents=True, exist_ok=True)

@@ -11,12 +11,14 @@ copying) and queue only for the merge.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from airflow_batch_provider.destinations.table import TableWriter
+from airflow_batch_provider.destinations.table import TableWriter, iso_text
 
 
 class PostgresTableWriter(TableWriter):
@@ -42,18 +44,41 @@ class PostgresTableWriter(TableWriter):
 
         self.waiting(now, waiting)
 
-    def stage(self, conn, cursor, batch: pa.RecordBatch) -> None:
-        # Inputs with NUL are refused before paying; a NUL the API itself sends back in a result
-        # would fail the COPY for the whole job, so it becomes U+FFFD (the Unicode replacement mark).
-        batch = pa.record_batch([pc.replace_substring(c, "\x00", "\ufffd") if pa.types.is_string(c.type) else c
-                                 for c in batch.columns], schema=batch.schema)
-        # Arrow quotes every string and leaves nulls empty and unquoted: exactly PostgreSQL's CSV.
-        buffer = io.BytesIO()
-        pa_csv.write_csv(batch, buffer, pa_csv.WriteOptions(include_header=False))
+    def stage_all(self, conn, cursor, batches: Iterable[pa.RecordBatch]) -> int:
         sql = f"COPY {self.staging} ({self.column_list}) FROM STDIN WITH (FORMAT csv)"
-        if hasattr(cursor, "copy"):  # psycopg 3, which the postgres provider prefers when installed
-            with cursor.copy(sql) as copy:
-                copy.write(buffer.getvalue())
-        else:  # psycopg2
-            buffer.seek(0)
-            cursor.copy_expert(sql, buffer)
+        if not hasattr(cursor, "copy"):  # psycopg2: a COPY per batch
+            return super().stage_all(conn, cursor, batches)
+        # psycopg 3 (which the postgres provider prefers when installed): one COPY for the whole
+        # load, fed by a thread that writes each record batch as CSV and sends it (Arrow and the
+        # socket release the GIL), while this one goes on reading and typing the next batch and
+        # the server ingests the one before.
+        with cursor.copy(sql) as copy, ThreadPoolExecutor(1, thread_name_prefix="scaledown-copy") as sender:
+            rows, sending = 0, None
+            for batch in batches:
+                if sending is not None:
+                    sending.result()
+                sending = sender.submit(lambda b: copy.write(_csv(b)), batch)
+                rows += batch.num_rows
+            if sending is not None:
+                sending.result()
+        return rows
+
+    def stage(self, conn, cursor, batch: pa.RecordBatch) -> None:
+        buffer = io.BytesIO(_csv(batch))
+        cursor.copy_expert(f"COPY {self.staging} ({self.column_list}) FROM STDIN WITH (FORMAT csv)", buffer)
+
+
+def _csv(batch: pa.RecordBatch) -> bytes:
+    # Inputs with NUL are refused before paying; a NUL the API itself sends back in a result
+    # would fail the COPY for the whole job, so it becomes U+FFFD (the Unicode replacement mark).
+    columns = [pc.replace_substring(c, "\x00", "\ufffd") if _has_nul(c) else iso_text(c) if pa.types.is_timestamp(c.type)
+               else c for c in batch.columns]
+    batch = pa.record_batch(columns, names=batch.schema.names)
+    # Arrow quotes every string and leaves nulls empty and unquoted: exactly PostgreSQL's CSV.
+    buffer = io.BytesIO()
+    pa_csv.write_csv(batch, buffer, pa_csv.WriteOptions(include_header=False))
+    return buffer.getvalue()
+
+
+def _has_nul(column: pa.Array) -> bool:
+    return pa.types.is_string(column.type) and pc.any(pc.match_substring(column, "\x00")).as_py() is True

@@ -10,17 +10,8 @@ from __future__ import annotations
 import sqlite3
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from airflow_batch_provider.destinations.table import TableWriter, quote
-
-
-def _iso_text(column: pa.Array) -> pa.Array:
-    """Timestamps as ISO 8601 text (SQLite has no timestamp type). A load's timestamps repeat, so
-    each distinct value is formatted once (formatting every row costs more than the insert)."""
-    encoded = pc.dictionary_encode(column)
-    texts = pa.array([None if v is None else v.isoformat() for v in encoded.dictionary.to_pylist()], pa.string())
-    return texts.take(encoded.indices)
+from airflow_batch_provider.destinations.table import TableWriter, iso_text, quote
 
 
 class SqliteTableWriter(TableWriter):
@@ -57,7 +48,7 @@ class SqliteTableWriter(TableWriter):
         return f"CREATE UNIQUE INDEX IF NOT EXISTS {qualified} ON {quote(table)} ({quote(self.id_column)})"
 
     def stage(self, conn, cursor, batch: pa.RecordBatch) -> None:
-        columns = [_iso_text(c) if pa.types.is_timestamp(c.type) else c for c in batch.columns]
+        columns = [iso_text(c) if pa.types.is_timestamp(c.type) else c for c in batch.columns]
         placeholders = ", ".join("?" * len(columns))
         cursor.executemany(f"INSERT INTO {self.staging} VALUES ({placeholders})",
                            zip(*(column.to_pylist() for column in columns)))

@@ -222,7 +222,7 @@ class BatchApiHook(HttpHook):
                     except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError) as exc:
                         reader.restart()
                         raise _transport_error(exc, f"GET {endpoint}", self.settings.base_url) from None
-        self.log.info("Read %d output lines of batch %s", reader.yielded, batch_id)
+        self.log.debug("Read %d output lines of batch %s", reader.yielded, batch_id)
 
     # -- realtime endpoints ----------------------------------------------------------------------
     def _realtime(self, endpoint: str, payload: Mapping[str, Any]) -> dict[str, Any]:

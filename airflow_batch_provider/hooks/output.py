@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 
 from airflow_batch_provider.protocol import ItemError, LineSplitter, OutputLine
-from airflow_batch_provider.protocol.fast_results import decode_output_line
+from airflow_batch_provider.protocol import decode_output_line
 
 
 class OutputReader:
@@ -37,21 +37,20 @@ class OutputReader:
         return self._parse(self._splitter.close())
 
     def _parse(self, raw_lines: list[bytes]) -> list[OutputLine]:
-        parsed = []
+        parsed, seen, model = [], self._seen, self.expected_model
         for raw in raw_lines:
-            if not raw.strip():
+            if not raw or raw.isspace():
                 continue  # blank lines may occur and are skipped
             try:
-                line = decode_output_line(raw, self.expected_model)
+                line = decode_output_line(raw, model)
             except Exception as exc:  # noqa: BLE001 - whatever the bytes, one odd line must not stop the rest
-                line = OutputLine("", self.expected_model, None,
-                                  ItemError("no_custom_id", f"{type(exc).__name__}: {str(exc)[:300]}"))
+                line = OutputLine("", model, None, ItemError("no_custom_id", f"{type(exc).__name__}: {str(exc)[:300]}"))
             key = line.custom_id or "\0" + hashlib.blake2b(raw, digest_size=16).hexdigest()
-            if key in self._seen:
+            if key in seen:
                 if self._skipping:
                     continue  # handed out before the stream broke
             else:
-                self._seen.add(key)
+                seen.add(key)
             parsed.append(line)
-            self.yielded += 1
+        self.yielded += len(parsed)
         return parsed

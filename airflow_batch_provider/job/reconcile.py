@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from itertools import islice
+from typing import Any
 
 import pyarrow as pa
 
@@ -22,7 +23,7 @@ from airflow.sdk.exceptions import AirflowException
 from airflow_batch_provider.hooks.batch_api import ThreadHooks
 from airflow_batch_provider.protocol import BatchState, BatchStatus, OutputLine
 from airflow_batch_provider.job.manifest import ROWS_FILE, BatchRef, JobManifest
-from airflow_batch_provider.tabular.results_to_columns import ResultColumns
+from airflow_batch_provider.tabular.results_to_columns import RECORD_BATCH_ROWS, ResultColumns
 
 
 @dataclass
@@ -46,25 +47,35 @@ class LoadCounts:
 
 
 class _RowsCursor:
-    """Reads the rows file sequentially and hands out exactly ``n`` rows at a time."""
+    """Reads the rows file in order and hands out the next ``n`` rows as ``{custom_id: (id,
+    fingerprint)}``. Rows become Python objects a slice at a time: converting each API batch's 50
+    rows on its own would cost more than the rows."""
+
+    SLICE = 8192
 
     def __init__(self, path: ObjectStoragePath) -> None:
         self._handle = path.open("rb")
         self._batches = iter(pa.ipc.open_stream(self._handle))
-        self._carry: pa.Table | None = None
+        self._unread: pa.RecordBatch | None = None
+        self._custom_ids: list[str] = []
+        self._rows: list[tuple[Any, str]] = []
+        self._at = 0
 
-    def take(self, n: int) -> pa.Table:
-        parts, have = [], 0
-        if self._carry is not None:
-            parts.append(self._carry)
-            have = self._carry.num_rows
-        while have < n:
-            batch = next(self._batches)
-            parts.append(pa.Table.from_batches([batch]))
-            have += batch.num_rows
-        table = pa.concat_tables(parts)
-        self._carry = table.slice(n) if table.num_rows > n else None
-        return table.slice(0, n)
+    def _convert_more(self) -> None:
+        while self._unread is None or not self._unread.num_rows:
+            self._unread = next(self._batches)
+        part, self._unread = self._unread.slice(0, self.SLICE), self._unread.slice(self.SLICE)
+        self._custom_ids = self._custom_ids[self._at:] + part.column("custom_id").to_pylist()
+        self._rows = self._rows[self._at:] + list(zip(part.column("id").to_pylist(),
+                                                      part.column("request_fingerprint").to_pylist()))
+        self._at = 0
+
+    def take(self, n: int) -> dict[str, tuple[Any, str]]:
+        while len(self._custom_ids) - self._at < n:
+            self._convert_more()
+        start = self._at
+        self._at += n
+        return dict(zip(self._custom_ids[start:self._at], self._rows[start:self._at]))
 
     def close(self) -> None:
         self._handle.close()
@@ -75,7 +86,8 @@ class BatchDownloadError(AirflowException):
 
 
 class Reconciliation:
-    """Iterate for one record batch of typed result rows per API batch; :attr:`counts` holds the
+    """Iterate for record batches of typed result rows (of about ``RECORD_BATCH_ROWS`` rows, whatever
+    the size of the API batches); :attr:`counts` holds the
     tally of what has been read so far (complete once iteration ends).
 
     Status and output of up to ``concurrency`` batches are fetched at once (each network round trip
@@ -124,13 +136,10 @@ class Reconciliation:
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         manifest, columns, counts = self.manifest, self.columns, self.counts
         cursor = _RowsCursor(self.location / ROWS_FILE)
+        buffer = columns.buffer()
         try:
             for number, (ref, status, output) in enumerate(self._downloads(), start=1):
-                rows = cursor.take(ref.rows)
-                expected = {cid: (row_id, fp) for cid, row_id, fp in zip(
-                    rows.column("custom_id").to_pylist(), rows.column("id").to_pylist(),
-                    rows.column("request_fingerprint").to_pylist())}
-                buffer = columns.buffer()
+                expected = cursor.take(ref.rows)
                 if status.state is BatchState.COMPLETED:
                     seen: dict[str, OutputLine] = {}
                     for line in output:
@@ -144,10 +153,8 @@ class Reconciliation:
                                 seen[line.custom_id] = line
                         else:
                             seen[line.custom_id] = line
-                    for cid, line in seen.items():
-                        row_id, fingerprint = expected[cid]
-                        buffer.add_line(row_id, fingerprint, ref.batch_id, line)
-                    ok = sum(line.ok for line in seen.values())
+                    buffer.add_lines(ref.batch_id, [expected[cid] for cid in seen], list(seen.values()))
+                    ok = sum(line.error is None and line.result is not None for line in seen.values())
                     counts.ok += ok
                     counts.error += len(seen) - ok
                     absent = [cid for cid in expected if cid not in seen]
@@ -156,13 +163,16 @@ class Reconciliation:
                     absent = list(expected)
                     code = "batch_failed" if status.state is BatchState.FAILED else "batch_not_finished"
                     message = f"batch {ref.batch_id} is {status.raw_status}; its rows did not come back"
-                for cid in absent:
-                    row_id, fingerprint = expected[cid]
-                    buffer.add_missing(row_id, fingerprint, ref.batch_id, code, message)
+                if absent:
+                    buffer.add_missing(ref.batch_id, [expected[cid] for cid in absent], code, message)
                 counts.missing += len(absent)
                 counts.rows += len(expected)
                 if number % 100 == 0 or number == len(manifest.batches):
                     self.log.info("Read %d of %d batches: %s", number, len(manifest.batches), counts.describe())
+                if len(buffer) >= RECORD_BATCH_ROWS:
+                    yield buffer.to_record_batch()
+                    buffer = columns.buffer()
+            if len(buffer):
                 yield buffer.to_record_batch()
         finally:
             cursor.close()

@@ -38,6 +38,7 @@ from airflow_batch_provider.protocol.results import (
     OutputLine,
     Result,
     SummarizeResult,
+    decode_output_line,
     parse_output_line,
 )
 from airflow_batch_provider.protocol.status import BatchState, BatchStatus
@@ -47,6 +48,6 @@ __all__ = [
     "Entity", "Extract", "ExtractResult", "InvalidRequestError", "ItemError", "Label", "LabelScore",
     "LineDecoder", "LineEncoder", "LineSplitter", "MalformedLineError", "OutputLine",
     "ProtocolError", "Request", "Result", "Summarize", "SummarizeResult", "UnexpectedResponseError",
-    "build_line", "decode_jsonl", "encode_jsonl", "iter_lines", "parse_output_line",
+    "build_line", "decode_jsonl", "decode_output_line", "encode_jsonl", "iter_lines", "parse_output_line",
     "request_from_body",
 ]

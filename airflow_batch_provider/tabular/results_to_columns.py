@@ -21,9 +21,12 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from airflow_batch_provider.protocol import OutputLine
+from airflow_batch_provider.protocol import ItemError, OutputLine
 
 STATUS_OK, STATUS_ERROR, STATUS_MISSING = "ok", "error", "missing"
+# Rows per record batch. API batches are small (50 rows in v2); a record batch, a COPY or a Parquet
+# row group for each would cost more in per-call overhead than the rows themselves.
+RECORD_BATCH_ROWS = 32_768
 _UNSAFE = re.compile(r"[^0-9a-zA-Z_]+")
 
 
@@ -96,59 +99,84 @@ class ResultColumns:
         return RowBuffer(self)
 
 
+class _Missing(OutputLine, frozen=True, gc=False):
+    """Stands for rows that came back with no output line; its error says why."""
+
+
 class RowBuffer:
-    """Rows of one record batch. Rows are kept as they come and turned into columns at the end, one
-    list comprehension per column, which is much cheaper than appending to every column per row."""
+    """Rows of one record batch, from any number of API batches. Lines are kept as they come and
+    turned into columns at the end, one list comprehension per column (much cheaper than appending
+    to every column per row); the load time, which every row shares, is built by Arrow."""
 
     def __init__(self, columns: ResultColumns) -> None:
         self.columns = columns
         self.loaded_at = datetime.now(timezone.utc)
-        self._rows: list[tuple[Any, str, str, str, OutputLine | None, str | None, str | None]] = []
+        self._batch_ids: list[str] = []
+        self._ids: list[Any] = []
+        self._fingerprints: list[str] = []
+        self._lines: list[OutputLine] = []
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._lines)
 
-    def add_line(self, row_id: Any, fingerprint: str, batch_id: str, line: OutputLine) -> None:
-        if line.ok and line.result is not None:
-            self._rows.append((row_id, fingerprint, batch_id, STATUS_OK, line.result, None, None))
-        else:
-            error = line.error
-            self._rows.append((row_id, fingerprint, batch_id, STATUS_ERROR, None,
-                               error.code if error else "no_result", error.message if error else ""))
+    def add_lines(self, batch_id: str, rows: list[tuple[Any, str]], lines: list[OutputLine]) -> None:
+        """Rows (id, fingerprint) of one API batch and the output line of each, in the same order."""
+        self._add(batch_id, rows)
+        self._lines.extend(lines)
 
-    def add_missing(self, row_id: Any, fingerprint: str, batch_id: str, code: str, message: str) -> None:
-        self._rows.append((row_id, fingerprint, batch_id, STATUS_MISSING, None, code, message))
+    def add_missing(self, batch_id: str, rows: list[tuple[Any, str]], code: str, message: str) -> None:
+        """Rows (id, fingerprint) of one API batch that came back with no line, for one reason."""
+        self._add(batch_id, rows)
+        self._lines.extend([_Missing("", self.columns.model, None, ItemError(code, message))] * len(rows))
+
+    def _add(self, batch_id: str, rows: list[tuple[Any, str]]) -> None:
+        self._batch_ids.extend([batch_id] * len(rows))
+        for row_id, fingerprint in rows:
+            self._ids.append(row_id)
+            self._fingerprints.append(fingerprint)
 
     def _model_columns(self, results: list) -> dict[str, list]:
-        encode = msgspec.json.encode
+        encode = msgspec.json.encode  # JSON columns stay UTF-8 bytes: Arrow takes them as strings, uncopied
         if self.columns.model == "summarize":
             return {"summary": [r and r.summary for r in results],
                     "input_chars": [r and r.input_chars for r in results],
                     "output_chars": [r and r.output_chars for r in results]}
         if self.columns.model == "classify":
             data = {"top_label": [r and r.top_label for r in results],
-                    "scores": [r and encode(r.scores).decode() for r in results],
+                    "scores": [r and encode(r.scores) for r in results],
                     "reasoning": [r and r.reasoning for r in results]}
             for label, name in self.columns.label_columns.items():
                 data[name] = [r and r.scores.get(label) for r in results]
             return data
         data = {"entities": [r and encode([{"type": e.type, "text": e.text, "confidence": e.confidence,
-                                            "start": e.start, "end": e.end} for e in r.entities]).decode()
+                                            "start": e.start, "end": e.end} for e in r.entities])
                              for r in results]}
         if self.columns.entity_columns:
             grouped = [r and r.by_type() for r in results]
             first = self.columns.entity_mode == "first"
             for label, name in self.columns.entity_columns.items():
                 values = [g and g.get(label) for g in grouped]
-                data[name] = [(v[0] if first else encode(v).decode()) if v else None for v in values]
+                data[name] = [(v[0] if first else encode(v)) if v else None for v in values]
         return data
 
     def to_record_batch(self) -> pa.RecordBatch:
-        ids, fingerprints, batch_ids, statuses, results, codes, messages = (
-            list(column) for column in zip(*self._rows)) if self._rows else ([],) * 7
-        n = len(self._rows)
-        data = {self.columns.id_column: ids, "status": statuses, "error_code": codes, "error_message": messages,
-                "batch_id": batch_ids, "model": [self.columns.model] * n, "request_fingerprint": fingerprints,
-                "loaded_at": [self.loaded_at] * n, **self._model_columns(results)}
-        return pa.record_batch([pa.array(data[f.name], f.type) for f in self.columns.schema],
-                               schema=self.columns.schema)
+        lines = self._lines
+        results = [line.result if line.error is None else None for line in lines]
+        errors = [None if r is not None else line.error or _NO_RESULT for r, line in zip(results, lines)]
+        data = {
+            self.columns.id_column: self._ids,
+            "status": [STATUS_OK if r is not None else STATUS_MISSING if line.__class__ is _Missing else STATUS_ERROR
+                       for r, line in zip(results, lines)],
+            "error_code": [e and e.code for e in errors],
+            "error_message": [e and e.message for e in errors],
+            "batch_id": self._batch_ids,
+            "model": [self.columns.model] * len(lines),
+            "request_fingerprint": self._fingerprints,
+            **self._model_columns(results),
+        }
+        loaded_at = pa.repeat(pa.scalar(self.loaded_at, pa.timestamp("us", tz="UTC")), len(lines))
+        return pa.record_batch([loaded_at if f.name == "loaded_at" else pa.array(data[f.name], f.type)
+                                for f in self.columns.schema], schema=self.columns.schema)
+
+
+_NO_RESULT = ItemError("no_result", "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 import sqlite3
 
 import duckdb
@@ -106,6 +107,8 @@ def test_classify_lands_typed_rows_with_label_score_columns(env, tmp_path, datab
     assert abs(json.loads(rows[0][3])["Positive"] - rows[0][4]) < 1e-9 and abs(rows[0][4] + rows[0][5] - 1) < 1e-3
     assert all(r[1] == "ok" and r[7] == "classify" and len(r[8]) == 16 and r[9] for r in rows)
     assert isinstance(rows[0][0], int)  # the original id type survives the round trip
+    loaded_at = rows[0][9] if not isinstance(rows[0][9], str) else datetime.fromisoformat(rows[0][9])
+    assert abs(loaded_at - datetime.now(timezone.utc)) < timedelta(hours=1)  # the time, with its zone
 
 
 def test_summarize_and_extract_columns(env, tmp_path, database):

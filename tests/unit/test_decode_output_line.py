@@ -1,12 +1,11 @@
-"""The fast output-line path gives exactly what the tolerant path gives, for every shape."""
+"""The typed branch of decode_output_line gives exactly what the tolerant path gives, for every shape."""
 
 import json
 
 import msgspec
 import pytest
 
-from airflow_batch_provider.protocol import parse_output_line
-from airflow_batch_provider.protocol.fast_results import decode_output_line
+from airflow_batch_provider.protocol import decode_output_line, parse_output_line
 from tests.unit.test_protocol_results import SAMPLE
 
 
@@ -19,6 +18,9 @@ CASES = [
     *[json.loads(line) for line in SAMPLE.splitlines()],
     _line("extract", {"entities": [{"type": "p", "text": "Tim", "confidence": 0.9, "start": 0, "end": 3, "context": "Tim"}]}),
     _line("classify", {"scores": {}, "labels": [{"label": "a", "score": 0.2}, {"label": "b", "score": 0.8}]}),
+    _line("classify", {"top_label": "b", "scores": {}, "labels": [{"label": "b", "score": 0.8}]}),
+    _line("classify", {"top_label": "a", "scores": {"a": 1}, "reasoning": None}),
+    _line("extract", {"entities": [{"type": "p", "value": "Tim", "score": 1}]}),
     _line("summarize", {"summary": 5}),
     _line("extract", {"entities": [{"type": "x"}]}),
     {"custom_id": "e", "response": None, "error": {"code": "invalid_request", "message": "no text"}},
@@ -29,7 +31,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("obj", CASES)
-def test_fast_path_matches_the_tolerant_one(obj):
+def test_typed_branch_matches_the_tolerant_one(obj):
     raw = msgspec.json.encode(obj)
     assert decode_output_line(raw, "summarize") == parse_output_line(obj, "summarize")
 
