@@ -37,20 +37,31 @@ class OutputReader:
         return self._parse(self._splitter.close())
 
     def _parse(self, raw_lines: list[bytes]) -> list[OutputLine]:
-        parsed, seen, model = [], self._seen, self.expected_model
-        for raw in raw_lines:
-            if not raw or raw.isspace():
-                continue  # blank lines may occur and are skipped
-            try:
-                line = decode_output_line(raw, model)
-            except Exception as exc:  # noqa: BLE001 - whatever the bytes, one odd line must not stop the rest
-                line = OutputLine("", model, None, ItemError("no_custom_id", f"{type(exc).__name__}: {str(exc)[:300]}"))
-            key = line.custom_id or "\0" + hashlib.blake2b(raw, digest_size=16).hexdigest()
-            if key in seen:
-                if self._skipping:
-                    continue  # handed out before the stream broke
-            else:
-                seen.add(key)
-            parsed.append(line)
+        if not self._skipping:  # the common case: every line is new; remember them for a restart
+            parsed = [self._line(raw) for raw in raw_lines if raw and not raw.isspace()]  # blank lines may occur
+            self._seen.update([line.custom_id for line in parsed])
+            self._seen.discard("")  # unattributable lines are remembered by their bytes (in _line)
+        else:
+            parsed = []
+            for raw in raw_lines:
+                if raw and not raw.isspace():
+                    line = self._line(raw)
+                    key = line.custom_id or _bytes_key(raw)
+                    if key not in self._seen:  # else handed out before the stream broke
+                        self._seen.add(key)
+                        parsed.append(line)
         self.yielded += len(parsed)
         return parsed
+
+    def _line(self, raw: bytes) -> OutputLine:
+        try:
+            return decode_output_line(raw, self.expected_model)
+        except Exception as exc:  # noqa: BLE001 - whatever the bytes, one odd line must not stop the rest
+            if not self._skipping:
+                self._seen.add(_bytes_key(raw))
+            return OutputLine("", self.expected_model, None,
+                              ItemError("no_custom_id", f"{type(exc).__name__}: {str(exc)[:300]}"))
+
+
+def _bytes_key(raw: bytes) -> str:
+    return "\0" + hashlib.blake2b(raw, digest_size=16).hexdigest()

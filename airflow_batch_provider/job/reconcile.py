@@ -47,9 +47,9 @@ class LoadCounts:
 
 
 class _RowsCursor:
-    """Reads the rows file in order and hands out the next ``n`` rows as ``{custom_id: (id,
-    fingerprint)}``. Rows become Python objects a slice at a time: converting each API batch's 50
-    rows on its own would cost more than the rows."""
+    """Reads the rows file in order and hands out the next ``n`` rows: their custom_ids, and their
+    ``(id, fingerprint)`` pairs. Rows become Python objects a slice at a time: converting each API
+    batch's 50 rows on its own would cost more than the rows."""
 
     SLICE = 8192
 
@@ -70,12 +70,12 @@ class _RowsCursor:
                                                       part.column("request_fingerprint").to_pylist()))
         self._at = 0
 
-    def take(self, n: int) -> dict[str, tuple[Any, str]]:
+    def take(self, n: int) -> tuple[list[str], list[tuple[Any, str]]]:
         while len(self._custom_ids) - self._at < n:
             self._convert_more()
         start = self._at
         self._at += n
-        return dict(zip(self._custom_ids[start:self._at], self._rows[start:self._at]))
+        return self._custom_ids[start:self._at], self._rows[start:self._at]
 
     def close(self) -> None:
         self._handle.close()
@@ -133,40 +133,51 @@ class Reconciliation:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
+    def _attributed(self, output: list[OutputLine], expected: dict[str, Any]) -> dict[str, OutputLine]:
+        """One line per row the batch carried; the other lines are counted, never loaded."""
+        counts, seen = self.counts, {}
+        for line in output:
+            if not line.custom_id:
+                counts.unattributable_lines += 1
+            elif line.custom_id not in expected:
+                counts.unknown_lines += 1
+            elif line.custom_id in seen:
+                counts.duplicate_lines += 1
+                if line.ok and not seen[line.custom_id].ok:  # a result beats an error for one id
+                    seen[line.custom_id] = line
+            else:
+                seen[line.custom_id] = line
+        return seen
+
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         manifest, columns, counts = self.manifest, self.columns, self.counts
         cursor = _RowsCursor(self.location / ROWS_FILE)
         buffer = columns.buffer()
         try:
             for number, (ref, status, output) in enumerate(self._downloads(), start=1):
-                expected = cursor.take(ref.rows)
+                custom_ids, rows = cursor.take(ref.rows)
                 if status.state is BatchState.COMPLETED:
-                    seen: dict[str, OutputLine] = {}
-                    for line in output:
-                        if not line.custom_id:
-                            counts.unattributable_lines += 1
-                        elif line.custom_id not in expected:
-                            counts.unknown_lines += 1
-                        elif line.custom_id in seen:
-                            counts.duplicate_lines += 1
-                            if line.ok and not seen[line.custom_id].ok:  # a result beats an error for one id
-                                seen[line.custom_id] = line
-                        else:
-                            seen[line.custom_id] = line
-                    buffer.add_lines(ref.batch_id, [expected[cid] for cid in seen], list(seen.values()))
-                    ok = sum(line.error is None and line.result is not None for line in seen.values())
+                    if [line.custom_id for line in output] == custom_ids:  # the common case: a line a row, in order
+                        lines, absent = output, []
+                        buffer.add_lines(ref.batch_id, rows, lines)
+                    else:
+                        expected = dict(zip(custom_ids, rows))
+                        seen = self._attributed(output, expected)
+                        lines = list(seen.values())
+                        absent = [row for cid, row in expected.items() if cid not in seen]
+                        buffer.add_lines(ref.batch_id, [expected[cid] for cid in seen], lines)
+                    ok = len(lines) - [line.result for line in lines].count(None)
                     counts.ok += ok
-                    counts.error += len(seen) - ok
-                    absent = [cid for cid in expected if cid not in seen]
+                    counts.error += len(lines) - ok
                     code, message = "no_output_line", "the batch completed without a line for this row"
                 else:
-                    absent = list(expected)
+                    absent = rows
                     code = "batch_failed" if status.state is BatchState.FAILED else "batch_not_finished"
                     message = f"batch {ref.batch_id} is {status.raw_status}; its rows did not come back"
                 if absent:
-                    buffer.add_missing(ref.batch_id, [expected[cid] for cid in absent], code, message)
+                    buffer.add_missing(ref.batch_id, absent, code, message)
                 counts.missing += len(absent)
-                counts.rows += len(expected)
+                counts.rows += len(rows)
                 if number % 100 == 0 or number == len(manifest.batches):
                     self.log.info("Read %d of %d batches: %s", number, len(manifest.batches), counts.describe())
                 if len(buffer) >= RECORD_BATCH_ROWS:

@@ -172,7 +172,10 @@ def decode_output_line(raw: bytes, expected_model: str | None = None) -> OutputL
     """One raw output line as an :class:`OutputLine`. Malformed JSON raises ``msgspec.DecodeError``;
     a line without ``custom_id`` raises :class:`UnexpectedResponseError` (the caller counts both as
     unattributable)."""
-    line = _typed_line(raw, expected_model)
+    try:
+        line = _typed_line(_LINE.decode(raw), expected_model)
+    except msgspec.ValidationError:
+        line = None  # valid JSON of another shape (malformed JSON raises DecodeError to the caller)
     return line if line is not None else parse_output_line(_ANY.decode(raw), expected_model)
 
 
@@ -222,12 +225,8 @@ _CONTENT = {"summarize": msgspec.json.Decoder(SummarizeResult), "classify": msgs
 _ANY = msgspec.json.Decoder()
 
 
-def _typed_line(raw: bytes, expected_model: str | None) -> OutputLine | None:
+def _typed_line(line: _Line, expected_model: str | None) -> OutputLine | None:
     """The line when it has the documented shape with a result; None sends it the tolerant way."""
-    try:
-        line = _LINE.decode(raw)
-    except msgspec.ValidationError:
-        return None  # valid JSON of another shape (malformed JSON raises DecodeError to the caller)
     response = line.response
     if line.error is not None or response is None or response.status_code != 200 or not response.body.choices:
         return None

@@ -106,14 +106,13 @@ class _Missing(OutputLine, frozen=True, gc=False):
 class RowBuffer:
     """Rows of one record batch, from any number of API batches. Lines are kept as they come and
     turned into columns at the end, one list comprehension per column (much cheaper than appending
-    to every column per row); the load time, which every row shares, is built by Arrow."""
+    to every column per row); the model and load time, which every row shares, are built by Arrow."""
 
     def __init__(self, columns: ResultColumns) -> None:
         self.columns = columns
         self.loaded_at = datetime.now(timezone.utc)
         self._batch_ids: list[str] = []
-        self._ids: list[Any] = []
-        self._fingerprints: list[str] = []
+        self._rows: list[tuple[Any, str]] = []
         self._lines: list[OutputLine] = []
 
     def __len__(self) -> int:
@@ -131,9 +130,7 @@ class RowBuffer:
 
     def _add(self, batch_id: str, rows: list[tuple[Any, str]]) -> None:
         self._batch_ids.extend([batch_id] * len(rows))
-        for row_id, fingerprint in rows:
-            self._ids.append(row_id)
-            self._fingerprints.append(fingerprint)
+        self._rows.extend(rows)
 
     def _model_columns(self, results: list) -> dict[str, list]:
         encode = msgspec.json.encode  # JSON columns stay UTF-8 bytes: Arrow takes them as strings, uncopied
@@ -164,19 +161,19 @@ class RowBuffer:
         results = [line.result if line.error is None else None for line in lines]
         errors = [None if r is not None else line.error or _NO_RESULT for r, line in zip(results, lines)]
         data = {
-            self.columns.id_column: self._ids,
+            self.columns.id_column: [row[0] for row in self._rows],
             "status": [STATUS_OK if r is not None else STATUS_MISSING if line.__class__ is _Missing else STATUS_ERROR
                        for r, line in zip(results, lines)],
             "error_code": [e and e.code for e in errors],
             "error_message": [e and e.message for e in errors],
             "batch_id": self._batch_ids,
-            "model": [self.columns.model] * len(lines),
-            "request_fingerprint": self._fingerprints,
+            "request_fingerprint": [row[1] for row in self._rows],
             **self._model_columns(results),
         }
-        loaded_at = pa.repeat(pa.scalar(self.loaded_at, pa.timestamp("us", tz="UTC")), len(lines))
-        return pa.record_batch([loaded_at if f.name == "loaded_at" else pa.array(data[f.name], f.type)
-                                for f in self.columns.schema], schema=self.columns.schema)
+        shared = {"model": self.columns.model, "loaded_at": self.loaded_at}  # the same in every row
+        return pa.record_batch([pa.repeat(pa.scalar(shared[f.name], f.type), len(lines)) if f.name in shared
+                                else pa.array(data[f.name], f.type) for f in self.columns.schema],
+                               schema=self.columns.schema)
 
 
 _NO_RESULT = ItemError("no_result", "")
