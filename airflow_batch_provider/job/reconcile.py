@@ -47,9 +47,9 @@ class LoadCounts:
 
 
 class _RowsCursor:
-    """Reads the rows file in order and hands out the next ``n`` rows: their custom_ids, and their
-    ``(id, fingerprint)`` pairs. Rows become Python objects a slice at a time: converting each API
-    batch's 50 rows on its own would cost more than the rows."""
+    """Reads the rows file in order and hands out the next ``n`` rows: their custom_ids, ids and
+    fingerprints. Rows become Python objects a slice at a time: converting each API batch's 50 rows
+    on its own would cost more than the rows."""
 
     SLICE = 8192
 
@@ -57,25 +57,24 @@ class _RowsCursor:
         self._handle = path.open("rb")
         self._batches = iter(pa.ipc.open_stream(self._handle))
         self._unread: pa.RecordBatch | None = None
-        self._custom_ids: list[str] = []
-        self._rows: list[tuple[Any, str]] = []
+        self._columns: list[list[Any]] = [[], [], []]
         self._at = 0
 
     def _convert_more(self) -> None:
         while self._unread is None or not self._unread.num_rows:
             self._unread = next(self._batches)
         part, self._unread = self._unread.slice(0, self.SLICE), self._unread.slice(self.SLICE)
-        self._custom_ids = self._custom_ids[self._at:] + part.column("custom_id").to_pylist()
-        self._rows = self._rows[self._at:] + list(zip(part.column("id").to_pylist(),
-                                                      part.column("request_fingerprint").to_pylist()))
+        self._columns = [kept[self._at:] + part.column(name).to_pylist()
+                         for kept, name in zip(self._columns, ("custom_id", "id", "request_fingerprint"))]
         self._at = 0
 
-    def take(self, n: int) -> tuple[list[str], list[tuple[Any, str]]]:
-        while len(self._custom_ids) - self._at < n:
+    def take(self, n: int) -> tuple[list[str], list[Any], list[str]]:
+        while len(self._columns[0]) - self._at < n:
             self._convert_more()
         start = self._at
         self._at += n
-        return self._custom_ids[start:self._at], self._rows[start:self._at]
+        custom_ids, ids, fingerprints = (column[start:self._at] for column in self._columns)
+        return custom_ids, ids, fingerprints
 
     def close(self) -> None:
         self._handle.close()
@@ -155,29 +154,32 @@ class Reconciliation:
         buffer = columns.buffer()
         try:
             for number, (ref, status, output) in enumerate(self._downloads(), start=1):
-                custom_ids, rows = cursor.take(ref.rows)
+                custom_ids, ids, fingerprints = cursor.take(ref.rows)
+                absent: list[int] = []  # positions of rows that came back with no line
                 if status.state is BatchState.COMPLETED:
                     if [line.custom_id for line in output] == custom_ids:  # the common case: a line a row, in order
-                        lines, absent = output, []
-                        buffer.add_lines(ref.batch_id, rows, lines)
+                        lines = output
+                        buffer.add_lines(ref.batch_id, ids, fingerprints, lines)
                     else:
-                        expected = dict(zip(custom_ids, rows))
-                        seen = self._attributed(output, expected)
+                        position = {cid: i for i, cid in enumerate(custom_ids)}
+                        seen = self._attributed(output, position)
                         lines = list(seen.values())
-                        absent = [row for cid, row in expected.items() if cid not in seen]
-                        buffer.add_lines(ref.batch_id, [expected[cid] for cid in seen], lines)
+                        at = [position[cid] for cid in seen]
+                        buffer.add_lines(ref.batch_id, [ids[i] for i in at], [fingerprints[i] for i in at], lines)
+                        absent = [i for cid, i in position.items() if cid not in seen]
                     ok = len(lines) - [line.result for line in lines].count(None)
                     counts.ok += ok
                     counts.error += len(lines) - ok
                     code, message = "no_output_line", "the batch completed without a line for this row"
                 else:
-                    absent = rows
+                    absent = list(range(len(ids)))
                     code = "batch_failed" if status.state is BatchState.FAILED else "batch_not_finished"
                     message = f"batch {ref.batch_id} is {status.raw_status}; its rows did not come back"
                 if absent:
-                    buffer.add_missing(ref.batch_id, absent, code, message)
+                    buffer.add_missing(ref.batch_id, [ids[i] for i in absent], [fingerprints[i] for i in absent],
+                                       code, message)
                 counts.missing += len(absent)
-                counts.rows += len(rows)
+                counts.rows += len(ids)
                 if number % 100 == 0 or number == len(manifest.batches):
                     self.log.info("Read %d of %d batches: %s", number, len(manifest.batches), counts.describe())
                 if len(buffer) >= RECORD_BATCH_ROWS:

@@ -75,7 +75,7 @@ from airflow_batch_provider.destinations.table import table_writer_for
 reader, buffer = OutputReader("classify"), columns.buffer()
 with open(PATH, "rb") as f:
     lines = reader.feed(f.read()) + reader.close()
-buffer.add_lines("batch-1", [(int(line.custom_id), "fp") for line in lines], lines)
+buffer.add_lines("batch-1", [int(line.custom_id) for line in lines], ["fp"] * len(lines), lines)
 del lines
 table = pa.Table.from_batches([buffer.to_record_batch()]).slice(0, LIMIT)
 rows = [tuple(r.values()) for r in table.to_pylist()]

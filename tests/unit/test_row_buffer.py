@@ -18,10 +18,11 @@ def _ok(cid, good):
 
 def test_rows_of_several_batches_keep_their_batch_status_and_reason():
     buffer = COLUMNS.buffer()
-    buffer.add_lines("b1", [(1, "f1"), (2, "f2")], [_ok("1", 0.9), OutputLine("2", "classify", None, ItemError("bad_input", "empty"))])
-    buffer.add_missing("b1", [(3, "f3")], "no_output_line", "no line")
-    buffer.add_missing("b2", [(4, "f4"), (5, "f5")], "batch_failed", "batch b2 is failed")
-    buffer.add_lines("b3", [(6, "f6")], [OutputLine("6", "classify", None, None)])
+    buffer.add_lines("b1", [1, 2], ["f1", "f2"],
+                     [_ok("1", 0.9), OutputLine("2", "classify", None, ItemError("bad_input", "empty"))])
+    buffer.add_missing("b1", [3], ["f3"], "no_output_line", "no line")
+    buffer.add_missing("b2", [4, 5], ["f4", "f5"], "batch_failed", "batch b2 is failed")
+    buffer.add_lines("b3", [6], ["f6"], [OutputLine("6", "classify", None, None)])
     assert len(buffer) == 6
     rows = buffer.to_record_batch().to_pylist()
     assert [(r["id"], r["batch_id"], r["status"], r["error_code"]) for r in rows] == [
@@ -41,3 +42,12 @@ def test_coalesced_batches_are_large_and_keep_every_row_in_order():
     assert [b.num_rows for b in out] == [1000] * 5
     assert pa.Table.from_batches(out).column("x").to_pylist() == list(range(5000))
     assert list(coalesced([], rows=10)) == []
+
+
+def test_a_buffer_where_every_row_is_ok_has_empty_error_columns():
+    buffer = COLUMNS.buffer()
+    buffer.add_lines("b1", [7, 8], ["f7", "f8"], [_ok("7", 0.2), _ok("8", 0.7)])
+    batch = buffer.to_record_batch()
+    assert batch.column("status").to_pylist() == ["ok", "ok"] and batch.column("model").to_pylist() == ["classify"] * 2
+    assert batch.column("error_code").null_count == 2 and batch.column("error_message").null_count == 2
+    assert batch.column("top_label").to_pylist() == ["bad", "good"] and batch.schema == COLUMNS.schema
