@@ -5,7 +5,8 @@ Why an advisory lock rather than ``LOCK TABLE … IN SHARE ROW EXCLUSIVE MODE``:
 cover the first load, which creates the table (``LOCK TABLE`` needs it to exist), and it should
 hold back only other loads of this provider, not every reader and writer of a warehouse table.
 Rows are staged before the lock is taken, so loads overlap in their long part (downloading and
-copying) and queue only for the merge.
+copying) and queue only for the merge; a table's first load, which creates it and copies its rows
+straight in, holds the lock from the start.
 """
 
 from __future__ import annotations
@@ -44,10 +45,24 @@ class PostgresTableWriter(TableWriter):
 
         self.waiting(now, waiting)
 
-    def stage_all(self, conn, cursor, batches: Iterable[pa.RecordBatch]) -> int:
-        sql = f"COPY {self.staging} ({self.column_list}) FROM STDIN WITH (FORMAT csv)"
+    def existing_columns(self, conn, cursor) -> list[str] | None:
+        # Asked of pg_class with this statement's snapshot: a failed SELECT would abort the
+        # transaction (and drop the lock), and to_regclass() may not yet see a table another load
+        # created while this one waited for the lock.
+        schema, _, name = self.table.rpartition(".")
+        cursor.execute("SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+                       "ON n.oid = c.relnamespace WHERE c.relname = %s AND "
+                       "(n.nspname = %s OR (%s::text IS NULL AND pg_catalog.pg_table_is_visible(c.oid)))",
+                       (name, schema or None, schema or None))
+        if not cursor.fetchone()[0]:
+            return None
+        cursor.execute(f"SELECT * FROM {self.target} WHERE 1 = 0")
+        return [d[0] for d in cursor.description]
+
+    def stage_all(self, conn, cursor, batches: Iterable[pa.RecordBatch], table: str) -> int:
+        sql = f"COPY {table} ({self.column_list}) FROM STDIN WITH (FORMAT csv)"
         if not hasattr(cursor, "copy"):  # psycopg2: a COPY per batch
-            return super().stage_all(conn, cursor, batches)
+            return super().stage_all(conn, cursor, batches, table)
         # psycopg 3 (which the postgres provider prefers when installed): one COPY for the whole
         # load, fed by a thread that writes each record batch as CSV and sends it (Arrow and the
         # socket release the GIL), while this one goes on reading and typing the next batch and
@@ -63,9 +78,9 @@ class PostgresTableWriter(TableWriter):
                 sending.result()
         return rows
 
-    def stage(self, conn, cursor, batch: pa.RecordBatch) -> None:
+    def stage(self, conn, cursor, batch: pa.RecordBatch, table: str) -> None:
         buffer = io.BytesIO(_csv(batch))
-        cursor.copy_expert(f"COPY {self.staging} ({self.column_list}) FROM STDIN WITH (FORMAT csv)", buffer)
+        cursor.copy_expert(f"COPY {table} ({self.column_list}) FROM STDIN WITH (FORMAT csv)", buffer)
 
 
 def _csv(batch: pa.RecordBatch) -> bytes:

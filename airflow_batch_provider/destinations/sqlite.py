@@ -47,8 +47,8 @@ class SqliteTableWriter(TableWriter):
         qualified = f"{quote(schema)}.{quote(name)}" if schema else quote(name)
         return f"CREATE UNIQUE INDEX IF NOT EXISTS {qualified} ON {quote(table)} ({quote(self.id_column)})"
 
-    def stage(self, conn, cursor, batch: pa.RecordBatch) -> None:
+    def stage(self, conn, cursor, batch: pa.RecordBatch, table: str) -> None:
         columns = [iso_text(c) if pa.types.is_timestamp(c.type) else c for c in batch.columns]
         placeholders = ", ".join("?" * len(columns))
-        cursor.executemany(f"INSERT INTO {self.staging} VALUES ({placeholders})",
+        cursor.executemany(f"INSERT INTO {table} VALUES ({placeholders})",
                            zip(*(column.to_pylist() for column in columns)))

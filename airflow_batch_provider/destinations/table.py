@@ -8,15 +8,17 @@ Rows stream into a staging table; then, in the same transaction, they are merged
   first, so a re-run lands each row exactly once.
 
 The target is created (with column types for the dialect) when it does not exist, in that same
-transaction: a failure anywhere leaves no partial table and no partial merge. An existing target
+transaction, and then the rows go straight into it rather than through staging (which would copy
+every row twice): a failure anywhere leaves no partial table and no partial merge. An existing target
 must have every result column, or the load is refused before anything is written. A target created
 by an ``upsert`` load gets a unique index on the id column, so the database itself refuses a second
 row for an id.
 
 **Overlapping loads of one table serialise**: a backfill beside the schedule, a manual re-run,
 mapped tasks over partitions that share ids. Each dialect takes the target's lock in its own way
-before it creates or merges (:meth:`TableWriter.lock_target`), logs when it has to wait and for how
-long, and gives up after ``lock_timeout`` seconds (the task's ``execution_timeout``).
+before it merges, or before it creates a new target (:meth:`TableWriter.lock_target`), logs when it
+has to wait and for how long, and gives up after ``lock_timeout`` seconds (the task's
+``execution_timeout``). Only a table's first load holds the lock while its rows stream in.
 
 Dialects with a bulk path get a writer of their own (PostgreSQL ``COPY``, DuckDB Arrow ingestion,
 SQLite one-transaction ``executemany``); any other ``DbApiHook`` uses :class:`TableWriter`, which
@@ -167,19 +169,34 @@ class TableWriter:
 
     # -- the transaction ---------------------------------------------------------------------------
     def write(self, batches: Iterable[pa.RecordBatch]) -> int:
-        """Stage every batch, lock the target, create it if needed and merge, all or nothing;
-        returns the rows landed."""
+        """Land every row, all or nothing; returns the rows landed.
+
+        An existing target: stage every batch, lock the target and merge. A new one: lock it first,
+        create it and write the rows straight into it (staging would copy every row twice), then
+        build its index once. Only a table's first load holds the lock while its rows stream in.
+        """
         conn = self.hook.get_conn()
         try:
             self.begin(conn)
             cursor = self.cursor(conn)
-            exists = self.check_target(conn, cursor)
-            cursor.execute(self.create_staging_sql())
-            rows = self.stage_all(conn, cursor, coalesced(batches))
-            self.lock_target(conn, cursor)
-            for statement in ([] if exists else self.create_target_sql()) + self.merge_sql():
-                cursor.execute(statement)
-            cursor.execute(f"DROP TABLE {self.staging}")
+            exists = locked = self.check_target(conn, cursor)
+            if not exists:
+                self.lock_target(conn, cursor)
+                exists = self.check_target(conn, cursor)  # another load may have created it meanwhile
+            if exists:
+                cursor.execute(self.create_staging_sql())
+                rows = self.stage_all(conn, cursor, coalesced(batches), self.staging)
+                if locked:
+                    self.lock_target(conn, cursor)
+                for statement in self.merge_sql():
+                    cursor.execute(statement)
+                cursor.execute(f"DROP TABLE {self.staging}")
+            else:
+                create_table, *indexes = self.create_target_sql()
+                cursor.execute(create_table)
+                rows = self.stage_all(conn, cursor, coalesced(batches), self.target)
+                for statement in indexes:
+                    cursor.execute(statement)
             conn.commit()
             return rows
         except BaseException:
@@ -214,17 +231,17 @@ class TableWriter:
     def cursor(self, conn):
         return conn.cursor()
 
-    def stage_all(self, conn, cursor, batches: Iterable[pa.RecordBatch]) -> int:
-        """Stage every batch; returns the rows staged."""
+    def stage_all(self, conn, cursor, batches: Iterable[pa.RecordBatch], table: str) -> int:
+        """Write every batch into ``table`` (quoted: the staging table, or a new target); returns the rows."""
         rows = 0
         for batch in batches:
-            self.stage(conn, cursor, batch)
+            self.stage(conn, cursor, batch, table)
             rows += batch.num_rows
         return rows
 
-    def stage(self, conn, cursor, batch: pa.RecordBatch) -> None:
+    def stage(self, conn, cursor, batch: pa.RecordBatch, table: str) -> None:
         placeholders = ", ".join([getattr(self.hook, "placeholder", "%s")] * len(self.schema))
-        cursor.executemany(f"INSERT INTO {self.staging} ({self.column_list}) VALUES ({placeholders})",
+        cursor.executemany(f"INSERT INTO {table} ({self.column_list}) VALUES ({placeholders})",
                            list(zip(*(column.to_pylist() for column in batch.columns))))
 
 

@@ -269,3 +269,23 @@ def test_a_nul_sent_back_by_the_api_does_not_break_the_postgres_copy(monkeypatch
     with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
         cur.execute("SELECT summary FROM nul_results ORDER BY id")
         assert cur.fetchall() == [("a\ufffdb",), (None,)]
+
+
+def test_a_schema_qualified_postgres_table_is_created_then_merged_into(env, tmp_path, monkeypatch):
+    """The first load writes a new table directly; the next finds it (in its schema, not a namesake
+    in the search path) and merges through staging."""
+    env()
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", POSTGRES_DSN.replace("postgresql://", "postgres://"))
+    with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
+        cur.execute("DROP SCHEMA IF EXISTS scaledown_qualified CASCADE; CREATE SCHEMA scaledown_qualified; "
+                    "DROP TABLE IF EXISTS public.review_labels; CREATE TABLE public.review_labels (unrelated int)")
+    first, second = submit(tmp_path / "a", frame(20)), submit(tmp_path / "b", frame(20, start=10, suffix=" again"))
+    for job in (first, second):
+        BatchOutputToTableOperator(task_id="load", job=job, conn_id="warehouse", mode="upsert",
+                                   table="scaledown_qualified.review_labels").execute({})
+    with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*), COUNT(DISTINCT review_id), MAX(review_id) FROM scaledown_qualified.review_labels")
+        assert cur.fetchone() == (30, 30, 29)
+        cur.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'scaledown_qualified'")
+        assert "UNIQUE" in cur.fetchone()[0]
+        cur.execute("DROP SCHEMA scaledown_qualified CASCADE; DROP TABLE public.review_labels")
