@@ -1,28 +1,44 @@
-import random
+import tempfile
+from pathlib import Path
 
 import pyarrow as pa
-import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from airflow_batch_provider.job.spool import RequestSpool
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_whole_array_chunking_matches_line_by_line(tmp_path, seed):
-    rng = random.Random(seed)
-    batches = [[b"x" * rng.randint(5, 40) + b"\n" for _ in range(rng.randint(0, 37))] for _ in range(9)]
-    results = []
-    for path_name, max_bytes in (("fast", 10_000), ("slow", 10_000)):
-        spool = RequestSpool(tmp_path / path_name if (tmp_path / path_name).mkdir() is None else None,
-                             pa.string(), 7, max_bytes)
-        if path_name == "slow":  # force the general loop: pretend lines could reach the bytes limit
-            spool._cut_by_items = spool._cut_by_items_and_bytes
-        for lines in batches:
-            ids = pa.array([str(i) for i in range(len(lines))])
-            spool.add(pa.array(lines, pa.large_binary()), ids, ids, pa.array(["f"] * len(lines)))
-        spool.close()
-        results.append(spool.chunks)
-    assert results[0] == results[1]
-    assert sum(chunk.rows for chunk in results[0]) == sum(map(len, batches))
+def _rule(batches, max_items, max_bytes):
+    """The rule, one row at a time: a chunk closes when the next row would pass either limit (a
+    row alone larger than max_bytes gets a chunk of its own). Chunk sizes, and each row's chunk."""
+    chunks, of_row, rows, size = [], [], 0, 0
+    for lines in batches:
+        for line in lines:
+            if rows and (rows >= max_items or size + len(line) > max_bytes):
+                chunks.append((rows, size))
+                rows = size = 0
+            rows, size = rows + 1, size + len(line)
+            of_row.append(len(chunks))
+    if rows:
+        chunks.append((rows, size))
+    return chunks, of_row
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(st.integers(1, 60), max_size=40), max_size=8),
+       max_items=st.integers(1, 12), max_bytes=st.integers(1, 300))
+def test_chunks_are_cut_as_the_rule_says_whatever_the_record_batches(tmp_path, batches, max_items, max_bytes):
+    lines = [[b"x" * (n - 1) + b"\n" for n in sizes] for sizes in batches]
+    directory = tempfile.mkdtemp(dir=tmp_path)
+    spool = RequestSpool(Path(directory), pa.string(), max_items, max_bytes)
+    for part in lines:
+        ids = pa.array([str(i) for i in range(len(part))], pa.string())
+        spool.add(pa.array(part, pa.large_binary()), ids, ids, pa.array(["f"] * len(part)))
+    spool.close()
+    chunks, of_row = _rule(lines, max_items, max_bytes)
+    assert [(c.rows, c.size) for c in spool.chunks] == chunks
+    assert pa.ipc.open_stream(spool.rows_path).read_all().column("chunk").to_pylist() == of_row
+    assert [c.first_row for c in spool.chunks] == [sum(r for r, _ in chunks[:i]) for i in range(len(chunks))]
 
 
 def test_bytes_limit_cuts_chunks(tmp_path):
