@@ -69,11 +69,7 @@ class RequestSpool:
         """Append encoded rows (Arrow arrays, as :class:`EncodedBatch` holds them)."""
         if not len(lines):
             return
-        sizes = np.diff(_offsets(lines))
-        if self.max_items * int(sizes.max()) <= self.max_bytes:
-            chunk_of_row = self._cut_by_items(sizes)  # the bytes limit cannot bite: whole-array path
-        else:
-            chunk_of_row = self._cut_by_items_and_bytes(sizes.tolist())
+        chunk_of_row = self._cut(np.diff(_offsets(lines)))
         self._lines.write(_concatenated(lines))
         self._hash.update(_rows_digest(custom_ids, fingerprints))
         self.rows += len(lines)
@@ -82,38 +78,28 @@ class RequestSpool:
              fingerprints, pa.array(chunk_of_row, pa.int32())],
             schema=self.schema))
 
-    def _cut_by_items_and_bytes(self, sizes: list[int]) -> list[int]:
-        chunk_of_row = []
-        for size in sizes:
-            if self._chunk_rows and (self._chunk_rows >= self.max_items
-                                     or self._chunk_bytes + size > self.max_bytes):
-                self._close_chunk()
-            self._chunk_bytes += size
-            self._chunk_rows += 1
-            chunk_of_row.append(len(self.chunks))
-        return chunk_of_row
-
-    def _cut_by_items(self, sizes: list[int]) -> np.ndarray:
-        """What the loop above does, for whole arrays, when no chunk can reach the bytes limit.
-
-        As in the loop, a full chunk is closed only when the next row arrives (or at close()).
-        """
-        n, per_chunk, open_rows = len(sizes), self.max_items, self._chunk_rows
-        chunk_of_row = len(self.chunks) + (np.arange(n) + open_rows) // per_chunk
+    def _cut(self, sizes: np.ndarray) -> np.ndarray:
+        """Each row's chunk. A chunk closes when the next row would pass ``max_items`` or
+        ``max_bytes`` (a row alone larger than ``max_bytes`` gets a chunk of its own), so a full
+        chunk is closed only when the next row arrives (or at :meth:`close`). One step per chunk, not
+        per row: the rows the open chunk can still take are found by a binary search of the running
+        byte total."""
         ends = np.cumsum(sizes)
-
-        def bytes_between(start: int, stop: int) -> int:
-            return int(ends[stop - 1] - (ends[start - 1] if start else 0)) if stop > start else 0
-
-        first = (-open_rows) % per_chunk or (per_chunk if open_rows == 0 else 0)
-        previous = 0
-        for boundary in range(first, n, per_chunk):
-            self._chunk_bytes += bytes_between(previous, boundary)
-            self._chunk_rows += boundary - previous
-            self._close_chunk()
-            previous = boundary
-        self._chunk_bytes += bytes_between(previous, n)
-        self._chunk_rows += n - previous
+        chunk_of_row = np.empty(len(sizes), dtype=np.int32)
+        start = 0
+        while start < len(sizes):
+            before = int(ends[start - 1]) if start else 0
+            fit_by_bytes = int(np.searchsorted(ends, before + self.max_bytes - self._chunk_bytes, side="right"))
+            stop = min(len(sizes), start + self.max_items - self._chunk_rows, fit_by_bytes)
+            if stop <= start:
+                if self._chunk_rows:
+                    self._close_chunk()
+                    continue
+                stop = start + 1  # a row larger than max_bytes: a chunk of its own
+            chunk_of_row[start:stop] = len(self.chunks)
+            self._chunk_rows += stop - start
+            self._chunk_bytes += int(ends[stop - 1]) - before
+            start = stop
         return chunk_of_row
 
     def _close_chunk(self) -> None:
