@@ -15,6 +15,7 @@ from __future__ import annotations
 from sqlalchemy import inspect
 
 from airflow.sdk import BaseHook
+from airflow_batch_provider.tabular.columns import require_columns
 from airflow_batch_provider.destinations.table import quote, quote_table
 
 QUESTION_IDS = 1000  # ids per query: under every driver's limit on bound parameters
@@ -96,8 +97,5 @@ def _check_columns(cursor, table: str, id_column: str) -> None:
     # every dialect, e.g. duckdb_engine); the name is quoted, never pasted.
     cursor.execute(f"SELECT * FROM {quote_table(table)} WHERE 1 = 0")
     columns = [d[0] for d in cursor.description]
-    missing = [c for c in (id_column, *NEEDED) if c not in columns]
-    if missing:
-        raise LandedTableError(
-            f"skip_landed_table {table!r} has no column {', '.join(map(repr, missing))}; its columns are "
-            f"{', '.join(columns)}. Point it at a table BatchOutputToTableOperator loaded, with the same id column")
+    require_columns(f"skip_landed_table {table!r}", (id_column, *NEEDED), columns, LandedTableError,
+                    "Point it at a table BatchOutputToTableOperator loaded, with the same id column")

@@ -20,9 +20,9 @@ before it merges, or before it creates a new target (:meth:`TableWriter.lock_tar
 has to wait and for how long, and gives up after ``lock_timeout`` seconds (the task's
 ``execution_timeout``). Only a table's first load holds the lock while its rows stream in.
 
-Dialects with a bulk path get a writer of their own (PostgreSQL ``COPY``, DuckDB Arrow ingestion,
+Dialects with a bulk path get a writer of their own (PostgreSQL ``COPY``, DuckDB Parquet scans,
 SQLite one-transaction ``executemany``); any other ``DbApiHook`` uses :class:`TableWriter`, which
-stages with ``executemany``.
+stages with ``executemany``. :func:`~airflow_batch_provider.destinations.table_writer_for` picks one.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.sdk.exceptions import AirflowFailException
+from airflow_batch_provider.tabular.columns import require_columns
 from airflow_batch_provider.tabular.results_to_columns import RECORD_BATCH_ROWS
 
 MODES = ("append", "replace", "upsert")
@@ -160,11 +161,8 @@ class TableWriter:
         existing = self.existing_columns(conn, cursor)
         if existing is None:
             return False
-        missing = [name for name in self.schema.names if name not in existing]
-        if missing:
-            raise TableSchemaError(
-                f"table {self.table} exists but has no column {', '.join(missing)} for the results; "
-                f"its columns are {', '.join(existing)}. Add them, drop the table, or load elsewhere.")
+        require_columns(f"table {self.table}", self.schema.names, existing, TableSchemaError,
+                        "Add the result columns, drop the table, or load elsewhere.")
         return True
 
     # -- the transaction ---------------------------------------------------------------------------
@@ -243,18 +241,3 @@ class TableWriter:
         placeholders = ", ".join([getattr(self.hook, "placeholder", "%s")] * len(self.schema))
         cursor.executemany(f"INSERT INTO {table} ({self.column_list}) VALUES ({placeholders})",
                            list(zip(*(column.to_pylist() for column in batch.columns))))
-
-
-def table_writer_for(hook: DbApiHook, table: str, mode: str, schema: pa.Schema, id_column: str,
-                     **options) -> TableWriter:
-    """The writer with the bulk path for the hook's database, or the generic one."""
-    kind = (getattr(hook, "conn_type", "") or "").lower()
-    if kind == "postgres":
-        from airflow_batch_provider.destinations.postgres import PostgresTableWriter as writer
-    elif kind == "duckdb":
-        from airflow_batch_provider.destinations.duckdb import DuckDBTableWriter as writer
-    elif kind == "sqlite":
-        from airflow_batch_provider.destinations.sqlite import SqliteTableWriter as writer
-    else:
-        writer = TableWriter
-    return writer(hook, table, mode, schema, id_column, **options)

@@ -30,16 +30,18 @@ from airflow_batch_provider.hooks.errors import (
     SubmitOutcomeUnknownError,
     error_for_status,
 )
-from airflow_batch_provider.hooks.output import OutputReader
+from airflow_batch_provider.protocol.output import OutputReader
 from airflow_batch_provider.hooks.retry import TransportError, is_retryable, parse_retry_after, retry_policy
 from airflow_batch_provider.hooks.settings import DEFAULT_BASE_URL, ApiSettings
 from airflow_batch_provider.protocol import (
     BatchStatus,
+    Classify,
     ClassifyResult,
     Extract,
     ExtractResult,
     Label,
     OutputLine,
+    Summarize,
     SummarizeResult,
     UnexpectedResponseError,
 )
@@ -236,13 +238,12 @@ class BatchApiHook(HttpHook):
             "/extract", {"text": text, **request.params(), **options}))
 
     def summarize(self, text: str, instructions: str | None = None, max_tokens: int | None = None) -> SummarizeResult:
-        return parse_result("summarize", self._realtime(
-            "/summarization/abstractive", {"text": text, "instructions": instructions, "max_tokens": max_tokens}))
+        request = Summarize(instructions, max_tokens)  # validates before sending
+        return parse_result("summarize", self._realtime("/summarization/abstractive", {"text": text, **request.params()}))
 
     def classify(self, text: str, labels: Sequence[Label], system_prompt: str | None = None) -> ClassifyResult:
-        labels_json = [{"name": label.name, "rubric": label.rubric} for label in labels]
-        return parse_result("classify", self._realtime(
-            "/classify", {"text": text, "labels": labels_json, "system_prompt": system_prompt}))
+        request = Classify(labels, system_prompt)  # validates before sending
+        return parse_result("classify", self._realtime("/classify", {"text": text, **request.params()}))
 
     # -- connection test -------------------------------------------------------------------------
     def test_connection(self) -> tuple[bool, str]:

@@ -2,7 +2,8 @@
 
 The trigger (async) and the sensor (its inline look and its pokes) feed batch statuses into a
 :class:`JobProgress` and ask it for the :class:`Verdict`, so the modes cannot
-disagree. Pure: no I/O, no clock of its own (the caller passes ``now``).
+disagree; what they raise for a verdict other than success is defined here too. Pure: no I/O, no
+clock of its own (the caller passes ``now``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,21 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+from airflow_batch_provider.job.manifest import JobManifest
 from airflow_batch_provider.protocol.status import BatchState, BatchStatus
+
+
+class BatchJobFailedError(AirflowException):
+    """Batches of the job failed as a whole; their rows will not come back."""
+
+
+class BatchJobTimeoutError(AirflowSensorTimeout):
+    """The job did not finish by its deadline. Its batches keep running on the server."""
+
+
+class BatchPollingError(AirflowException):
+    """Polling gave up (key refused, batch unknown, or too many failures in a row)."""
 
 
 class Verdict(str, enum.Enum):
@@ -48,6 +63,11 @@ class JobProgress:
         self.batch_ids = list(batch_ids)
         self._expected = items_per_batch or {}
         self._latest: dict[str, BatchStatus] = {}
+
+    @classmethod
+    def of(cls, manifest: JobManifest) -> JobProgress:
+        """Every batch of the job, none seen yet."""
+        return cls([b.batch_id for b in manifest.batches], {b.batch_id: b.rows for b in manifest.batches})
 
     def update(self, status: BatchStatus) -> bool:
         """Record a status; True when it changed what we knew."""

@@ -15,7 +15,8 @@ import pyarrow as pa
 from airflow.sdk import Asset, BaseHook, BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException
 from airflow_batch_provider.destinations.parquet import write_parquet
-from airflow_batch_provider.destinations.table import MODES, table_writer_for
+from airflow_batch_provider.destinations import table_writer_for
+from airflow_batch_provider.destinations.table import MODES
 from airflow_batch_provider.job.reconcile import Reconciliation
 from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from airflow.sdk import BaseHook, BaseOperator, ObjectStoragePath
+from airflow_batch_provider.tabular.columns import require_columns
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.job.errors import (
     AmbiguousSubmissionError,
@@ -50,6 +51,7 @@ from airflow_batch_provider.destinations.landed import LandedRows, LandedTableEr
 from airflow_batch_provider.protocol import Classify, Extract, InvalidRequestError, Label, Request, Summarize
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
 from airflow_batch_provider.tabular.rows_to_requests import DEFAULT_MAX_TEXT_BYTES, RowEncoder
+from airflow_batch_provider.triggers.batch import check_event, defer_until_done
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -235,8 +237,6 @@ class BaseBatchSubmitOperator(BaseOperator):
                       "manifest %s", submission.job_id, spool.rows, len(batches), spooled.invalid,
                       spooled.skipped, location)
         if self.wait_for_completion and batches:
-            from airflow_batch_provider.sensors.batch import defer_until_done
-
             defer_until_done(self, reference, poll_interval=self.poll_interval,
                              timeout=self.wait_timeout, method_name="execute_complete")
         return reference
@@ -251,16 +251,11 @@ class BaseBatchSubmitOperator(BaseOperator):
         return report
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        from airflow_batch_provider.sensors.batch import check_event
-
-        return check_event(event, self.log)["job"]
+        return check_event(event)["job"]
 
 
 def _frame_to_batches(frame: pd.DataFrame, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise InvalidRequestError(f"the DataFrame has no column {', '.join(map(repr, missing))}; "
-                                  f"its columns are {', '.join(map(str, frame.columns))}")
+    require_columns("the DataFrame", columns, frame.columns, InvalidRequestError)
     table = pa.Table.from_pandas(frame[columns], preserve_index=False)
     yield from table.to_batches(max_chunksize=READ_BATCH_ROWS)
 
@@ -343,11 +338,7 @@ class ParquetToBatchOperator(BaseBatchSubmitOperator):
         for path in self._files():
             with path.open("rb") as handle:
                 parquet = pq.ParquetFile(handle)
-                missing = [c for c in columns if c not in parquet.schema_arrow.names]
-                if missing:
-                    raise InvalidRequestError(
-                        f"{path} has no column {', '.join(map(repr, missing))}; its columns are "
-                        f"{', '.join(parquet.schema_arrow.names)}")
+                require_columns(str(path), columns, parquet.schema_arrow.names, InvalidRequestError)
                 yield from parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=columns)
 
 

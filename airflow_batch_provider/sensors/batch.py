@@ -14,58 +14,24 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
-from airflow_batch_provider.job.waiting import JobProgress, Verdict
 from airflow_batch_provider.job.manifest import read_manifest
-from airflow_batch_provider.triggers.batch import BatchTrigger
+from airflow_batch_provider.job.waiting import (
+    BatchJobFailedError,
+    BatchJobTimeoutError,
+    BatchPollingError,
+    JobProgress,
+    Verdict,
+)
+from airflow_batch_provider.triggers.batch import check_event, defer_until_done
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-DEFERRAL_GRACE = timedelta(minutes=10)
 INLINE_LOOKS = 3  # status requests the deferrable sensor makes on the worker before it defers
 
-
-class BatchJobFailedError(AirflowException):
-    """Batches of the job failed as a whole; their rows will not come back."""
-
-
-class BatchJobTimeoutError(AirflowSensorTimeout):
-    """The job did not finish by its deadline. Its batches keep running on the server."""
-
-
-class BatchPollingError(AirflowException):
-    """Polling gave up (key refused, batch unknown, or too many failures in a row)."""
-
-
-def check_event(event: dict[str, Any] | None, log: Any) -> dict[str, Any]:
-    """The trigger's event if it says success; otherwise the typed error it stands for."""
-    if not isinstance(event, dict) or "status" not in event:
-        raise BatchPollingError(f"the trigger returned no usable event: {event!r}")
-    status, message = event["status"], event.get("message", "")
-    if status == "success":  # the trigger has logged the outcome already
-        return event
-    if status == "failed":
-        raise BatchJobFailedError(message)
-    if status == "timeout":
-        raise BatchJobTimeoutError(message)
-    if status == "error":
-        raise BatchPollingError(message)
-    raise BatchPollingError(f"the trigger returned an unknown status {status!r}: {event!r}")
-
-
-def defer_until_done(operator: BaseOperator, job: dict[str, Any], *, poll_interval: float,
-                     timeout: timedelta, method_name: str, **trigger_kwargs: Any) -> None:
-    """Defer ``operator`` to a ``BatchTrigger``; the deadline is fixed here, on the worker, once."""
-    deadline = time.time() + timeout.total_seconds()
-    operator.defer(
-        trigger=BatchTrigger(job=job, batch_api_conn_id=job.get("conn_id", "batch_api_default"),
-                             deadline=deadline, poll_interval=poll_interval, **trigger_kwargs),
-        method_name=method_name,
-        timeout=timeout + DEFERRAL_GRACE,  # a backstop only: the trigger's own deadline decides
-    )
+__all__ = ["BatchJobFailedError", "BatchJobTimeoutError", "BatchPollingError", "BatchSensor"]
 
 
 class BatchSensor(BaseSensorOperator):
@@ -104,9 +70,7 @@ class BatchSensor(BaseSensorOperator):
 
     def _job_progress(self) -> JobProgress:
         if self._progress is None:
-            manifest, _ = read_manifest(self.job)
-            self._progress = JobProgress([b.batch_id for b in manifest.batches],
-                                         {b.batch_id: b.rows for b in manifest.batches})
+            self._progress = JobProgress.of(read_manifest(self.job)[0])
         return self._progress
 
     def _check(self, *, inline: bool) -> Verdict:
@@ -151,7 +115,7 @@ class BatchSensor(BaseSensorOperator):
                          max_consecutive_failures=self.max_consecutive_failures)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        return check_event(event, self.log)
+        return check_event(event)
 
     def poke(self, context: Context) -> PokeReturnValue:
         verdict = self._check(inline=False)

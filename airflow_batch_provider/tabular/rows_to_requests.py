@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from airflow_batch_provider.tabular.columns import require_columns
 from airflow_batch_provider.protocol import InvalidRequestError, LineEncoder, Request
 from airflow_batch_provider.tabular.fingerprint import Fingerprinter
 
@@ -92,11 +93,7 @@ class RowEncoder:
     def check_schema(self, schema: pa.Schema) -> pa.DataType:
         """Columns missing from the data are an error for the whole input (nothing is encoded).
         Returns the type the ids land with (:func:`landing_id_type`)."""
-        missing = [c for c in (self.id_column, self.text_column) if c not in schema.names]
-        if missing:
-            raise InvalidRequestError(
-                f"the input has no column {', '.join(map(repr, missing))}; "
-                f"its columns are {', '.join(schema.names)}")
+        require_columns("the input", (self.id_column, self.text_column), schema.names, InvalidRequestError)
         id_type = schema.field(self.id_column).type
         landing = landing_id_type(id_type)
         if landing is None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook
@@ -26,10 +27,20 @@ from airflow_batch_provider.hooks.errors import (
 )
 from airflow_batch_provider.hooks.retry import TransportError
 from airflow_batch_provider.protocol import BatchStatus, ProtocolError
-from airflow_batch_provider.job.waiting import JobProgress, Verdict
 from airflow_batch_provider.job.manifest import read_manifest
+from airflow_batch_provider.job.waiting import (
+    BatchJobFailedError,
+    BatchJobTimeoutError,
+    BatchPollingError,
+    JobProgress,
+    Verdict,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
 
 SHOWN_IDS = 10
+DEFERRAL_GRACE = timedelta(minutes=10)
 
 
 def choose(running: list[str], budget: int, cycle: int = 0) -> list[str]:
@@ -99,8 +110,7 @@ class BatchTrigger(BaseTrigger):
         except (OSError, ValueError, KeyError) as exc:
             yield self._event("error", None, f"cannot read the manifest of job {job_id}: {exc}")
             return
-        progress = JobProgress([b.batch_id for b in manifest.batches],
-                               {b.batch_id: b.rows for b in manifest.batches})
+        progress = JobProgress.of(manifest)
         self.log.info("Waiting for job %s: %d batches, %d rows; deadline %s", job_id,
                       len(manifest.batches), manifest.total_rows,
                       time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.deadline)) if self.deadline else "none")
@@ -167,3 +177,32 @@ class BatchTrigger(BaseTrigger):
     def _pause(self, interval: float) -> float:
         """Sleep for ``interval``, but never past the deadline."""
         return interval if self.deadline is None else max(0.0, min(interval, self.deadline - time.time()))
+
+
+def defer_until_done(operator: BaseOperator, job: dict[str, Any], *, poll_interval: float,
+                     timeout: timedelta, method_name: str, **trigger_kwargs: Any) -> None:
+    """Defer ``operator`` to a :class:`BatchTrigger`; the deadline is fixed here, on the worker, once."""
+    deadline = time.time() + timeout.total_seconds()
+    operator.defer(
+        trigger=BatchTrigger(job=job, batch_api_conn_id=job.get("conn_id", "batch_api_default"),
+                             deadline=deadline, poll_interval=poll_interval, **trigger_kwargs),
+        method_name=method_name,
+        timeout=timeout + DEFERRAL_GRACE,  # a backstop only: the trigger's own deadline decides
+    )
+
+
+def check_event(event: dict[str, Any] | None) -> dict[str, Any]:
+    """The trigger's event if it says success (the trigger has logged it); otherwise the typed error
+    it stands for."""
+    if not isinstance(event, dict) or "status" not in event:
+        raise BatchPollingError(f"the trigger returned no usable event: {event!r}")
+    status, message = event["status"], event.get("message", "")
+    if status == "success":
+        return event
+    if status == "failed":
+        raise BatchJobFailedError(message)
+    if status == "timeout":
+        raise BatchJobTimeoutError(message)
+    if status == "error":
+        raise BatchPollingError(message)
+    raise BatchPollingError(f"the trigger returned an unknown status {status!r}: {event!r}")

@@ -31,7 +31,7 @@ COMMON = """
 import json, os, time, numpy as np, pyarrow as pa
 from airflow.sdk import BaseHook
 os.environ["AIRFLOW_CONN_BENCH"] = CONN
-from airflow_batch_provider.hooks.output import OutputReader
+from airflow_batch_provider.protocol.output import OutputReader
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
 REQUEST = {"labels": [{"name": "positive"}, {"name": "negative"}]}
 columns = ResultColumns(model="classify", request=REQUEST, id_column="review_id", id_type=pa.int64(), label_scores=True)
@@ -42,7 +42,7 @@ def peak():
 OURS = """
 from pathlib import Path
 from airflow.sdk import ObjectStoragePath
-from airflow_batch_provider.destinations.table import table_writer_for
+from airflow_batch_provider.destinations import table_writer_for
 from airflow_batch_provider.job.manifest import BatchRef, JobManifest
 from airflow_batch_provider.job.reconcile import Reconciliation
 from airflow_batch_provider.protocol import BatchState, BatchStatus
@@ -72,7 +72,7 @@ assert rows == N == reconciliation.counts.ok, (rows, reconciliation.counts)
 print(rows / (time.perf_counter() - started), peak())
 """
 BASELINE = """
-from airflow_batch_provider.destinations.table import table_writer_for
+from airflow_batch_provider.destinations import table_writer_for
 reader, buffer = OutputReader("classify"), columns.buffer()
 with open(PATH, "rb") as f:
     lines = reader.feed(f.read()) + reader.close()

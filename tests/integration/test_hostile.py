@@ -22,7 +22,7 @@ from airflow_batch_provider.emulator.pytest_plugin import connection_json
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook
 from airflow_batch_provider.hooks.errors import BatchApiAuthError, BatchApiConnectionError, BatchApiRedirectError
-from airflow_batch_provider.hooks.output import OutputReader
+from airflow_batch_provider.protocol.output import OutputReader
 from airflow_batch_provider.hooks.retry import parse_retry_after
 from airflow_batch_provider.operators.load import BatchOutputToTableOperator
 from airflow_batch_provider.operators.submit import DataFrameToBatchOperator, InvalidInputError

@@ -202,7 +202,7 @@ def test_an_existing_table_that_does_not_fit_is_refused(env, tmp_path, database)
     env()
     database("CREATE TABLE review_labels (review_id BIGINT, note TEXT)")
     database("INSERT INTO review_labels VALUES (1, 'keep me')")
-    with pytest.raises(TableSchemaError, match="has no column status, error_code"):
+    with pytest.raises(TableSchemaError, match="has no column .status., .error_code."):
         load(submit(tmp_path, frame(5)))
     assert database("SELECT * FROM review_labels") == [(1, "keep me")]
 
@@ -258,7 +258,7 @@ def test_a_nul_sent_back_by_the_api_does_not_break_the_postgres_copy(monkeypatch
     import pyarrow as pa
 
     from airflow.sdk import BaseHook
-    from airflow_batch_provider.destinations.table import table_writer_for
+    from airflow_batch_provider.destinations import table_writer_for
 
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", POSTGRES_DSN.replace("postgresql://", "postgres://"))
     with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:

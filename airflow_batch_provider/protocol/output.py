@@ -1,6 +1,6 @@
 """Turns the byte stream of ``GET /v1/batches/{id}/output`` into ``OutputLine`` objects.
 
-No I/O here, so the sync and async hooks read output the same way. When a stream breaks and is
+No I/O here: the hook feeds it the bytes as they arrive. When a stream breaks and is
 requested again, the lines already handed out are skipped by their ``custom_id`` (an unattributable
 line by its bytes), not by count, so a server that sends the lines in another order the second time
 still yields each one once.
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 
-from airflow_batch_provider.protocol import ItemError, LineSplitter, OutputLine
-from airflow_batch_provider.protocol import decode_output_line
+from airflow_batch_provider.protocol.jsonl import LineSplitter
+from airflow_batch_provider.protocol.results import ItemError, OutputLine, decode_output_line
 
 
 class OutputReader:
