@@ -104,10 +104,11 @@ class BatchStore:
             conn.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
 
     # -- reading ---------------------------------------------------------------------------------
-    def get(self, batch_id: str, *, include_receiving: bool = False) -> BatchRow | None:
+    def get(self, batch_id: str) -> BatchRow | None:
+        """A batch, unless it does not exist or is still being received."""
         conn = self._connection()
         row = conn.execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
-        if row is None or (row[1] == "receiving" and not include_receiving):
+        if row is None or row[1] == "receiving":
             return None
         return BatchRow(*row)
 

@@ -13,9 +13,6 @@ from airflow_batch_provider.protocol.errors import (
 from airflow_batch_provider.protocol.jsonl import (
     LineDecoder,
     LineSplitter,
-    decode_jsonl,
-    encode_jsonl,
-    iter_lines,
 )
 from airflow_batch_provider.protocol.requests import (
     CHAT_COMPLETIONS_URL,
@@ -26,7 +23,6 @@ from airflow_batch_provider.protocol.requests import (
     LineEncoder,
     Request,
     Summarize,
-    build_line,
     request_from_body,
 )
 from airflow_batch_provider.protocol.results import (
@@ -48,6 +44,6 @@ __all__ = [
     "Entity", "Extract", "ExtractResult", "InvalidRequestError", "ItemError", "Label", "LabelScore",
     "LineDecoder", "LineEncoder", "LineSplitter", "MalformedLineError", "OutputLine",
     "ProtocolError", "Request", "Result", "Summarize", "SummarizeResult", "UnexpectedResponseError",
-    "build_line", "decode_jsonl", "decode_output_line", "encode_jsonl", "iter_lines", "parse_output_line",
+    "decode_output_line", "parse_output_line",
     "request_from_body",
 ]

@@ -16,8 +16,6 @@ class InvalidRequestError(ProtocolError):
 
     def __init__(self, message: str, *, item: str | None = None) -> None:
         super().__init__(f"{item}: {message}" if item is not None else message)
-        self.item = item
-        self.reason = message
 
 
 class MalformedLineError(ProtocolError):

@@ -1,4 +1,4 @@
-"""JSONL without I/O: encode objects to lines, split a byte stream into lines, decode lines.
+"""JSONL without I/O: split a byte stream into lines, decode lines.
 
 Every transport (the sync hook, the async hook, the emulator reading a request body) feeds bytes in
 and gets lines or objects out, so line splitting and error reporting behave the same everywhere.
@@ -6,21 +6,13 @@ and gets lines or objects out, so line splitting and error reporting behave the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 import msgspec
 
 from airflow_batch_provider.protocol.errors import MalformedLineError
 
-_encode = msgspec.json.encode
 _decode = msgspec.json.decode
-
-
-def encode_jsonl(objects: Iterable[Any]) -> Iterator[bytes]:
-    """One ``bytes`` line (newline included) per object, lazily."""
-    for obj in objects:
-        yield _encode(obj) + b"\n"
 
 
 class LineSplitter:
@@ -46,14 +38,6 @@ class LineSplitter:
         return [tail] if tail else []
 
 
-def iter_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Complete lines from an iterable of byte chunks."""
-    splitter = LineSplitter()
-    for chunk in chunks:
-        yield from splitter.feed(chunk)
-    yield from splitter.close()
-
-
 class LineDecoder:
     """Decodes lines one by one, counting them so errors can name the line number.
 
@@ -77,11 +61,3 @@ class LineDecoder:
             raise MalformedLineError(self.line_number, f"expected an object, got {type(obj).__name__}")
         return obj
 
-
-def decode_jsonl(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
-    """JSON objects from already-split lines, skipping blank ones."""
-    decoder = LineDecoder()
-    for line in lines:
-        obj = decoder.decode(line)
-        if obj is not None:
-            yield obj

@@ -53,12 +53,6 @@ class _Request:
         """The body fields other than ``text``, as sent on the wire (None values left out)."""
         raise NotImplementedError
 
-    def body(self, text: str) -> dict[str, Any]:
-        return {"model": self.model, **self.params(), "text": text}
-
-    def encoder(self) -> LineEncoder:
-        return LineEncoder(self)
-
 
 @dataclass(frozen=True)
 class Extract(_Request):
@@ -197,7 +191,3 @@ class LineEncoder:
         """A line is ``head + json(custom_id) + middle + json(text) + tail``, for vectorised callers."""
         return self._head, self._middle, b"}}\n"
 
-
-def build_line(custom_id: str, text: str, request: Request) -> bytes:
-    """One request line for one item (see :class:`LineEncoder` for many)."""
-    return LineEncoder(request).encode(custom_id, text)

@@ -62,9 +62,7 @@ class BatchStatus:
     total: int
     completed: int
     failed: int
-    api_version: int
-    output_file_id: str | None = None
-    created_at: int | None = None
+    api_version: int  # which documented shape the server answered with (1 or 2)
 
     @property
     def done(self) -> int:
@@ -103,6 +101,4 @@ class BatchStatus:
             completed=_count(completed, "completed"),
             failed=_count(failed, "failed"),
             api_version=version,
-            output_file_id=data.get("output_file_id"),
-            created_at=data.get("created_at"),
         )

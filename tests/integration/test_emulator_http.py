@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from airflow_batch_provider.protocol import BatchStatus, decode_jsonl, parse_output_line
+from airflow_batch_provider.protocol import BatchStatus, decode_output_line
 
 SPEC_EXAMPLE = (
     b'{"custom_id":"sum-1","method":"POST","url":"/v1/chat/completions","body":{"model":"summarize","text":"Artificial intelligence is the simulation of human intelligence by machines. Research areas include learning, reasoning and perception. It is used in many industries.","instructions":"Use bullet points."}}\n'
@@ -39,7 +39,7 @@ def wait_done(server, batch_id, timeout=60):
 def output(server, batch_id):
     response = requests.get(f"{server.url}/v1/batches/{batch_id}/output", headers=_headers(server), timeout=60)
     response.raise_for_status()
-    return [parse_output_line(obj) for obj in decode_jsonl(response.content.splitlines())]
+    return [decode_output_line(raw) for raw in response.content.splitlines() if raw.strip()]
 
 
 def test_spec_example_v1_end_to_end(make_emulator):

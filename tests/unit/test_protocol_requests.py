@@ -9,7 +9,6 @@ from airflow_batch_provider.protocol import (
     Label,
     LineEncoder,
     Summarize,
-    build_line,
     request_from_body,
 )
 
@@ -17,13 +16,17 @@ POS = Label("Positive", "Does this text express satisfaction, praise, or approva
 NEG = Label("Negative", "Does this text express dissatisfaction, complaints, or criticism?")
 
 
+def _line(custom_id, text, request):
+    return LineEncoder(request).encode(custom_id, text)
+
+
 def test_spec_example_lines_round_trip():
     """The three lines of the spec's example body, built from request types."""
     lines = [
-        build_line("sum-1", "Artificial intelligence is ...", Summarize(instructions="Use bullet points.")),
-        build_line("ext-1", "Apple Inc. reported Q1 revenue of $94.8B.",
+        _line("sum-1", "Artificial intelligence is ...", Summarize(instructions="Use bullet points.")),
+        _line("ext-1", "Apple Inc. reported Q1 revenue of $94.8B.",
                    Extract({"company": "Name of the company", "revenue": "Revenue figure"})),
-        build_line("cls-1", "This product is fantastic!", Classify([POS, NEG])),
+        _line("cls-1", "This product is fantastic!", Classify([POS, NEG])),
     ]
     decoded = [json.loads(line) for line in lines]
     assert all(line.endswith(b"\n") and line.count(b"\n") == 1 for line in lines)
@@ -36,7 +39,7 @@ def test_spec_example_lines_round_trip():
 
 
 def test_text_with_newlines_and_unicode_stays_one_line():
-    line = build_line("a", 'multi\nline "quoted" — ünïcode', Summarize(max_tokens=10))
+    line = _line("a", 'multi\nline "quoted" — ünïcode', Summarize(max_tokens=10))
     assert line.count(b"\n") == 1
     assert json.loads(line)["body"] == {"model": "summarize", "max_tokens": 10,
                                         "text": 'multi\nline "quoted" — ünïcode'}
@@ -84,7 +87,7 @@ def test_request_validation_names_the_problem(make, message):
 )
 def test_item_validation_names_the_item(custom_id, text, message):
     with pytest.raises(InvalidRequestError) as info:
-        build_line(custom_id, text, Summarize())
+        _line(custom_id, text, Summarize())
     assert str(info.value) == message
 
 

@@ -1,12 +1,13 @@
 import json
 
+import msgspec
+
 from airflow_batch_provider.protocol import (
     ClassifyResult,
     Entity,
     ExtractResult,
     ItemError,
     SummarizeResult,
-    decode_jsonl,
     parse_output_line,
 )
 
@@ -23,7 +24,7 @@ def _line(custom_id, model, content, **extra):
 
 
 def test_the_spec_sample_output_parses_into_typed_results():
-    lines = [parse_output_line(obj) for obj in decode_jsonl(SAMPLE.splitlines())]
+    lines = [parse_output_line(msgspec.json.decode(raw)) for raw in SAMPLE.splitlines() if raw.strip()]
     assert [line.custom_id for line in lines] == ["sum-1", "ext-1", "cls-1"]
     assert all(line.ok for line in lines)
     assert lines[0].result == SummarizeResult(
