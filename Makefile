@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo benchmarks clean
+.PHONY: install test demo benchmarks reliability-page clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: $(STAMP)
 
 benchmarks: $(STAMP)
 	$(PY) -m pytest -q -s -m benchmark tests/benchmarks
+
+# Runs the reliability suite and renders docs/reliability.md from what it recorded.
+reliability-page: $(STAMP)
+	results=$$(mktemp) && SCALEDOWN_RELIABILITY_RESULTS=$$results $(PY) -m pytest -q tests/reliability \
+		&& $(PY) -m tests.reliability.page $$results docs/reliability.md; status=$$?; rm -f $$results; exit $$status
 
 clean:
 	rm -rf $(VENV) .demo

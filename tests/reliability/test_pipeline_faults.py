@@ -52,12 +52,14 @@ def test_1_faults_during_submit_poll_and_output(pipeline_env, monkeypatch):
     injected = {k: v - before["faults_injected"].get(k, 0) for k, v in after["faults_injected"].items()}
     injected = {k: v for k, v in injected.items() if v}
     assert run.state == "success", states
-    assert landed("rel_faults") == (1000, 1000, 1000)
+    rows = landed("rel_faults")
+    assert rows == (1000, 1000, 1000)
     assert after["batches"] - before["batches"] == 20  # 1000 rows / 50: not one extra batch
     assert sum(injected.values()) >= 10
     record(1, "API faults during submit, poll and output fetch",
            f"{sum(injected.values())} faults at 25 %: " + ", ".join(f"{k} ×{v}" for k, v in sorted(injected.items())),
-           "1000/1000 rows landed once; 20 batches (0 extra)")
+           "1000/1000 rows landed once; 20 batches (0 extra)",
+           rows=(1000, *rows[:2]), batches=(20, after["batches"] - before["batches"]))
 
 
 def test_4_emulator_restarted_mid_batch(monkeypatch, tmp_path):
@@ -93,11 +95,13 @@ def test_4_emulator_restarted_mid_batch(monkeypatch, tmp_path):
         emulator.stop()
     assert restarted, "the emulator was never restarted mid-batch"
     assert run.state == "success", states
-    assert landed("rel_restart") == (500, 500, 500)
+    rows = landed("rel_restart")
+    assert rows == (500, 500, 500)
     assert stats["batches"] == 10 and stats["items"] == 500
     record(4, "Emulator killed (SIGKILL) and restarted mid-batch",
            f"restart after {restarted['completed_before']}/10 batches had completed",
-           "500/500 rows landed once; 10 batches, none lost or repeated")
+           "500/500 rows landed once; 10 batches, none lost or repeated",
+           rows=(500, *rows[:2]), batches=(10, stats["batches"]))
 
 
 def test_5_database_connection_killed_mid_load(pipeline_env):
@@ -132,11 +136,12 @@ def test_5_database_connection_killed_mid_load(pipeline_env):
     assert killed, "the load's connection was never seen"
     assert killed["target_then"] == before  # the failed load left the target as it was
     assert run.state == "success", states  # ... and its retry landed
-    assert landed("rel_dbfail") == (300, 300, 300)
+    rows = landed("rel_dbfail")
+    assert rows == (300, 300, 300)
     assert query("SELECT COUNT(DISTINCT batch_id) FROM rel_dbfail")[0][0] == 6  # the new job's batches only
     record(5, "Database connection killed mid-load (pg_terminate_backend)",
            "load's PostgreSQL backend terminated while staging; then its task retry",
-           "target unchanged after the failure; retry landed 300/300 once")
+           "target unchanged after the failure; retry landed 300/300 once", rows=(300, *rows[:2]))
 
 
 BAD_INPUTS = {
@@ -181,7 +186,8 @@ def test_6_bad_inputs_are_refused_naming_the_rows(pipeline_env, capfd, tmp_path,
     assert after["requests"].get("submit", 0) == before["requests"].get("submit", 0)
     record(6, "Bad inputs", f"{len(refused)} kinds: nulls, empty frame, duplicate ids, non-UTF-8 bytes, wrong "
            "types, huge text, Parquet without the text column, invalid labels and entities, unknown model",
-           "each refused naming the rows or parameter; 0 batches, 0 submit requests")
+           "each refused naming the rows or parameter; 0 batches, 0 submit requests",
+           batches=(0, after["batches"] - before["batches"]))
 
 
 def test_9_ambiguous_submits_are_paid_for_once(pipeline_env, monkeypatch, tmp_path):
@@ -236,4 +242,6 @@ def test_9_ambiguous_submits_are_paid_for_once(pipeline_env, monkeypatch, tmp_pa
            f"{runs} runs against a server that ignores Idempotency-Key (default connection), {runs} against "
            "one that honours it (retry_ambiguous_submits)",
            f"ignoring: billed {billed_ignoring} of {chunks} chunks, {stopped} runs stopped naming the chunks, "
-           f"none resent; honouring: billed {billed_honouring}, 1000/1000 rows landed once each run")
+           f"none resent; honouring: billed {billed_honouring}, 1000/1000 rows landed once each run",
+           rows=(1000, *landed("rel_ambiguous")[:2]),
+           batches=(chunks * len(billed_honouring), sum(billed_honouring)))

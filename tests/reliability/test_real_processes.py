@@ -72,11 +72,13 @@ def test_2_worker_killed_right_after_submitting(cluster, reliability_emulator):
     assert state == "success", airflow.tail_logs()
     assert tries >= 2  # the killed try, then the retry that re-attached
     assert after["batches"] - before["batches"] == 20  # zero additional batches
-    assert query("SELECT COUNT(*), COUNT(DISTINCT id) FROM rel_worker")[0] == (1000, 1000)
+    rows = query("SELECT COUNT(*), COUNT(DISTINCT id) FROM rel_worker")[0]
+    assert rows == (1000, 1000)
     record(2, "Worker killed (SIGKILL) right after submitting; the task retries",
            f"task process killed after {accepted_at_kill} of 20 batches were accepted",
            f"try {tries} resent the chunks left in flight with their Idempotency-Key "
-           "(retry_ambiguous_submits: this server honours it); 20 batches in all (0 extra); 1000/1000 rows landed once")
+           "(retry_ambiguous_submits: this server honours it); 20 batches in all (0 extra); 1000/1000 rows landed once",
+           rows=(1000, *rows), batches=(20, after["batches"] - before["batches"]))
 
 
 def test_3_triggerer_killed_mid_wait(cluster, reliability_emulator):
@@ -98,10 +100,11 @@ def test_3_triggerer_killed_mid_wait(cluster, reliability_emulator):
     finally:
         control(emulator, "/_emulator/capacity", items_per_second=3000)
     assert wait_for(lambda: finished(airflow, run_id), 300, "the run to end", airflow) == "success"
-    assert query("SELECT COUNT(*), COUNT(DISTINCT id) FROM rel_triggerer")[0] == (600, 600)
+    rows = query("SELECT COUNT(*), COUNT(DISTINCT id) FROM rel_triggerer")[0]
+    assert rows == (600, 600)
     record(3, "Triggerer killed (SIGKILL) mid-wait and restarted",
            "triggerer process group killed while the sensor was deferred",
-           "trigger taken over with the same absolute deadline; 600/600 rows landed once")
+           "trigger taken over with the same absolute deadline; 600/600 rows landed once", rows=(600, *rows))
 
 
 def test_8_ten_concurrent_runs_of_10000_rows(cluster, reliability_emulator):
@@ -116,11 +119,13 @@ def test_8_ten_concurrent_runs_of_10000_rows(cluster, reliability_emulator):
     states = {n: wait_for(lambda r=r: finished(airflow, r), 900, f"run {n}", airflow) for n, r in runs.items()}
     elapsed = time.monotonic() - started
     assert set(states.values()) == {"success"}, states
-    for number in runs:
-        assert query(f"SELECT COUNT(*), COUNT(DISTINCT id), COUNT(*) FILTER (WHERE status = 'ok') "
-                     f"FROM rel_load_{number}")[0] == (10_000, 10_000, 10_000)
+    counts = [query(f"SELECT COUNT(*), COUNT(DISTINCT id), COUNT(*) FILTER (WHERE status = 'ok') "
+                    f"FROM rel_load_{number}")[0] for number in runs]
+    assert counts == [(10_000, 10_000, 10_000)] * len(runs)
     after = emulator.stats()
     assert after["batches"] - before["batches"] == 2000 and after["items"] - before["items"] == 100_000
     record(8, "Load: 10 concurrent DAG runs × 10 000 rows, one emulator",
            "10 runs triggered at once (LocalExecutor, parallelism 4)",
-           f"all 10 succeeded in {elapsed:.0f} s; 100 000/100 000 rows landed once; 2000 batches")
+           f"all 10 succeeded in {elapsed:.0f} s; 100 000/100 000 rows landed once; 2000 batches",
+           rows=(100_000, sum(c[0] for c in counts), sum(c[1] for c in counts)),
+           batches=(2000, after["batches"] - before["batches"]))
