@@ -51,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fault-seed", type=int)
     p.add_argument("--fault-skip-first", type=int, default=0,
                    help="let this many requests per route through before faults start")
+    p.add_argument("--fault-max", type=int, default=None,
+                   help="inject at most this many faults in all, then answer normally")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     if not args.api_key:
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 rate=args.fault_rate, kinds=tuple(filter(None, args.fault_kinds.split(","))),
                 routes=tuple(filter(None, args.fault_routes.split(","))),
                 retry_after=args.retry_after, slow_seconds=args.slow_seconds, seed=args.fault_seed,
-                skip_first=args.fault_skip_first,
+                skip_first=args.fault_skip_first, max_faults=args.fault_max,
             ),
         )
     except ValueError as exc:

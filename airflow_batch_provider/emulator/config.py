@@ -24,16 +24,17 @@ class FaultSettings:
     routes: tuple[str, ...] = ("submit", "status", "output", "realtime")
     seed: int | None = None
     skip_first: int = 0  # let this many requests per route through before faults start
+    max_faults: int | None = None  # inject at most this many faults in all, then none
 
     def __post_init__(self) -> None:
         _check_types(self, {"rate": (int, float), "retry_after": (int, float), "slow_seconds": (int, float),
-                            "skip_first": (int,), "seed": (int, type(None))})
+                            "skip_first": (int,), "seed": (int, type(None)), "max_faults": (int, type(None))})
         for name in ("kinds", "routes"):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"{name} must be a list of strings, got {value!r}")
-        if self.retry_after < 0 or self.slow_seconds < 0 or self.skip_first < 0:
-            raise ValueError("retry_after, slow_seconds and skip_first must be >= 0")
+        if self.retry_after < 0 or self.slow_seconds < 0 or self.skip_first < 0 or (self.max_faults or 0) < 0:
+            raise ValueError("retry_after, slow_seconds, skip_first and max_faults must be >= 0")
         unknown = set(self.kinds) - set(FAULT_KINDS)
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; choose from {', '.join(FAULT_KINDS)}")

@@ -48,6 +48,7 @@ class FaultState:
         self.settings = settings
         self.random = random.Random(settings.seed)
         self.passed: Counter[str] = Counter()
+        self.drawn = 0
 
     def draw(self, route: str | None) -> str | None:
         settings = self.settings
@@ -56,8 +57,11 @@ class FaultState:
         self.passed[route] += 1
         if self.passed[route] <= settings.skip_first:
             return None
+        if settings.max_faults is not None and self.drawn >= settings.max_faults:
+            return None
         if settings.rate <= 0 or self.random.random() >= settings.rate:
             return None
+        self.drawn += 1
         return self.random.choice(settings.kinds)
 
 

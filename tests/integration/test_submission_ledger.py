@@ -7,7 +7,6 @@ creates a batch: its batch count is exactly what a user would be billed.
 from __future__ import annotations
 
 import threading
-import time
 
 import pandas as pd
 import pytest
@@ -92,12 +91,15 @@ def run(operator, store):
 def test_accepted_siblings_are_recorded_when_one_chunk_fails(billing, tmp_path, monkeypatch):
     """Issue reproduction 1: chunk 0 fails ambiguously while chunks 1-3 are accepted."""
     real_submit = BatchApiHook.submit_batch
+    siblings_sent, first_failed = threading.Semaphore(0), threading.Event()
 
     def submit(self, lines, *, idempotency_key, **kwargs) -> BatchStatus:
-        if idempotency_key.endswith(":0"):
-            time.sleep(0.2)
+        if idempotency_key.endswith(":0"):  # fails once its three siblings are on the wire
+            assert all(siblings_sent.acquire(timeout=30) for _ in range(3))
+            first_failed.set()
             raise SubmitOutcomeUnknownError("the answer was lost", endpoint="POST /v1/batches")
-        time.sleep(0.5)
+        siblings_sent.release()
+        assert first_failed.wait(timeout=30)  # ... and they are answered only after it failed
         return real_submit(self, lines, idempotency_key=idempotency_key, **kwargs)
 
     monkeypatch.setattr(BatchApiHook, "submit_batch", submit)
