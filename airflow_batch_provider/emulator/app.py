@@ -29,7 +29,7 @@ from airflow_batch_provider.emulator.config import EmulatorConfig, FaultSettings
 from airflow_batch_provider.emulator.faults import FaultInjector, FaultState
 from airflow_batch_provider.emulator.store import BatchRow, BatchStore
 from airflow_batch_provider.emulator.worker import Processor, chance
-from airflow_batch_provider.protocol import MODELS, LineDecoder, LineSplitter, MalformedLineError
+from airflow_batch_provider.protocol import BATCHES_URL, MODELS, LineDecoder, LineSplitter, MalformedLineError
 
 INSERT_EVERY = 2000
 
@@ -147,7 +147,7 @@ def create_app(config: EmulatorConfig) -> FastAPI:
             raise ApiError(404, f"batch {batch_id} not found")
         return row
 
-    @app.post("/v1/batches")
+    @app.post(BATCHES_URL)
     async def submit(request: Request) -> dict[str, Any]:
         if not config.router:
             raise ApiError(503, "batch router is not configured")
@@ -213,11 +213,11 @@ def create_app(config: EmulatorConfig) -> FastAPI:
             raise ApiError(400, "the body holds no requests (one JSON request per line)")
         return total, digest.hexdigest()
 
-    @app.get("/v1/batches/{batch_id}")
+    @app.get(BATCHES_URL + "/{batch_id}")
     async def status(batch_id: str) -> dict[str, Any]:
         return shape(await run_in_threadpool(_visible, batch_id))
 
-    @app.get("/v1/batches/{batch_id}/output")
+    @app.get(BATCHES_URL + "/{batch_id}/output")
     async def output(batch_id: str) -> Response:
         row = await run_in_threadpool(_visible, batch_id)
         if row.state == "failed":

@@ -13,6 +13,7 @@ import random
 from collections import Counter
 
 from airflow_batch_provider.emulator.config import FaultSettings
+from airflow_batch_provider.protocol import BATCHES_URL
 
 _UNCOMPLETED = "ASGI callable returned without completing response."
 
@@ -27,9 +28,9 @@ class _DropResetNoise(logging.Filter):
 def route_of(method: str, path: str) -> str | None:
     if path.startswith("/_emulator"):
         return None
-    if path.rstrip("/") == "/v1/batches":
+    if path.rstrip("/") == BATCHES_URL:
         return "submit" if method == "POST" else None
-    if path.startswith("/v1/batches/"):
+    if path.startswith(BATCHES_URL + "/"):
         return "output" if path.rstrip("/").endswith("/output") else "status"
     if path in ("/extract", "/summarization/abstractive", "/classify"):
         return "realtime"

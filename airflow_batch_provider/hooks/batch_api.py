@@ -20,7 +20,7 @@ from requests.exceptions import ChunkedEncodingError, ConnectTimeout, ContentDec
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from airflow.providers.http.hooks.http import HttpHook
-from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook
+from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook  # public here too: both hooks, one module
 from airflow_batch_provider.hooks.errors import (
     BatchApiAuthError,
     BatchApiBadRequestError,
@@ -34,6 +34,7 @@ from airflow_batch_provider.protocol.output import OutputReader
 from airflow_batch_provider.hooks.retry import TransportError, is_retryable, parse_retry_after, retry_policy
 from airflow_batch_provider.hooks.settings import DEFAULT_BASE_URL, ApiSettings
 from airflow_batch_provider.protocol import (
+    BATCHES_URL as BATCHES,
     BatchStatus,
     Classify,
     ClassifyResult,
@@ -47,7 +48,6 @@ from airflow_batch_provider.protocol import (
 )
 from airflow_batch_provider.protocol.results import parse_result
 
-BATCHES = "/v1/batches"
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
 
@@ -166,12 +166,12 @@ class BatchApiHook(HttpHook):
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as body:
             items, size = self._spool(lines, body)
             if items == 0:
-                raise BatchApiBadRequestError("nothing to submit: no request lines", endpoint="POST /v1/batches")
+                raise BatchApiBadRequestError("nothing to submit: no request lines", endpoint=f"POST {BATCHES}")
             if items > max_items or size > max_bytes:
                 raise BatchApiBadRequestError(
                     f"the batch has {items} requests / {size} bytes; at most {max_items} requests and "
                     f"{max_bytes} bytes per batch are allowed (max_items_per_batch / max_bytes_per_batch)",
-                    endpoint="POST /v1/batches")
+                    endpoint=f"POST {BATCHES}")
             headers = {"content-type": "application/jsonl", "Idempotency-Key": key}
             idempotent = settings.retry_ambiguous_submits
             try:
@@ -188,7 +188,7 @@ class BatchApiHook(HttpHook):
                     f"the submission of {items} requests failed after it was sent ({exc}); a batch may "
                     f"have been created (Idempotency-Key {key}). Not resubmitted, to avoid paying twice; "
                     "set retry_ambiguous_submits on the connection if the server honours Idempotency-Key",
-                    status_code=exc.status_code, endpoint="POST /v1/batches") from exc
+                    status_code=exc.status_code, endpoint=f"POST {BATCHES}") from exc
         self.log.info("Submitted batch %s: %d requests, %d bytes", status.batch_id, items, size)
         return status
 

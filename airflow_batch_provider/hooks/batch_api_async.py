@@ -16,7 +16,7 @@ from airflow.providers.http.hooks.http import HttpAsyncHook
 from airflow_batch_provider.hooks.errors import error_for_status
 from airflow_batch_provider.hooks.retry import TransportError, parse_retry_after, retry_policy
 from airflow_batch_provider.hooks.settings import ApiSettings
-from airflow_batch_provider.protocol import BatchStatus, UnexpectedResponseError
+from airflow_batch_provider.protocol import BATCHES_URL, BatchStatus, UnexpectedResponseError
 
 
 class BatchApiAsyncHook(HttpAsyncHook):
@@ -98,4 +98,4 @@ class BatchApiAsyncHook(HttpAsyncHook):
         raise AssertionError("unreachable")
 
     async def get_batch(self, batch_id: str) -> BatchStatus:
-        return BatchStatus.from_json(await self._get_json(f"/v1/batches/{batch_id}"))
+        return BatchStatus.from_json(await self._get_json(f"{BATCHES_URL}/{batch_id}"))

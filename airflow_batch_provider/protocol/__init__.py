@@ -37,10 +37,10 @@ from airflow_batch_provider.protocol.results import (
     decode_output_line,
     parse_output_line,
 )
-from airflow_batch_provider.protocol.status import BatchState, BatchStatus
+from airflow_batch_provider.protocol.status import BATCHES_URL, BatchState, BatchStatus
 
 __all__ = [
-    "CHAT_COMPLETIONS_URL", "MODELS", "BatchState", "BatchStatus", "Classify", "ClassifyResult",
+    "BATCHES_URL", "CHAT_COMPLETIONS_URL", "MODELS", "BatchState", "BatchStatus", "Classify", "ClassifyResult",
     "Entity", "Extract", "ExtractResult", "InvalidRequestError", "ItemError", "Label", "LabelScore",
     "LineDecoder", "LineEncoder", "LineSplitter", "MalformedLineError", "OutputLine",
     "ProtocolError", "Request", "Result", "Summarize", "SummarizeResult", "UnexpectedResponseError",

@@ -54,6 +54,9 @@ def _count(value: Any, name: str) -> int:
     return value
 
 
+BATCHES_URL = "/v1/batches"  # POST a batch; GET {BATCHES_URL}/{id} and {BATCHES_URL}/{id}/output
+
+
 @dataclass(frozen=True)
 class BatchStatus:
     batch_id: str
