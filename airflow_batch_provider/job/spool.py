@@ -3,9 +3,11 @@
 Request lines go to a JSONL file, cut into chunks (batches) by items and bytes; the rows of the job
 (custom_id, original id, request fingerprint, chunk) go to an Arrow IPC file written a record batch
 at a time. Memory stays at one record batch whatever the input size, and the whole input is validated
-before the first submit. ``digest`` (SHA-256) stands for the rows: it is computed over each row's
-custom_id and request fingerprint (which covers text and parameters), not over the much longer
-lines; the job's identity adds what else shapes the batches (:mod:`.submission`).
+before the first submit. ``digest`` (SHA-256) stands for the rows that go into the job (valid rows
+not already landed), in order: it covers each row's custom_id and request fingerprint (which covers
+its text and every request parameter), not the much longer lines. It is not the manifest's
+``input_fingerprint``: that is the job's identity, which adds the batch limits
+(:func:`~airflow_batch_provider.job.submission.job_identity`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _concatenated(array: pa.Array) -> memoryview:
 
 
 def _rows_digest(custom_ids: pa.Array, fingerprints: pa.Array) -> memoryview:
-    """What the input fingerprint covers for these rows: ``custom_id<TAB>fingerprint<LF>`` each."""
+    """The bytes ``digest`` covers for these rows: ``custom_id<TAB>fingerprint<LF>`` each."""
     return _concatenated(pc.binary_join_element_wise(custom_ids, "\t", fingerprints, "\n", ""))
 
 

@@ -416,7 +416,8 @@ def test_realtime_work_does_not_stall_other_requests(make_emulator):
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=3000))
 def test_fuzz_the_emulators_jsonl_decoder_only_accepts_or_refuses_with_400(data):
-    from airflow_batch_provider.emulator.app import ApiError, _check_line
+    from airflow_batch_provider.emulator.batch_routes import _check_line
+    from airflow_batch_provider.emulator.state import ApiError
     from airflow_batch_provider.protocol import LineDecoder, LineSplitter
 
     decoder, custom_ids, splitter = LineDecoder(), set(), LineSplitter()

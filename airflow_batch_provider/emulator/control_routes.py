@@ -1,0 +1,48 @@
+"""The emulator's own routes (``/_emulator/...``) that tests use: counts, faults, capacity. Faults
+never hit them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from airflow_batch_provider.emulator.config import FaultSettings
+from airflow_batch_provider.emulator.state import ApiError, EmulatorState, emulator, read_json
+
+router = APIRouter(prefix="/_emulator")
+
+
+@router.get("/stats")
+async def stats(state: EmulatorState = Depends(emulator)) -> dict[str, Any]:
+    counts = await run_in_threadpool(state.store.counts)
+    return {**counts, "requests": dict(state.faults.requests), "faults_injected": dict(state.faults.injected)}
+
+
+@router.put("/faults")
+async def set_faults(request: Request, state: EmulatorState = Depends(emulator)) -> dict[str, Any]:
+    data = await read_json(request, state.config.max_body_bytes)
+    try:
+        state.faults.configure(FaultSettings(**data))
+    except (TypeError, ValueError) as exc:
+        raise ApiError(422, str(exc)) from None
+    return asdict(state.faults.settings)
+
+
+@router.put("/capacity")
+async def set_capacity(request: Request, state: EmulatorState = Depends(emulator)) -> dict[str, Any]:
+    """Change processing speed while running: ``{"items_per_second": 50, "start_delay": 0}``."""
+    data = await read_json(request, state.config.max_body_bytes)
+    unknown = set(data) - {"items_per_second", "start_delay"}
+    if unknown:
+        raise ApiError(422, f"unknown settings {sorted(unknown)}")
+    for name, value in data.items():
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) or
+                                           (value is None and name == "items_per_second")) or (value or 0) < 0:
+            raise ApiError(422, f"{name} must be a number >= 0, got {value!r}")
+    config = state.config
+    for name, value in data.items():
+        setattr(config, name, value)
+    return {"items_per_second": config.items_per_second, "start_delay": config.start_delay}
