@@ -17,13 +17,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.job.manifest import read_manifest
-from airflow_batch_provider.job.waiting import (
-    BatchJobFailedError,
-    BatchJobTimeoutError,
-    BatchPollingError,
-    JobProgress,
-    Verdict,
-)
+from airflow_batch_provider.job.waiting import JobProgress, Verdict
+# What the sensor raises (itself, or through check_event), importable from its module.
+from airflow_batch_provider.job.waiting import BatchJobFailedError, BatchJobTimeoutError, BatchPollingError
 from airflow_batch_provider.triggers.batch import check_event, defer_until_done
 
 if TYPE_CHECKING:
