@@ -97,26 +97,32 @@ class BatchApiHook(HttpHook):
     def settings(self) -> ApiSettings:
         return ApiSettings.from_connection(self.get_connection(self.batch_api_conn_id))
 
-    def _extract_auth(self, connection: Any) -> None:
-        return None  # the key goes in x-api-key, never as basic auth
-
     @cached_property
     def session(self) -> requests.Session:
-        """One session for the hook's life: connections are pooled and reused."""
-        session = self.get_conn()
-        for name in ApiSettings.extra_fields():  # our extras are settings, not headers
-            session.headers.pop(name, None)
-        session.headers["x-api-key"] = self.settings.api_key
-        self.base_url = self.settings.base_url
-        return session
+        """One session for the hook's life (connections pooled and reused), made by ``HttpHook``:
+        base URL, the connection's transport extras (``proxies``, ``verify``, ``cert``,
+        ``trust_env``) and the key as ``x-api-key``."""
+        return self.get_conn(headers={"x-api-key": self.settings.api_key})
+
+    def _extract_auth(self, connection: Any) -> None:
+        return None  # the key goes in x-api-key, never as basic auth (HttpHook's default for a login)
+
+    def _set_base_url(self, connection: Any) -> None:
+        super()._set_base_url(connection)
+        self.base_url = ApiSettings.base_url_of(connection)  # HttpHook assumes http://; we default to https
+
+    def _configure_session_from_extra(self, session: requests.Session, connection: Any,
+                                      extra_options: dict[str, Any]) -> requests.Session:
+        # HttpHook sends every extra it does not know as a header; ours are settings, so it sees the rest.
+        return super()._configure_session_from_extra(session, _TransportExtras(connection), extra_options)
 
     # -- one exchange ----------------------------------------------------------------------------
     def _send(self, method: str, endpoint: str, *, stream: bool = False, **kwargs: Any) -> requests.Response:
-        settings = self.settings
+        settings, session = self.settings, self.session
         try:
             # Redirects are not followed: requests would carry x-api-key to any host a 3xx names.
-            response = self.session.request(
-                method, settings.base_url + endpoint, stream=stream, allow_redirects=False,
+            response = session.request(
+                method, self.url_from_endpoint(endpoint), stream=stream, allow_redirects=False,
                 timeout=(settings.connect_timeout, settings.read_timeout), **kwargs)
         except requests.exceptions.InvalidHeader:  # its message would quote the header value
             raise BatchApiError("a request header could not be sent (its value is not shown)",
@@ -264,6 +270,14 @@ class BatchApiHook(HttpHook):
         except ValueError as exc:  # no key, bad extras
             return False, str(exc)
         return True, f"Connected to {self.settings.base_url}; the API key was accepted."
+
+
+class _TransportExtras:
+    """A connection as HttpHook's session set-up should see it: its extras without our settings."""
+
+    def __init__(self, connection: Any) -> None:
+        self.host = connection.host
+        self.extra_dejson = {k: v for k, v in connection.extra_dejson.items() if k not in ApiSettings.extra_fields()}
 
 
 class ThreadHooks:

@@ -43,6 +43,8 @@ class BatchApiAsyncHook(HttpAsyncHook):
         return self._settings
 
     async def client(self) -> aiohttp.ClientSession:
+        # Not HttpAsyncHook.session(): it sends every extra as a header (ours are settings), sets no
+        # timeouts, and lasts one context; a trigger keeps this one session for all its polls.
         if self._client is None or self._client.closed:
             settings = await self.settings()
             self._client = aiohttp.ClientSession(

@@ -57,13 +57,18 @@ class ApiSettings:
     def extra_fields(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls) if f.name not in ("base_url", "api_key"))
 
-    @classmethod
-    def from_connection(cls, conn: Any) -> ApiSettings:
+    @staticmethod
+    def base_url_of(conn: Any) -> str:
+        """The API's base URL: https unless the connection names another scheme (the key must not
+        travel in clear by default)."""
         host = (conn.host or DEFAULT_BASE_URL).rstrip("/")
         if "://" not in host:
             host = f"{conn.schema or 'https'}://{host}"
-        if conn.port:
-            host = f"{host}:{conn.port}"
+        return f"{host}:{conn.port}" if conn.port else host
+
+    @classmethod
+    def from_connection(cls, conn: Any) -> ApiSettings:
+        host = cls.base_url_of(conn)
         api_key = (conn.password or os.environ.get(API_KEY_ENV) or "").strip()
         if not api_key:
             raise MissingApiKeyError(

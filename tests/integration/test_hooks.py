@@ -302,3 +302,16 @@ def test_extract_and_classify_requests_build_from_the_same_types(make_emulator, 
     batch = wait_done(hook, hook.submit_batch(body).batch_id)
     results = {line.custom_id: line.result for line in hook.iter_output(batch.batch_id)}
     assert results["e"].entities[0].text == "Tim Cook" and results["c"].top_label == "Negative"
+
+
+def test_the_session_is_httphooks_with_transport_extras_and_without_settings_as_headers(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", json.dumps({
+        "conn_type": "batch_api", "host": "api.example.test", "password": "sk-test",
+        "extra": {"verify": False, "trust_env": False, "retry_max_attempts": 3, "read_timeout": 5}}))
+    hook = BatchApiHook()
+    session = hook.session
+    assert session.headers["x-api-key"] == "sk-test" and session.auth is None
+    assert not {"retry_max_attempts", "read_timeout", "verify", "trust_env"} & set(session.headers)
+    assert session.verify is False and session.trust_env is False  # HttpHook's own extras still apply
+    assert hook.url_from_endpoint("/v1/batches/x") == "https://api.example.test/v1/batches/x"  # https by default
+    assert hook.settings.retry_max_attempts == 3 and hook.settings.read_timeout == 5
