@@ -117,6 +117,8 @@ class BatchApiHook(HttpHook):
         return super()._configure_session_from_extra(session, _TransportExtras(connection), extra_options)
 
     # -- one exchange ----------------------------------------------------------------------------
+    # Not HttpHook.run()/check_response(): they retry every failure alike, and a submit that may
+    # have been received must not be sent again (hooks/retry.py decides, for both hooks).
     def _send(self, method: str, endpoint: str, *, stream: bool = False, **kwargs: Any) -> requests.Response:
         settings, session = self.settings, self.session
         try:
