@@ -38,6 +38,32 @@ def get_provider_info() -> dict:
         "triggers": [
             {"integration-name": INTEGRATION, "python-modules": ["airflow_batch_provider.triggers.batch"]}
         ],
+        "config": {
+            "scaledown": {
+                "description": "Where the ScaleDown Batch operators keep their job manifests.",
+                "options": {
+                    "manifest_dir": {
+                        "description": "Where job manifests are written: a path or an object storage URI that every "
+                                       "worker and the triggerer can read. Unset: [common.io] "
+                                       "xcom_objectstorage_path + /scaledown when that is set, else scaledown_jobs "
+                                       "beside the dags folder.\n",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "s3://aws_default@my-bucket/scaledown",
+                        "default": "",
+                    },
+                    "allow_local_manifest_dir": {
+                        "description": "Allow a local manifest_dir under a distributed executor (Celery, "
+                                       "Kubernetes, ...): set it only when every worker and the triggerer mount "
+                                       "the same folder. Otherwise such a job is refused before anything is paid.\n",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "True",
+                        "default": "False",
+                    },
+                },
+            }
+        },
         "connection-types": [
             {
                 "connection-type": "batch_api",

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import ObjectStoragePath
+from airflow.sdk import ObjectStoragePath, conf
+from airflow.sdk.exceptions import AirflowFailException
 
 MANIFEST_FILE = "manifest.json"
 ROWS_FILE = "rows.arrow"  # Arrow IPC stream: custom_id, id, request_fingerprint, chunk
@@ -59,10 +60,53 @@ class JobManifest:
 
 
 def default_manifest_dir() -> str:
-    from airflow.configuration import conf
+    """``[scaledown] manifest_dir``; else ``[common.io] xcom_objectstorage_path`` + ``/scaledown``
+    (object storage every worker reaches); else ``scaledown_jobs`` beside the dags folder."""
+    configured = conf.get("scaledown", "manifest_dir", fallback="")
+    if configured:
+        return configured
+    shared = conf.get("common.io", "xcom_objectstorage_path", fallback="")
+    if shared:
+        return shared.rstrip("/") + "/scaledown"
+    return str(Path(conf.get("core", "dags_folder")).parent / "scaledown_jobs")
 
-    return conf.get("scaledown", "manifest_dir",
-                    fallback=str(Path(conf.get("core", "dags_folder")).parent / "scaledown_jobs"))
+
+class LocalManifestDirError(AirflowFailException):
+    """A local manifest directory where the trigger and the load may run on other machines."""
+
+
+LOCAL_EXECUTORS = ("LocalExecutor", "SequentialExecutor", "DebugExecutor")
+
+
+def require_shared_manifest_dir(manifest_dir: str) -> None:
+    """Refuse, before anything is paid for, a local ``manifest_dir`` that the sensor's trigger and
+    the load, which may run on other hosts, could not read: under any executor but a local one (or
+    ``dag.test()``), unless ``[scaledown] allow_local_manifest_dir`` says every host shares it."""
+    if "://" in manifest_dir and not manifest_dir.startswith("file://"):
+        return  # object storage
+    if conf.getboolean("scaledown", "allow_local_manifest_dir", fallback=False) or _in_dag_test():
+        return
+    executors = [name.split(":")[-1].rsplit(".", 1)[-1].strip()
+                 for name in conf.get("core", "executor", fallback="LocalExecutor").split(",") if name.strip()]
+    remote = [name for name in executors if name not in LOCAL_EXECUTORS]
+    if remote:
+        raise LocalManifestDirError(
+            f"manifest_dir {manifest_dir!r} is a local folder, but tasks run under {', '.join(remote)}: the "
+            "sensor's trigger and the load may run on another host and could not read the job after its batches "
+            "were paid for. Nothing was submitted. Set [scaledown] manifest_dir (AIRFLOW__SCALEDOWN__MANIFEST_DIR) "
+            "or the task's manifest_dir to object storage every host reaches (e.g. s3://bucket/scaledown), or "
+            "[common.io] xcom_objectstorage_path; if every worker and the triggerer mount this folder, set "
+            "[scaledown] allow_local_manifest_dir = True.")
+
+
+def _in_dag_test() -> bool:
+    """True inside ``dag.test()`` / ``airflow dags test``, where every task runs in this process."""
+    try:
+        from airflow.sdk.execution_time import task_runner
+        from airflow.sdk.execution_time.supervisor import InProcessSupervisorComms
+    except ImportError:  # pragma: no cover - another Airflow layout: be strict
+        return False
+    return isinstance(getattr(task_runner, "SUPERVISOR_COMMS", None), InProcessSupervisorComms)
 
 
 def job_location(base: str | ObjectStoragePath, job_id: str) -> ObjectStoragePath:

@@ -37,7 +37,14 @@ from airflow_batch_provider.job.errors import (
     InvalidRowsError,
 )
 from airflow_batch_provider.job.ledger import Ledger
-from airflow_batch_provider.job.manifest import ROWS_FILE, JobManifest, default_manifest_dir, job_location, write_manifest
+from airflow_batch_provider.job.manifest import (
+    ROWS_FILE,
+    JobManifest,
+    default_manifest_dir,
+    job_location,
+    require_shared_manifest_dir,
+    write_manifest,
+)
 from airflow_batch_provider.job.submission import (
     ON_AMBIGUOUS,
     ON_INPUT_CHANGE,
@@ -103,7 +110,9 @@ class BaseBatchSubmitOperator(BaseOperator):
         the XCom, and stop without paying for anything.
     :param max_text_bytes: longest text accepted (UTF-8 bytes).
     :param manifest_dir: where job manifests are written (local path or object storage URI);
-        default ``[scaledown] manifest_dir`` or ``scaledown_jobs`` beside the dags folder.
+        default ``[scaledown] manifest_dir``, else ``[common.io] xcom_objectstorage_path`` +
+        ``/scaledown``, else ``scaledown_jobs`` beside the dags folder. A local folder is refused
+        under a distributed executor unless ``[scaledown] allow_local_manifest_dir`` is set.
     :param skip_landed_conn_id: with ``skip_landed_table``, the destination already loaded by
         ``BatchOutputToTableOperator``: rows whose id and request fingerprint landed there with
         status ``ok`` are not sent again (incremental runs pay only for new or changed rows).
@@ -189,6 +198,8 @@ class BaseBatchSubmitOperator(BaseOperator):
 
     # -- the job ------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
+        manifest_dir = self.manifest_dir or default_manifest_dir()
+        require_shared_manifest_dir(manifest_dir)
         request = _render_request(self, self.request, context)
         hook = BatchApiHook(self.batch_api_conn_id)
         max_items = self.max_items_per_batch or hook.settings.max_items_per_batch
@@ -228,7 +239,7 @@ class BaseBatchSubmitOperator(BaseOperator):
                 request=request.params(), id_column=self.id_column, id_type=str(spooled.id_type),
                 input_fingerprint=identity, total_rows=spool.rows, invalid_rows=spooled.invalid,
                 batches=batches)
-            location = job_location(self.manifest_dir or default_manifest_dir(), submission.job_id)
+            location = job_location(manifest_dir, submission.job_id)
             write_manifest(location, manifest)
             with open(spool.rows_path, "rb") as source, (location / ROWS_FILE).open("wb") as target:
                 shutil.copyfileobj(source, target, 1 << 20)
