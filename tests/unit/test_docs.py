@@ -54,7 +54,11 @@ def _check_command(words: list[str]) -> None:
     elif words[0] == "export":
         name, _, value = words[1].partition("=")
         if name.startswith("AIRFLOW_CONN_"):
-            assert json.loads(value)["conn_type"] == "batch_api"
+            assert json.loads(value)["conn_type"]
+        elif name.startswith("AIRFLOW__SCALEDOWN__"):
+            from airflow_batch_provider.get_provider_info import get_provider_info
+            options = get_provider_info()["config"]["scaledown"]["options"]
+            assert name.removeprefix("AIRFLOW__SCALEDOWN__").lower() in options, f"{name} is not a declared option"
     elif words[:2] == ["pip", "install"]:
         assert words[2] == "airflow-batch-provider"
     elif words[:2] == ["docker", "compose"]:
