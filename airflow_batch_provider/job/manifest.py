@@ -8,6 +8,7 @@ while the job was being submitted is the ledger's business (:mod:`.ledger`).
 
 from __future__ import annotations
 
+import ast
 import json
 import time
 from collections.abc import Mapping
@@ -119,6 +120,32 @@ def write_manifest(location: ObjectStoragePath, manifest: JobManifest) -> None:
 
 
 def read_manifest(job: Mapping[str, Any] | str) -> tuple[JobManifest, ObjectStoragePath]:
-    """The manifest named by a job reference (the submit task's XCom) or a manifest location."""
-    location = ObjectStoragePath(job["manifest"] if isinstance(job, Mapping) else job)
+    """The manifest named by a job reference (the submit task's XCom, also as a template renders
+    it: ``"{{ ti.xcom_pull(task_ids='submit') }}"``) or by a manifest location."""
+    location = ObjectStoragePath(_as_reference(job)["manifest"] if _is_reference(job) else job)
     return JobManifest.from_json((location / MANIFEST_FILE).read_text()), location
+
+
+def job_reference(job: Mapping[str, Any] | str) -> dict[str, Any]:
+    """The job reference dict, whichever form a task was given: the XCom value itself, the same
+    rendered into a string by a template, or a manifest location."""
+    if _is_reference(job):
+        return _as_reference(job)
+    manifest, location = read_manifest(job)
+    return manifest.reference(str(location))
+
+
+def _is_reference(job: Mapping[str, Any] | str) -> bool:
+    return isinstance(job, Mapping) or str(job).lstrip().startswith("{")
+
+
+def _as_reference(job: Mapping[str, Any] | str) -> dict[str, Any]:
+    if isinstance(job, Mapping):
+        return dict(job)
+    try:  # Jinja renders a dict with str(): a Python literal, not JSON
+        parsed = ast.literal_eval(job.strip())
+    except (ValueError, SyntaxError) as exc:
+        raise ValueError(f"job {job[:200]!r} is neither a job reference nor a manifest location") from exc
+    if not isinstance(parsed, dict) or "manifest" not in parsed:
+        raise ValueError(f"job {job[:200]!r} is not a job reference (no 'manifest' in it)")
+    return parsed

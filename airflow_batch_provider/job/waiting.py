@@ -12,7 +12,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
+from airflow.sdk.exceptions import AirflowException
 from airflow_batch_provider.job.manifest import JobManifest
 from airflow_batch_provider.protocol.status import BatchState, BatchStatus
 
@@ -21,8 +21,9 @@ class BatchJobFailedError(AirflowException):
     """Batches of the job failed as a whole; their rows will not come back."""
 
 
-class BatchJobTimeoutError(AirflowSensorTimeout):
-    """The job did not finish by its deadline. Its batches keep running on the server."""
+class BatchJobTimeoutError(AirflowException):
+    """The job did not finish by its deadline. Its batches keep running on the server, and a retry
+    of the task waits for them again (an ``AirflowSensorTimeout`` would never be retried)."""
 
 
 class BatchPollingError(AirflowException):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
-from airflow_batch_provider.job.manifest import read_manifest
+from airflow_batch_provider.job.manifest import job_reference, read_manifest
 from airflow_batch_provider.job.waiting import JobProgress, Verdict
 # What the sensor raises (itself, or through check_event), importable from its module.
 from airflow_batch_provider.job.waiting import BatchJobFailedError, BatchJobTimeoutError, BatchPollingError
@@ -35,7 +35,8 @@ class BatchSensor(BaseSensorOperator):
 
     :param job: the submit operator's output (its XCom job reference).
     :param deferrable: wait on the triggerer (default) instead of a worker slot.
-    :param poll_interval: seconds between status polls (the API docs advise 5).
+    :param poll_interval: seconds between status polls (default 5, as the API docs advise);
+        ``poke_interval``, the argument every sensor takes, may be given instead.
     :param max_poll_interval: the longest interval while nothing changes (deferrable mode).
     :param max_concurrency: status requests in flight at once (deferrable mode).
     :param requests_per_minute: status request budget (deferrable mode).
@@ -49,10 +50,16 @@ class BatchSensor(BaseSensorOperator):
     template_fields: Sequence[str] = ("job",)
     ui_color = "#fff3e0"
 
-    def __init__(self, *, job: Any, deferrable: bool = True, poll_interval: float = 5.0,
+    def __init__(self, *, job: Any, deferrable: bool = True, poll_interval: float | None = None,
                  max_poll_interval: float = 60.0, max_concurrency: int = 8, requests_per_minute: int = 600,
                  max_consecutive_failures: int = 10, timeout: float | timedelta = timedelta(hours=24),
                  **kwargs: Any) -> None:
+        poke_interval = kwargs.pop("poke_interval", None)  # every sensor's argument: the same thing
+        if poll_interval is not None and poke_interval is not None:
+            raise ValueError("give poll_interval or poke_interval, not both")
+        if poll_interval is None:
+            poll_interval = 5.0 if poke_interval is None else (
+                poke_interval.total_seconds() if isinstance(poke_interval, timedelta) else float(poke_interval))
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
         super().__init__(timeout=seconds, poke_interval=poll_interval, **kwargs)
         self.job = job
@@ -98,6 +105,7 @@ class BatchSensor(BaseSensorOperator):
         return {"status": "success", "job": self.job, **vars(counts)}
 
     def execute(self, context: Context) -> Any:
+        self.job = job_reference(self.job)  # a template may have rendered it into a string
         if not self.deferrable:
             return super().execute(context)
         verdict = self._check(inline=True)
@@ -114,6 +122,7 @@ class BatchSensor(BaseSensorOperator):
         return check_event(event)
 
     def poke(self, context: Context) -> PokeReturnValue:
+        self.job = job_reference(self.job)
         verdict = self._check(inline=False)
         self.log.info("Job %s: %s", self.job.get("job_id"), self._job_progress().counts().describe())
         if verdict is Verdict.RUNNING:

@@ -289,3 +289,10 @@ def test_a_schema_qualified_postgres_table_is_created_then_merged_into(env, tmp_
         cur.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'scaledown_qualified'")
         assert "UNIQUE" in cur.fetchone()[0]
         cur.execute("DROP SCHEMA scaledown_qualified CASCADE; DROP TABLE public.review_labels")
+
+
+def test_a_job_reference_rendered_into_a_string_by_a_template_loads(env, tmp_path, database):
+    env()
+    job = submit(tmp_path, frame(10))
+    assert load(str(job))["ok"] == 10  # what "{{ ti.xcom_pull(task_ids='submit') }}" renders
+    assert database("SELECT COUNT(*) FROM review_labels") == [(10,)]

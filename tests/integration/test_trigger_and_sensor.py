@@ -198,3 +198,27 @@ def test_sensor_poke_uses_the_same_decision(make_emulator, monkeypatch, tmp_path
     wait_for_job(job, timeout=30)  # every batch has failed on the server
     with pytest.raises(BatchJobFailedError):
         BatchSensor(task_id="wait", job=job, deferrable=False).poke({})
+
+
+def test_poke_interval_is_accepted_as_every_sensor_takes_it():
+    sensor = BatchSensor(task_id="wait", job={"manifest": "/nowhere"}, poke_interval=7)
+    assert sensor.poll_interval == 7 and sensor.poke_interval == 7
+    assert BatchSensor(task_id="w2", job={}, poll_interval=3).poke_interval == 3
+    with pytest.raises(ValueError, match="not both"):
+        BatchSensor(task_id="w3", job={}, poll_interval=3, poke_interval=4)
+
+
+def test_a_timeout_is_retried_by_airflow():
+    from airflow.sdk.exceptions import AirflowSensorTimeout
+
+    assert not issubclass(BatchJobTimeoutError, AirflowSensorTimeout)  # Airflow never retries those
+
+
+def test_a_job_reference_rendered_by_a_template_is_read(make_emulator, monkeypatch, tmp_path):
+    """docs: job="{{ ti.xcom_pull(task_ids='submit') }}" renders the dict into a string."""
+    server = make_emulator()
+    job = submit(server, monkeypatch, tmp_path)
+    wait_for_job(job)
+    sensor = BatchSensor(task_id="wait", job=str(job), deferrable=False)
+    assert sensor.poke({}).xcom_value["items_completed"] == 100
+    assert BatchSensor(task_id="by_location", job=job["manifest"], deferrable=False).poke({}).is_done
