@@ -54,6 +54,7 @@ def environment(url: str, key: str) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
         "AIRFLOW__SCALEDOWN__MANIFEST_DIR": str(DEMO / "jobs"),
+        "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",  # a triggerer runs (inline with `dags test`)
         "AIRFLOW_CONN_BATCH_API_DEFAULT": json.dumps({"conn_type": "batch_api", "host": url, "password": key}),
         "AIRFLOW_CONN_REVIEWS_DB": json.dumps({"conn_type": "sqlite", "host": str(DEMO / "reviews.db")}),
     }

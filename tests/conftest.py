@@ -11,6 +11,8 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).parent / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
 # Manifests of tests that set no manifest_dir go to the throwaway home, never into the repository.
 os.environ["AIRFLOW__SCALEDOWN__MANIFEST_DIR"] = f"{_HOME}/scaledown_jobs"
+# A deployment with a triggerer, as Airflow's guide advises; tests of the worker-side wait say so.
+os.environ["AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"] = "True"
 os.environ.pop("SCALEDOWN_API_KEY", None)
 
 # The PostgreSQL server of the warehouse tests. On the project's machines (CI included) one runs on

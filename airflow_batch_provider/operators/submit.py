@@ -58,6 +58,7 @@ from airflow_batch_provider.destinations.landed import LandedRows, LandedTableEr
 from airflow_batch_provider.protocol import Classify, Extract, InvalidRequestError, Label, Request, Summarize
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
 from airflow_batch_provider.tabular.rows_to_requests import DEFAULT_MAX_TEXT_BYTES, RowEncoder
+from airflow_batch_provider.sensors.batch import default_deferrable, wait_on_worker
 from airflow_batch_provider.triggers.batch import check_event, defer_until_done
 
 if TYPE_CHECKING:
@@ -119,7 +120,9 @@ class BaseBatchSubmitOperator(BaseOperator):
     :param skip_landed_table: see ``skip_landed_conn_id``.
     :param allow_empty: an input with no rows gives an empty job (no batches; downstream waits and
         loads finish at once) instead of failing — for scheduled queries that may find nothing new.
-    :param wait_for_completion: defer to ``BatchTrigger`` until the job is finished.
+    :param wait_for_completion: return only once the job is finished: deferred to ``BatchTrigger``
+        or, with ``deferrable=False``, polling from the worker.
+    :param deferrable: how ``wait_for_completion`` waits; default ``[operators] default_deferrable``.
     :param poll_interval: seconds between status polls when waiting.
     :param wait_timeout: longest wait for the job, from submission.
     """
@@ -148,6 +151,7 @@ class BaseBatchSubmitOperator(BaseOperator):
         skip_landed_table: str | None = None,
         allow_empty: bool = False,
         wait_for_completion: bool = False,
+        deferrable: bool | None = None,
         poll_interval: float = 5.0,
         wait_timeout: timedelta = timedelta(hours=24),
         **kwargs: Any,
@@ -188,6 +192,7 @@ class BaseBatchSubmitOperator(BaseOperator):
         self.skip_landed_table = skip_landed_table
         self.allow_empty = allow_empty
         self.wait_for_completion = wait_for_completion
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = poll_interval
         self.wait_timeout = wait_timeout
 
@@ -248,6 +253,9 @@ class BaseBatchSubmitOperator(BaseOperator):
                       "manifest %s", submission.job_id, spool.rows, len(batches), spooled.invalid,
                       spooled.skipped, location)
         if self.wait_for_completion and batches:
+            if not self.deferrable:
+                wait_on_worker(reference, poll_interval=self.poll_interval, timeout=self.wait_timeout, log=self.log)
+                return reference
             defer_until_done(self, reference, poll_interval=self.poll_interval,
                              timeout=self.wait_timeout, method_name="execute_complete")
         return reference

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.job.manifest import job_reference, read_manifest
 from airflow_batch_provider.job.waiting import JobProgress, Verdict
@@ -34,7 +34,8 @@ class BatchSensor(BaseSensorOperator):
     """Wait until every batch of a job has finished.
 
     :param job: the submit operator's output (its XCom job reference).
-    :param deferrable: wait on the triggerer (default) instead of a worker slot.
+    :param deferrable: wait on the triggerer instead of a worker slot; default ``[operators]
+        default_deferrable``, as Airflow's own sensors (set it True where a triggerer runs).
     :param poll_interval: seconds between status polls (default 5, as the API docs advise);
         ``poke_interval``, the argument every sensor takes, may be given instead.
     :param max_poll_interval: the longest interval while nothing changes (deferrable mode).
@@ -50,7 +51,7 @@ class BatchSensor(BaseSensorOperator):
     template_fields: Sequence[str] = ("job",)
     ui_color = "#fff3e0"
 
-    def __init__(self, *, job: Any, deferrable: bool = True, poll_interval: float | None = None,
+    def __init__(self, *, job: Any, deferrable: bool | None = None, poll_interval: float | None = None,
                  max_poll_interval: float = 60.0, max_concurrency: int = 8, requests_per_minute: int = 600,
                  max_consecutive_failures: int = 10, timeout: float | timedelta = timedelta(hours=24),
                  **kwargs: Any) -> None:
@@ -63,7 +64,7 @@ class BatchSensor(BaseSensorOperator):
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
         super().__init__(timeout=seconds, poke_interval=poll_interval, **kwargs)
         self.job = job
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.max_concurrency = max_concurrency
@@ -77,32 +78,12 @@ class BatchSensor(BaseSensorOperator):
         return self._progress
 
     def _check(self, *, inline: bool) -> Verdict:
-        """One synchronous look at the still-running batches, newest first.
-
-        ``inline`` (before deferring) is a short look that must not hold the worker slot: it ends at
-        the first batch still running (batches finish roughly in order, so an unfinished newest
-        batch means there is nothing to do yet), and after :data:`INLINE_LOOKS` requests in any case;
-        the trigger confirms the rest on the triggerer.
-        """
         progress = self._job_progress()
-        hook = BatchApiHook(self.job.get("conn_id", BatchApiHook.default_conn_name))
-        for looked, batch_id in enumerate(reversed(progress.running())):
-            if inline and looked == INLINE_LOOKS:
-                break
-            status = hook.get_batch(batch_id)
-            progress.update(status)
-            if inline and not status.terminal:
-                break
+        look(progress, _hook_for(self.job), inline=inline)
         return progress.verdict(time.time(), None)
 
     def _result(self, verdict: Verdict) -> dict[str, Any]:
-        progress = self._job_progress()
-        counts = progress.counts()
-        if verdict is Verdict.FAILED:
-            raise BatchJobFailedError(f"job {self.job.get('job_id')}: batches failed "
-                                      f"({', '.join(progress.failed()[:10])}). {counts.describe()}")
-        self.log.info("Job %s finished: %s", self.job.get("job_id"), counts.describe())
-        return {"status": "success", "job": self.job, **vars(counts)}
+        return outcome(self.job, self._job_progress(), verdict, self.log)
 
     def execute(self, context: Context) -> Any:
         self.job = job_reference(self.job)  # a template may have rendered it into a string
@@ -128,3 +109,55 @@ class BatchSensor(BaseSensorOperator):
         if verdict is Verdict.RUNNING:
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=self._result(verdict))
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable``: a deployment without a triggerer must not defer."""
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+def _hook_for(job: dict[str, Any]) -> BatchApiHook:
+    return BatchApiHook(job.get("conn_id", BatchApiHook.default_conn_name))
+
+
+def look(progress: JobProgress, hook: BatchApiHook, *, inline: bool = False) -> None:
+    """One synchronous look at the still-running batches, newest first.
+
+    ``inline`` (before deferring) is a short look that must not hold the worker slot: it ends at
+    the first batch still running (batches finish roughly in order, so an unfinished newest batch
+    means there is nothing to do yet), and after :data:`INLINE_LOOKS` requests in any case; the
+    trigger confirms the rest on the triggerer.
+    """
+    for looked, batch_id in enumerate(reversed(progress.running())):
+        if inline and looked == INLINE_LOOKS:
+            break
+        status = hook.get_batch(batch_id)
+        progress.update(status)
+        if inline and not status.terminal:
+            break
+
+
+def outcome(job: dict[str, Any], progress: JobProgress, verdict: Verdict, log: Any) -> dict[str, Any]:
+    """The counts of a finished job, or the error its verdict stands for."""
+    counts = progress.counts()
+    if verdict is Verdict.FAILED:
+        raise BatchJobFailedError(f"job {job.get('job_id')}: batches failed "
+                                  f"({', '.join(progress.failed()[:10])}). {counts.describe()}")
+    if verdict is Verdict.TIMEOUT:
+        raise BatchJobTimeoutError(f"job {job.get('job_id')} did not finish in time; its batches keep running on "
+                                   f"the server, and a retry of the task waits for them again. {counts.describe()}")
+    log.info("Job %s finished: %s", job.get("job_id"), counts.describe())
+    return {"status": "success", "job": job, **vars(counts)}
+
+
+def wait_on_worker(job: dict[str, Any], *, poll_interval: float, timeout: timedelta, log: Any) -> dict[str, Any]:
+    """Poll from this worker until every batch has finished: waiting without a triggerer."""
+    progress, hook = JobProgress.of(read_manifest(job)[0]), _hook_for(job)
+    deadline = time.time() + timeout.total_seconds()
+    while True:
+        look(progress, hook)
+        verdict = progress.verdict(time.time(), deadline)
+        if verdict is not Verdict.RUNNING:
+            return outcome(job, progress, verdict, log)
+        log.info("Job %s: %s", job.get("job_id"), progress.counts().describe())
+        time.sleep(max(0.0, min(poll_interval, deadline - time.time())))

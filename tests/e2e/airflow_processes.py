@@ -56,6 +56,7 @@ class AirflowProcesses:
             "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "10",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
             **extra_env,
         }
         self.processes: dict[str, subprocess.Popen] = {}

@@ -222,3 +222,29 @@ def test_a_job_reference_rendered_by_a_template_is_read(make_emulator, monkeypat
     sensor = BatchSensor(task_id="wait", job=str(job), deferrable=False)
     assert sensor.poke({}).xcom_value["items_completed"] == 100
     assert BatchSensor(task_id="by_location", job=job["manifest"], deferrable=False).poke({}).is_done
+
+
+def test_deferrable_follows_the_deployments_setting(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "False")  # no triggerer here
+    assert BatchSensor(task_id="wait", job={}).deferrable is False
+    assert BatchSensor(task_id="wait2", job={}, deferrable=True).deferrable is True
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
+    assert BatchSensor(task_id="wait3", job={}).deferrable is True
+
+
+def test_wait_for_completion_without_a_triggerer_polls_from_the_worker(make_emulator, monkeypatch, tmp_path):
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "False")
+
+    def submit_and_wait(server):
+        monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(server))
+        frame = pd.DataFrame({"id": range(60), "text": [f"Row {i}. It is fine." for i in range(60)]})
+        return DataFrameToBatchOperator(
+            task_id="submit", dataframe=frame, id_column="id", text_column="text", request=Summarize(),
+            max_items_per_batch=20, manifest_dir=str(tmp_path / "jobs"), wait_for_completion=True,
+            poll_interval=0.2).execute({"task_state_store": DictStateStore()})  # TaskDeferred would fail it
+
+    job = submit_and_wait(make_emulator(items_per_second=300, start_delay=0.3))
+    done = BatchSensor(task_id="check", job=job, deferrable=False).poke({})
+    assert done.is_done and done.xcom_value["items_completed"] == 60  # every batch had finished
+    with pytest.raises(BatchJobFailedError):
+        submit_and_wait(make_emulator(batch_failure_rate=1.0))
