@@ -238,6 +238,7 @@ class BaseBatchSubmitOperator(BaseOperator):
                 retry_ambiguous=hook.settings.retry_ambiguous_submits, on_ambiguous=self.on_ambiguous,
                 on_input_change=self.on_input_change,
                 earlier_tries=getattr(context.get("ti"), "try_number", 1) > 1, log=self.log)
+            self._submitting = submission.job_id
             batches = submission.run()
             manifest = JobManifest(
                 job_id=submission.job_id, conn_id=self.batch_api_conn_id, model=request.model,
@@ -268,6 +269,14 @@ class BaseBatchSubmitOperator(BaseOperator):
                       "%d invalid rows left out, %d already landed", job_id, spool.rows, len(spool.chunks),
                       spool.bytes, spooled.invalid, spooled.skipped)
         return report
+
+    def on_kill(self) -> None:
+        # The API has no cancel endpoint: batches already accepted keep running, and are billed.
+        job_id = getattr(self, "_submitting", None)
+        if job_id:
+            self.log.warning("Killed while submitting job %s: the batches already accepted keep running on the "
+                             "server and are billed (the API has no cancel); they are recorded in the task's "
+                             "ledger, so a retry re-attaches to them instead of paying again.", job_id)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         return check_event(event)["job"]

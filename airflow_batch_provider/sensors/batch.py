@@ -102,6 +102,16 @@ class BatchSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         return check_event(event)
 
+    def on_kill(self) -> None:
+        # The API has no cancel endpoint: stopping the wait leaves the batches running, and billed.
+        job = self.job if isinstance(self.job, dict) else {}
+        running = self._progress.running() if self._progress is not None else []
+        self.log.warning(
+            "Stopped waiting for job %s; its batches keep running on the server and are billed (the API "
+            "has no cancel). %s", job.get("job_id", "?"),
+            f"Still running when last looked: {len(running)}: {', '.join(running[:20])}"
+            f"{' …' if len(running) > 20 else ''}" if running else f"Its batches are listed in {job.get('manifest', '?')}.")
+
     def poke(self, context: Context) -> PokeReturnValue:
         self.job = job_reference(self.job)
         verdict = self._check(inline=False)

@@ -20,6 +20,7 @@ from airflow_batch_provider.sensors.batch import (
     BatchPollingError,
     BatchSensor,
 )
+from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.triggers.batch import BatchTrigger, check_event
 from tests.emulator_helpers import wait_for_job
 from tests.state_store import DictStateStore
@@ -248,3 +249,15 @@ def test_wait_for_completion_without_a_triggerer_polls_from_the_worker(make_emul
     assert done.is_done and done.xcom_value["items_completed"] == 60  # every batch had finished
     with pytest.raises(BatchJobFailedError):
         submit_and_wait(make_emulator(batch_failure_rate=1.0))
+
+
+def test_on_kill_names_the_job_and_the_batches_still_running(make_emulator, monkeypatch, tmp_path, capfd):
+    server = make_emulator(start_delay=300)
+    job = submit(server, monkeypatch, tmp_path)
+    sensor = BatchSensor(task_id="wait", job=job, deferrable=False)
+    assert not sensor.poke({}).is_done
+    capfd.readouterr()
+    sensor.on_kill()
+    said = "".join(capfd.readouterr())
+    assert job["job_id"] in said and "billed" in said and "Still running when last looked: 5" in said
+    assert all(ref.batch_id in said for ref in read_manifest(job)[0].batches)
