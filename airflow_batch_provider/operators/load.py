@@ -99,12 +99,13 @@ class BatchOutputToTableOperator(BaseBatchOutputOperator):
     :param mode: ``"append"`` (default), ``"replace"`` or ``"upsert"`` (by the job's id column).
     """
 
-    template_fields: Sequence[str] = (*BaseBatchOutputOperator.template_fields, "table")
+    template_fields: Sequence[str] = (*BaseBatchOutputOperator.template_fields, "conn_id", "table", "mode")
 
     def __init__(self, *, conn_id: str, table: str, mode: str = "append", **kwargs: Any) -> None:
-        if mode not in MODES:
+        if mode not in MODES and "{{" not in mode:  # a templated mode is checked when the writer is made
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        kwargs.setdefault("outlets", [Asset(uri=f"x-dbapi://{conn_id}/{table}", name=f"{conn_id}.{table}")])
+        if "{{" not in conn_id + table:  # a templated name is only known at run time
+            kwargs.setdefault("outlets", [Asset(uri=f"x-dbapi://{conn_id}/{table}", name=f"{conn_id}.{table}")])
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.table = table

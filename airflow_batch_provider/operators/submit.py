@@ -127,7 +127,7 @@ class BaseBatchSubmitOperator(BaseOperator):
     :param wait_timeout: longest wait for the job, from submission.
     """
 
-    template_fields: Sequence[str] = ("manifest_dir", "skip_landed_table")
+    template_fields: Sequence[str] = ("batch_api_conn_id", "manifest_dir", "skip_landed_table")
     ui_color = "#e8f0fe"
 
     def __init__(

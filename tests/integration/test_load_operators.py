@@ -296,3 +296,18 @@ def test_a_job_reference_rendered_into_a_string_by_a_template_loads(env, tmp_pat
     job = submit(tmp_path, frame(10))
     assert load(str(job))["ok"] == 10  # what "{{ ti.xcom_pull(task_ids='submit') }}" renders
     assert database("SELECT COUNT(*) FROM review_labels") == [(10,)]
+
+
+def test_connection_table_and_mode_are_templated(env, tmp_path, database):
+    env()
+    job = submit(tmp_path, frame(10))
+    op = BatchOutputToTableOperator(task_id="load", job=job, conn_id="{{ params.db }}", table="{{ params.table }}",
+                                    mode="{{ params.mode }}")
+    assert op.outlets == []  # a templated table has no asset until it is rendered
+    op.render_template_fields({"params": {"db": "warehouse", "table": "review_labels", "mode": "upsert"}})
+    assert (op.conn_id, op.table, op.mode) == ("warehouse", "review_labels", "upsert")
+    assert op.execute({})["ok"] == 10 and database("SELECT COUNT(*) FROM review_labels") == [(10,)]
+    bad = BatchOutputToTableOperator(task_id="bad", job=job, conn_id="warehouse", table="t", mode="{{ params.m }}")
+    bad.render_template_fields({"params": {"m": "merge"}})
+    with pytest.raises(ValueError, match="mode must be one of"):
+        bad.execute({})
