@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.dataset as ds
+import pyarrow.fs as pa_fs
 
 from airflow.sdk import BaseHook, BaseOperator, ObjectStoragePath
 from airflow_batch_provider.tabular.columns import require_columns
@@ -337,7 +338,7 @@ class _FrameSummary:
 class ParquetToBatchOperator(BaseBatchSubmitOperator):
     """Submit the rows of a Parquet file, or of every ``*.parquet`` file under a directory.
 
-    Read row group by row group (only the id and text columns), so memory does not grow with the file.
+    Read a batch at a time (only the id and text columns), so memory does not grow with the input.
 
     :param path: local path or object storage URI (``s3://...``, ``gs://...``, ``file://...``); templated.
     :param conn_id: object storage connection for ``path``, if it needs one.
@@ -350,24 +351,25 @@ class ParquetToBatchOperator(BaseBatchSubmitOperator):
         self.path = path
         self.conn_id = conn_id
 
-    def _files(self) -> list[ObjectStoragePath]:
+    def _dataset(self) -> ds.Dataset:
+        """The file, or the directory as Spark and Hive write them (pyarrow.dataset): files and
+        folders starting with ``_`` or ``.`` (``_temporary/``, ``_SUCCESS``, ``.crc``) are skipped,
+        ``key=value`` folders are read as columns, files in path order."""
         root = ObjectStoragePath(str(self.path), conn_id=self.conn_id)
-        if root.is_dir():
-            files = sorted((p for p in root.rglob("*.parquet") if p.is_file()), key=str)
-            if not files:
-                raise InvalidRequestError(f"no *.parquet files under {self.path}")
-            return files
         if not root.exists():
-            raise InvalidRequestError(f"no Parquet file at {self.path}")
-        return [root]
+            raise InvalidRequestError(f"no Parquet file or directory at {self.path}")
+        filesystem = None if root.protocol in ("file", "local") else pa_fs.PyFileSystem(pa_fs.FSSpecHandler(root.fs))
+        dataset = ds.dataset(root.path, filesystem=filesystem, format="parquet", partitioning="hive")
+        if not dataset.files:
+            raise InvalidRequestError(f"no Parquet files under {self.path}")
+        return dataset
 
     def iter_record_batches(self) -> Iterator[pa.RecordBatch]:
         columns = [self.id_column, self.text_column]
-        for path in self._files():
-            with path.open("rb") as handle:
-                parquet = pq.ParquetFile(handle)
-                require_columns(str(path), columns, parquet.schema_arrow.names, InvalidRequestError)
-                yield from parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=columns)
+        dataset = self._dataset()
+        require_columns(str(self.path), columns, dataset.schema.names, InvalidRequestError)
+        # One batch after another, in file order (use_threads=False): the job's identity covers the order.
+        yield from dataset.to_batches(columns=columns, batch_size=READ_BATCH_ROWS, use_threads=False)
 
 
 class SqlToBatchOperator(BaseBatchSubmitOperator):

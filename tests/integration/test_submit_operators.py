@@ -198,3 +198,20 @@ def test_allow_empty_gives_an_empty_job_that_waits_and_loads_at_once(emulator, t
     monkeypatch.setenv("AIRFLOW_CONN_WH", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "w.db")}))
     summary = BatchOutputToTableOperator(task_id="l", job=job, conn_id="wh", table="t").execute({})
     assert summary["rows"] == 0
+
+
+def test_a_parquet_directory_as_spark_writes_it(emulator, tmp_path):
+    """Hive-style key=value folders are read; _temporary/, _SUCCESS and dot files are not (they would
+    be half-written or not Parquet at all)."""
+    data = tmp_path / "reviews"
+    for part, day in enumerate(["2026-11-01", "2026-11-02"]):
+        (data / f"day={day}").mkdir(parents=True)
+        pq.write_table(pa.Table.from_pandas(reviews(30, start=part * 30), preserve_index=False),
+                       data / f"day={day}" / f"part-{part}.parquet")
+    (data / "_temporary" / "0").mkdir(parents=True)
+    (data / "_temporary" / "0" / "part-9.parquet").write_bytes(b"half-written")
+    (data / "_SUCCESS").write_bytes(b"")
+    (data / "day=2026-11-01" / ".part-0.parquet.crc").write_bytes(b"crc")
+    job = run(ParquetToBatchOperator(task_id="p", path=str(data), id_column="review_id", text_column="body",
+                                     request=CLASSIFY, manifest_dir=str(tmp_path / "jobs")))
+    assert job["rows"] == 60 and emulator.stats()["items"] == 60
