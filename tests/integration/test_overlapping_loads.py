@@ -94,6 +94,8 @@ def _load(job, mode, start, failed, environment):
                                    execution_timeout=None).execute({})
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, then the child ends
         failed.put(f"{type(exc).__name__}: {exc}")
+        failed.close()
+        failed.join_thread()  # the message must leave before os._exit, which skips the queue's flush
         os._exit(1)
     os._exit(0)
 
