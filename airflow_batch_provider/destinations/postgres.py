@@ -25,6 +25,7 @@ from airflow_batch_provider.destinations.table import TableWriter, iso_text
 class PostgresTableWriter(TableWriter):
     types = {"string": "TEXT", "int64": "BIGINT", "double": "DOUBLE PRECISION",
              "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "bool": "BOOLEAN"}
+    index_after_rows = True
 
     def create_staging_sql(self) -> str:
         return f"CREATE TEMPORARY TABLE {self.staging} ({self.columns_ddl()}) ON COMMIT DROP"
@@ -46,9 +47,10 @@ class PostgresTableWriter(TableWriter):
         self.waiting(now, waiting)
 
     def existing_columns(self, conn, cursor) -> list[str] | None:
-        # Asked of pg_class with this statement's snapshot: a failed SELECT would abort the
-        # transaction (and drop the lock), and to_regclass() may not yet see a table another load
-        # created while this one waited for the lock.
+        # Asked of pg_class: a failed SELECT would abort the transaction (and drop the lock), and
+        # to_regclass() may not yet see a table another load created while this one waited for the
+        # lock. (Under REPEATABLE READ the snapshot is older still; the direct path's plain CREATE
+        # TABLE then fails rather than writing into a table it did not create.)
         schema, _, name = self.table.rpartition(".")
         cursor.execute("SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
                        "ON n.oid = c.relnamespace WHERE c.relname = %s AND "

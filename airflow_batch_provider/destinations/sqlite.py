@@ -41,6 +41,15 @@ class SqliteTableWriter(TableWriter):
 
         self.waiting(now, waiting)
 
+    index_after_rows = True
+
+    def existing_columns(self, conn, cursor) -> list[str] | None:
+        # From the catalog: the generic way (a failing SELECT, then rollback) would give up the
+        # write lock BEGIN IMMEDIATE took.
+        schema, _, table = self.table.rpartition(".")
+        columns = cursor.execute(f"PRAGMA {quote(schema) + '.' if schema else ''}table_info({quote(table)})").fetchall()
+        return [row[1] for row in columns] or None
+
     def unique_index_sql(self, name: str) -> str:
         # SQLite puts the schema on the index's name, not on the table's ("main"."i" ON "t").
         schema, _, table = self.table.rpartition(".")

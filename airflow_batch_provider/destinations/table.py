@@ -95,6 +95,9 @@ class TableWriter:
 
     types = {"string": "TEXT", "int64": "BIGINT", "double": "DOUBLE PRECISION",
              "timestamp[us, tz=UTC]": "TIMESTAMP", "bool": "BOOLEAN"}
+    # Build a new table's index after its rows (once, not row by row) only where DDL is
+    # transactional: elsewhere (MySQL, Oracle) CREATE INDEX commits the rows before it.
+    index_after_rows = False
 
     def __init__(self, hook: DbApiHook, table: str, mode: str, schema: pa.Schema, id_column: str, *,
                  lock_timeout: float | None = None, log: logging.Logger | None = None) -> None:
@@ -119,8 +122,8 @@ class TableWriter:
     def columns_ddl(self) -> str:
         return ", ".join(f"{quote(f.name)} {self.column_type(f)}" for f in self.schema)
 
-    def create_target_sql(self) -> list[str]:
-        statements = [f"CREATE TABLE IF NOT EXISTS {self.target} ({self.columns_ddl()})"]
+    def create_target_sql(self, if_not_exists: bool = True) -> list[str]:
+        statements = [f"CREATE TABLE {'IF NOT EXISTS ' if if_not_exists else ''}{self.target} ({self.columns_ddl()})"]
         if self.mode == "upsert":  # the database itself then refuses a second row for an id
             statements.append(self.unique_index_sql(
                 "scaledown_uq_" + hashlib.blake2b(self.table.encode(), digest_size=6).hexdigest()))
@@ -190,10 +193,14 @@ class TableWriter:
                     cursor.execute(statement)
                 cursor.execute(f"DROP TABLE {self.staging}")
             else:
-                create_table, *indexes = self.create_target_sql()
+                # No IF NOT EXISTS: should another load have created the table after all, this fails
+                # (nothing written) and the task's retry merges, instead of adding rows unmerged.
+                create_table, *indexes = self.create_target_sql(if_not_exists=False)
                 cursor.execute(create_table)
+                for statement in [] if self.index_after_rows else indexes:
+                    cursor.execute(statement)
                 rows = self.stage_all(conn, cursor, coalesced(batches), self.target)
-                for statement in indexes:
+                for statement in indexes if self.index_after_rows else []:
                     cursor.execute(statement)
             conn.commit()
             return rows

@@ -110,6 +110,7 @@ class BatchApiHook(HttpHook):
     def _set_base_url(self, connection: Any) -> None:
         super()._set_base_url(connection)
         self.base_url = ApiSettings.base_url_of(connection)  # HttpHook assumes http://; we default to https
+        self._srv_lookup_enabled = False  # SRV targets would get HttpHook's http:// and carry the key in clear
 
     def _configure_session_from_extra(self, session: requests.Session, connection: Any,
                                       extra_options: dict[str, Any]) -> requests.Session:

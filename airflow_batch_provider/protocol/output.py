@@ -38,9 +38,12 @@ class OutputReader:
 
     def _parse(self, raw_lines: list[bytes]) -> list[OutputLine]:
         if not self._skipping:  # the common case: every line is new; remember them for a restart
-            parsed = [self._line(raw) for raw in raw_lines if raw and not raw.isspace()]  # blank lines may occur
+            raws = [raw for raw in raw_lines if raw and not raw.isspace()]  # blank lines may occur
+            parsed = [self._line(raw) for raw in raws]
             self._seen.update([line.custom_id for line in parsed])
-            self._seen.discard("")  # unattributable lines are remembered by their bytes (in _line)
+            if "" in self._seen:  # unattributable lines are remembered by their bytes
+                self._seen.discard("")
+                self._seen.update(_bytes_key(raw) for raw, line in zip(raws, parsed) if not line.custom_id)
         else:
             parsed = []
             for raw in raw_lines:
@@ -57,8 +60,6 @@ class OutputReader:
         try:
             return decode_output_line(raw, self.expected_model)
         except Exception as exc:  # noqa: BLE001 - whatever the bytes, one odd line must not stop the rest
-            if not self._skipping:
-                self._seen.add(_bytes_key(raw))
             return OutputLine("", self.expected_model, None,
                               ItemError("no_custom_id", f"{type(exc).__name__}: {str(exc)[:300]}"))
 

@@ -205,11 +205,12 @@ class _Line(msgspec.Struct, gc=False):
 
 
 class _Entity(msgspec.Struct, gc=False):
+    # UNSET tells an absent key from a null one, as the tolerant reading does (raw.get(k, fallback)).
     type: str
-    text: Union[str, None] = None
-    value: Union[str, None] = None
-    confidence: Union[float, None] = None
-    score: Union[float, None] = None
+    text: Union[str, None, msgspec.UnsetType] = msgspec.UNSET
+    value: Union[str, None, msgspec.UnsetType] = msgspec.UNSET
+    confidence: Union[float, None, msgspec.UnsetType] = msgspec.UNSET
+    score: Union[float, None, msgspec.UnsetType] = msgspec.UNSET
     start: Union[int, None] = None
     end: Union[int, None] = None
     context: Union[str, None] = None
@@ -248,9 +249,10 @@ def _typed_line(line: _Line, expected_model: str | None) -> OutputLine | None:
 def _extract_result(extraction: _Extraction) -> ExtractResult | None:
     entities = []
     for e in extraction.entities:
-        text = e.text if e.text is not None else e.value
-        if text is None:
+        text = e.value if e.text is msgspec.UNSET else e.text
+        if not isinstance(text, str):
             return None  # the tolerant reading words the error
-        entities.append(Entity(e.type, text, e.confidence if e.confidence is not None else e.score,
+        confidence = e.score if e.confidence is msgspec.UNSET else e.confidence
+        entities.append(Entity(e.type, text, None if confidence is msgspec.UNSET else confidence,
                                e.start, e.end, e.context))
     return ExtractResult(tuple(entities))

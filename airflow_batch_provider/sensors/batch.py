@@ -52,10 +52,10 @@ class BatchSensor(BaseSensorOperator):
     ui_color = "#fff3e0"
 
     def __init__(self, *, job: Any, deferrable: bool | None = None, poll_interval: float | None = None,
+                 poke_interval: float | timedelta | None = None,  # every sensor's argument: the same thing
                  max_poll_interval: float = 60.0, max_concurrency: int = 8, requests_per_minute: int = 600,
                  max_consecutive_failures: int = 10, timeout: float | timedelta = timedelta(hours=24),
                  **kwargs: Any) -> None:
-        poke_interval = kwargs.pop("poke_interval", None)  # every sensor's argument: the same thing
         if poll_interval is not None and poke_interval is not None:
             raise ValueError("give poll_interval or poke_interval, not both")
         if poll_interval is None:

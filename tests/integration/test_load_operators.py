@@ -311,3 +311,23 @@ def test_connection_table_and_mode_are_templated(env, tmp_path, database):
     bad.render_template_fields({"params": {"m": "merge"}})
     with pytest.raises(ValueError, match="mode must be one of"):
         bad.execute({})
+
+
+def test_a_table_created_by_another_load_after_the_check_is_not_written_unmerged(tmp_path, monkeypatch):
+    """The direct path of a new table runs a plain CREATE TABLE: losing that race fails, writes nothing."""
+    import pyarrow as pa
+
+    from airflow.sdk import BaseHook
+    from airflow_batch_provider.destinations import table_writer_for
+
+    path = tmp_path / "race.db"
+    monkeypatch.setenv("AIRFLOW_CONN_RACE", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    batch = pa.record_batch({"id": pa.array([1, 2]), "batch_id": ["b1", "b1"]})
+    writer = table_writer_for(BaseHook.get_connection("race").get_hook(), "landed", "replace", batch.schema, "id")
+    assert writer.write([batch]) == 2
+    late = table_writer_for(BaseHook.get_connection("race").get_hook(), "landed", "replace", batch.schema, "id")
+    monkeypatch.setattr(late, "existing_columns", lambda conn, cursor: None)  # it looked before the other landed
+    with pytest.raises(sqlite3.OperationalError, match="already exists"):
+        late.write([pa.record_batch({"id": pa.array([3]), "batch_id": ["b2"]})])
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT id FROM landed ORDER BY id").fetchall() == [(1,), (2,)]

@@ -261,3 +261,13 @@ def test_on_kill_names_the_job_and_the_batches_still_running(make_emulator, monk
     said = "".join(capfd.readouterr())
     assert job["job_id"] in said and "billed" in said and "Still running when last looked: 5" in said
     assert all(ref.batch_id in said for ref in read_manifest(job)[0].batches)
+
+
+def test_poke_interval_from_default_args_is_honoured():
+    import pendulum
+
+    from airflow.sdk import DAG
+
+    with DAG("d", schedule=None, start_date=pendulum.datetime(2026, 1, 1), default_args={"poke_interval": 60}):
+        sensor = BatchSensor(task_id="wait", job={})
+    assert sensor.poll_interval == 60 and sensor.poke_interval == 60

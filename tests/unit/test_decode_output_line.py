@@ -39,3 +39,14 @@ def test_typed_branch_matches_the_tolerant_one(obj):
 def test_malformed_json_raises_decode_error():
     with pytest.raises(msgspec.DecodeError):
         decode_output_line(b'{"custom_id": ')
+
+
+@pytest.mark.parametrize("entity", [
+    {"type": "p", "text": None, "value": "v"},            # present but null: the tolerant reading refuses it
+    {"type": "p", "text": "t", "confidence": None, "score": 0.5},  # present but null: no confidence
+    {"type": "p", "value": "v", "score": 0.5},
+    {"type": "p"},
+])
+def test_null_and_absent_entity_fields_read_alike_on_both_paths(entity):
+    obj = _line("extract", {"entities": [entity]})
+    assert decode_output_line(msgspec.json.encode(obj), "extract") == parse_output_line(obj, "extract")
