@@ -180,14 +180,15 @@ class TableWriter:
         try:
             self.begin(conn)
             cursor = self.cursor(conn)
-            exists = locked = self.check_target(conn, cursor)
-            if not exists:
+            exists = self.check_target(conn, cursor)
+            locked = not exists
+            if locked:
                 self.lock_target(conn, cursor)
                 exists = self.check_target(conn, cursor)  # another load may have created it meanwhile
             if exists:
                 cursor.execute(self.create_staging_sql())
                 rows = self.stage_all(conn, cursor, coalesced(batches), self.staging)
-                if locked:
+                if not locked:
                     self.lock_target(conn, cursor)
                 for statement in self.merge_sql():
                     cursor.execute(statement)

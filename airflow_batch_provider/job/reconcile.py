@@ -159,15 +159,14 @@ class Reconciliation:
                 if status.state is BatchState.COMPLETED:
                     if [line.custom_id for line in output] == custom_ids:  # the common case: a line a row, in order
                         lines = output
-                        buffer.add_lines(ref.batch_id, ids, fingerprints, lines)
+                        ok = buffer.add_lines(ref.batch_id, ids, fingerprints, lines)
                     else:
                         position = {cid: i for i, cid in enumerate(custom_ids)}
                         seen = self._attributed(output, position)
                         lines = list(seen.values())
                         at = [position[cid] for cid in seen]
-                        buffer.add_lines(ref.batch_id, [ids[i] for i in at], [fingerprints[i] for i in at], lines)
+                        ok = buffer.add_lines(ref.batch_id, [ids[i] for i in at], [fingerprints[i] for i in at], lines)
                         absent = [i for cid, i in position.items() if cid not in seen]
-                    ok = len(lines) - [line.result for line in lines].count(None)
                     counts.ok += ok
                     counts.error += len(lines) - ok
                     code, message = "no_output_line", "the batch completed without a line for this row"

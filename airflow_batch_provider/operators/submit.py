@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.fs as pa_fs
 
 from airflow.sdk import BaseHook, BaseOperator, ObjectStoragePath
 from airflow_batch_provider.tabular.columns import require_columns
@@ -256,7 +255,8 @@ class BaseBatchSubmitOperator(BaseOperator):
                       spooled.skipped, location)
         if self.wait_for_completion and batches:
             if not self.deferrable:
-                wait_on_worker(reference, poll_interval=self.poll_interval, timeout=self.wait_timeout, log=self.log)
+                wait_on_worker(reference, manifest, poll_interval=self.poll_interval, timeout=self.wait_timeout,
+                               log=self.log)
                 return reference
             defer_until_done(self, reference, poll_interval=self.poll_interval,
                              timeout=self.wait_timeout, method_name="execute_complete")
@@ -358,8 +358,7 @@ class ParquetToBatchOperator(BaseBatchSubmitOperator):
         root = ObjectStoragePath(str(self.path), conn_id=self.conn_id)
         if not root.exists():
             raise InvalidRequestError(f"no Parquet file or directory at {self.path}")
-        filesystem = None if root.protocol in ("file", "local") else pa_fs.PyFileSystem(pa_fs.FSSpecHandler(root.fs))
-        dataset = ds.dataset(root.path, filesystem=filesystem, format="parquet", partitioning="hive")
+        dataset = ds.dataset(root.path, filesystem=root.fs, format="parquet", partitioning="hive")  # pyarrow wraps fsspec
         if not dataset.files:
             raise InvalidRequestError(f"no Parquet files under {self.path}")
         return dataset

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
-from airflow_batch_provider.job.manifest import job_reference, read_manifest
+from airflow_batch_provider.job.manifest import JobManifest, job_reference, read_manifest
 from airflow_batch_provider.job.waiting import JobProgress, Verdict
 # What the sensor raises (itself, or through check_event), importable from its module.
 from airflow_batch_provider.job.waiting import BatchJobFailedError, BatchJobTimeoutError, BatchPollingError
@@ -160,9 +160,10 @@ def outcome(job: dict[str, Any], progress: JobProgress, verdict: Verdict, log: A
     return {"status": "success", "job": job, **vars(counts)}
 
 
-def wait_on_worker(job: dict[str, Any], *, poll_interval: float, timeout: timedelta, log: Any) -> dict[str, Any]:
+def wait_on_worker(job: dict[str, Any], manifest: JobManifest, *, poll_interval: float, timeout: timedelta,
+                   log: Any) -> dict[str, Any]:
     """Poll from this worker until every batch has finished: waiting without a triggerer."""
-    progress, hook = JobProgress.of(read_manifest(job)[0]), _hook_for(job)
+    progress, hook = JobProgress.of(manifest), _hook_for(job)
     deadline = time.time() + timeout.total_seconds()
     while True:
         look(progress, hook)

@@ -121,10 +121,12 @@ class RowBuffer:
     def __len__(self) -> int:
         return len(self._lines)
 
-    def add_lines(self, batch_id: str, ids: list[Any], fingerprints: list[str], lines: list[OutputLine]) -> None:
-        """Rows of one API batch (ids, fingerprints) and the output line of each, in the same order."""
+    def add_lines(self, batch_id: str, ids: list[Any], fingerprints: list[str], lines: list[OutputLine]) -> int:
+        """Rows of one API batch (ids, fingerprints) and the output line of each, in the same order;
+        returns how many of them land ``ok`` (the others land ``error``)."""
         self._add(batch_id, ids, fingerprints)
         self._lines.extend(lines)
+        return len(lines) - _results(lines).count(None)
 
     def add_missing(self, batch_id: str, ids: list[Any], fingerprints: list[str], code: str, message: str) -> None:
         """Rows of one API batch that came back with no line, for one reason."""
@@ -162,7 +164,7 @@ class RowBuffer:
 
     def to_record_batch(self) -> pa.RecordBatch:
         lines = self._lines
-        results = [line.result if line.error is None else None for line in lines]
+        results = _results(lines)
         data = {self.columns.id_column: self._ids, "batch_id": self._batch_ids, "request_fingerprint": self._fingerprints,
                 **self._model_columns(results)}
         # Columns every row shares are built by Arrow; when every row is ok, so are the error columns.
@@ -181,3 +183,8 @@ class RowBuffer:
 
 
 _NO_RESULT = ItemError("no_result", "")
+
+
+def _results(lines: list[OutputLine]) -> list:
+    """Each line's result, None where the row does not land ``ok``."""
+    return [line.result if line.error is None else None for line in lines]
