@@ -4,15 +4,22 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo benchmarks reliability-page clean
+.PHONY: install mysql-client-headers test demo benchmarks reliability-page clean
 
 $(STAMP): pyproject.toml constraints.txt
+	@pkg-config --exists mariadb || pkg-config --exists mysqlclient || $(MAKE) mysql-client-headers
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# mysqlclient, which apache-airflow-providers-mysql requires (the tests use its MySqlHook), compiles
+# against the MariaDB/MySQL client headers: Debian's libmariadb-dev, installed once if missing.
+mysql-client-headers:
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq libmariadb-dev pkg-config
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

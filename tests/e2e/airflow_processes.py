@@ -1,8 +1,9 @@
 """Real Airflow components, each in its own OS process group, on a throwaway AIRFLOW_HOME.
 
 api-server, scheduler, dag-processor and triggerer are started separately (not `airflow standalone`,
-which is hard to stop cleanly), all bound to loopback. Stopping sends SIGTERM to each group and
-SIGKILL after a grace period, so nothing outlives a test.
+which is hard to stop cleanly), all bound to loopback; Celery workers are started the same way, each
+with its own working directory, temporary directory and hostname. Stopping sends SIGTERM to each
+group and SIGKILL after a grace period, so nothing outlives a test.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ def free_port() -> int:
 
 
 class AirflowProcesses:
-    def __init__(self, home: Path, dags_folder: Path, extra_env: dict[str, str]) -> None:
+    def __init__(self, home: Path, dags_folder: Path, extra_env: dict[str, str],
+                 metadata_database: str | None = None) -> None:
         self.home = home
+        self.metadata_database = metadata_database or f"sqlite:///{home}/airflow.db"
         self.port = free_port()
         self.fernet_key = Fernet.generate_key().decode()
         self.env = {
@@ -48,7 +51,7 @@ class AirflowProcesses:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW__CORE__FERNET_KEY": self.fernet_key,
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_database,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.port}",
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
@@ -69,15 +72,31 @@ class AirflowProcesses:
     def migrate(self) -> None:
         subprocess.run([AIRFLOW, "db", "migrate"], env=self.env, check=True, capture_output=True, timeout=300)
 
-    def start(self, name: str) -> None:
-        args = [a.format(port=self.port) for a in COMPONENTS[name]]
+    def start(self, name: str, args: list[str] | None = None, env: dict[str, str] | None = None,
+              cwd: Path | None = None) -> subprocess.Popen:
+        args = [a.format(port=self.port) for a in (args or COMPONENTS[name])]
         log = self.home / f"{name}-{len([k for k in self.logs if k.startswith(name)])}.log"
         self.logs[f"{name}:{log.name}"] = log
         self.processes[name] = subprocess.Popen(
-            [AIRFLOW, *args], env=self.env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            [AIRFLOW, *args], env={**self.env, **(env or {})}, cwd=cwd, stdout=open(log, "wb"),
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        return self.processes[name]
 
-    def start_all(self, timeout: float = 120) -> None:
+    def start_celery_worker(self, name: str, root: Path, queue: str, concurrency: int = 2) -> subprocess.Popen:
+        """A Celery worker as if on its own host: its own working directory, TMPDIR, task log
+        folder, log-server port and the hostname its task instances record (``worker_hostname``)."""
+        cwd = root / name
+        (cwd / "tmp").mkdir(parents=True)
+        return self.start(name, ["celery", "worker", "--celery-hostname", f"{name}@%h", "--queues", queue,
+                                  "--concurrency", str(concurrency), "--without-mingle", "--without-gossip"],
+                          env={"TMPDIR": str(cwd / "tmp"), "SCALEDOWN_E2E_HOSTNAME": name,
+                               "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.e2e.worker_hostname.from_environment",
+                               "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(cwd / "logs"),
+                               "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                               "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+                          cwd=cwd)
+
+    def start_all(self, timeout: float = 180) -> None:
         self.migrate()
         for name in COMPONENTS:
             self.start(name)
