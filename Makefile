@@ -22,6 +22,8 @@ mysql-client-headers:
 	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq libmariadb-dev pkg-config
 
 test: $(STAMP)
+	$(PY) -m ruff check airflow_batch_provider tests dags
+	$(PY) -m mypy
 	$(PY) -m pytest -q tests
 
 demo: $(STAMP)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 import pendulum
-
 from airflow.sdk import DAG, task
+
 from airflow_batch_provider.operators.load import BatchOutputToTableOperator
 from airflow_batch_provider.operators.submit import DataFrameToBatchOperator, ParquetToBatchOperator
 from airflow_batch_provider.protocol import Classify, Extract, Label, Summarize

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 import pendulum
-
 from airflow.sdk import DAG, task
+
 from airflow_batch_provider.operators.load import BatchOutputToTableOperator
 from airflow_batch_provider.operators.submit import ParquetToBatchOperator
 from airflow_batch_provider.protocol import Classify, Label

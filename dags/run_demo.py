@@ -26,7 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-PROGRESS = re.compile(r"Job job-|Submitted \d+ of|Waiting for job|finished:|landed:|Resuming|DAG TEST\] (starting|end) task|ERROR|Traceback|Error:")
+PROGRESS = re.compile(r"Job job-|Submitted \d+ of|Waiting for job|finished:|landed:|Resuming"
+                      r"|DAG TEST\] (starting|end) task|ERROR|Traceback|Error:")
 
 
 def start_emulator(key: str) -> tuple[subprocess.Popen, str]:

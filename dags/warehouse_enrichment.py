@@ -11,8 +11,8 @@ Connections: ``batch_api_default`` and ``warehouse`` (PostgreSQL).
 from __future__ import annotations
 
 import pendulum
-
 from airflow.sdk import DAG
+
 from airflow_batch_provider.operators.load import BatchOutputToTableOperator
 from airflow_batch_provider.operators.submit import SqlToBatchOperator
 from airflow_batch_provider.protocol import Classify, Label

@@ -7,8 +7,8 @@ subclasses.
 from __future__ import annotations
 
 import pyarrow as pa
-
 from airflow.providers.common.sql.hooks.sql import DbApiHook
+
 from airflow_batch_provider.destinations.duckdb import DuckDBTableWriter
 from airflow_batch_provider.destinations.postgres import PostgresTableWriter
 from airflow_batch_provider.destinations.sqlite import SqliteTableWriter

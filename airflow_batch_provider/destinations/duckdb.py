@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -68,7 +69,7 @@ class DuckDBTableWriter(TableWriter):
         finally:
             conn.close()
 
-    def _connect(self):
+    def _connect(self) -> Any:
         """A connection to the database file, waiting while another process holds it."""
         held: list[Exception] = []
 

@@ -12,11 +12,11 @@ catalog does not know is "nothing landed yet".
 
 from __future__ import annotations
 
+from airflow.sdk import BaseHook
 from sqlalchemy import inspect
 
-from airflow.sdk import BaseHook
-from airflow_batch_provider.tabular.columns import require_columns
 from airflow_batch_provider.destinations.table import quote, quote_table
+from airflow_batch_provider.tabular.columns import require_columns
 
 QUESTION_IDS = 1000  # ids per query: under every driver's limit on bound parameters
 NEEDED = ("status", "request_fingerprint")

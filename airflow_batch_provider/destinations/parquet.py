@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from airflow.sdk import ObjectStoragePath
+
 from airflow_batch_provider.destinations.table import coalesced
 
 

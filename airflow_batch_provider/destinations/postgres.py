@@ -88,8 +88,8 @@ class PostgresTableWriter(TableWriter):
 def _csv(batch: pa.RecordBatch) -> bytes:
     # Inputs with NUL are refused before paying; a NUL the API itself sends back in a result
     # would fail the COPY for the whole job, so it becomes U+FFFD (the Unicode replacement mark).
-    columns = [pc.replace_substring(c, "\x00", "\ufffd") if _has_nul(c) else iso_text(c) if pa.types.is_timestamp(c.type)
-               else c for c in batch.columns]
+    columns = [pc.replace_substring(c, "\x00", "\ufffd") if _has_nul(c)
+               else iso_text(c) if pa.types.is_timestamp(c.type) else c for c in batch.columns]
     batch = pa.record_batch(columns, names=batch.schema.names)
     # Arrow quotes every string and leaves nulls empty and unquoted: exactly PostgreSQL's CSV.
     buffer = io.BytesIO()

@@ -60,4 +60,4 @@ class SqliteTableWriter(TableWriter):
         columns = [iso_text(c) if pa.types.is_timestamp(c.type) else c for c in batch.columns]
         placeholders = ", ".join("?" * len(columns))
         cursor.executemany(f"INSERT INTO {table} VALUES ({placeholders})",
-                           zip(*(column.to_pylist() for column in columns)))
+                           zip(*(column.to_pylist() for column in columns), strict=True))

@@ -35,9 +35,10 @@ from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
-
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_batch_provider.logs import TaskLog
 from airflow_batch_provider.tabular.columns import require_columns
 from airflow_batch_provider.tabular.results_to_columns import RECORD_BATCH_ROWS
 
@@ -100,7 +101,7 @@ class TableWriter:
     index_after_rows = False
 
     def __init__(self, hook: DbApiHook, table: str, mode: str, schema: pa.Schema, id_column: str, *,
-                 lock_timeout: float | None = None, log: logging.Logger | None = None) -> None:
+                 lock_timeout: float | None = None, log: TaskLog | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.hook = hook
@@ -248,4 +249,4 @@ class TableWriter:
     def stage(self, conn, cursor, batch: pa.RecordBatch, table: str) -> None:
         placeholders = ", ".join([getattr(self.hook, "placeholder", "%s")] * len(self.schema))
         cursor.executemany(f"INSERT INTO {table} ({self.column_list}) VALUES ({placeholders})",
-                           list(zip(*(column.to_pylist() for column in batch.columns))))
+                           list(zip(*(column.to_pylist() for column in batch.columns), strict=True)))

@@ -102,7 +102,9 @@ async def submit(request: Request, state: EmulatorState = Depends(emulator)) -> 
         await run_in_threadpool(store.discard_batch, batch_id)
         raise
     await run_in_threadpool(store.seal_batch, batch_id, total, body_sha256)
-    return state.shape(store.get(batch_id))
+    sealed = store.get(batch_id)
+    assert sealed is not None  # sealed just now; batches are never deleted
+    return state.shape(sealed)
 
 
 async def _receive(state: EmulatorState, request: Request, batch_id: str) -> tuple[int, str]:

@@ -30,7 +30,7 @@ def chance(key: str, salt: str) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
-def output_line(custom_id: str, model: str, content: dict | None, error: dict | None) -> bytes:
+def output_line(custom_id: str, model: str | None, content: dict | None, error: dict | None) -> bytes:
     if error is not None:
         return msgspec.json.encode({"custom_id": custom_id, "response": None, "error": error}) + b"\n"
     body = {

@@ -13,13 +13,13 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import requests
+from airflow.providers.http.hooks.http import HttpHook
 from requests.exceptions import ChunkedEncodingError, ConnectTimeout, ContentDecodingError, ReadTimeout
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from airflow.providers.http.hooks.http import HttpHook
 from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook  # public here too: both hooks, one module
 from airflow_batch_provider.hooks.errors import (
     BatchApiAuthError,
@@ -30,11 +30,12 @@ from airflow_batch_provider.hooks.errors import (
     SubmitOutcomeUnknownError,
     error_for_status,
 )
-from airflow_batch_provider.protocol.output import OutputReader
 from airflow_batch_provider.hooks.retry import TransportError, is_retryable, parse_retry_after, retry_policy
 from airflow_batch_provider.hooks.settings import DEFAULT_BASE_URL, ApiSettings
 from airflow_batch_provider.protocol import (
     BATCHES_URL as BATCHES,
+)
+from airflow_batch_provider.protocol import (
     BatchStatus,
     Classify,
     ClassifyResult,
@@ -46,6 +47,7 @@ from airflow_batch_provider.protocol import (
     SummarizeResult,
     UnexpectedResponseError,
 )
+from airflow_batch_provider.protocol.output import OutputReader
 from airflow_batch_provider.protocol.results import parse_result
 
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
@@ -133,7 +135,8 @@ class BatchApiHook(HttpHook):
         except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError, ContentDecodingError) as exc:
             raise _transport_error(exc, f"{method} {endpoint}", settings.base_url) from None
         if response.status_code >= 300:
-            body = response.text if not stream else response.raw.read(2048, decode_content=True).decode(errors="replace")
+            body = (response.raw.read(2048, decode_content=True).decode(errors="replace") if stream
+                    else response.text)
             response.close()
             raise error_for_status(
                 response.status_code, response.reason or "request failed", body=body,
@@ -202,7 +205,7 @@ class BatchApiHook(HttpHook):
         return status
 
     @staticmethod
-    def _spool(lines: Iterable[bytes], body: BinaryIO) -> tuple[int, int]:
+    def _spool(lines: Iterable[bytes], body: IO[bytes]) -> tuple[int, int]:
         items = size = 0
         for line in lines:
             if not line.endswith(b"\n"):
@@ -248,7 +251,8 @@ class BatchApiHook(HttpHook):
 
     def summarize(self, text: str, instructions: str | None = None, max_tokens: int | None = None) -> SummarizeResult:
         request = Summarize(instructions, max_tokens)  # validates before sending
-        return parse_result("summarize", self._realtime("/summarization/abstractive", {"text": text, **request.params()}))
+        answer = self._realtime("/summarization/abstractive", {"text": text, **request.params()})
+        return parse_result("summarize", answer)
 
     def classify(self, text: str, labels: Sequence[Label], system_prompt: str | None = None) -> ClassifyResult:
         request = Classify(labels, system_prompt)  # validates before sending

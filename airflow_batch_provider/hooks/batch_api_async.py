@@ -10,9 +10,9 @@ import asyncio
 from typing import Any
 
 import aiohttp
-
 from airflow.providers.common.compat.connection import get_async_connection
 from airflow.providers.http.hooks.http import HttpAsyncHook
+
 from airflow_batch_provider.hooks.errors import error_for_status
 from airflow_batch_provider.hooks.retry import TransportError, parse_retry_after, retry_policy
 from airflow_batch_provider.hooks.settings import ApiSettings

@@ -15,7 +15,8 @@ class BatchApiError(AirflowException):
 
     def __init__(self, message: str, *, status_code: int | None = None, body: str = "",
                  endpoint: str = "") -> None:
-        self.status_code = status_code
+        # The upstream's status, not AirflowException's class-level HTTPStatus for Airflow's own API.
+        self.status_code = status_code  # type: ignore[assignment]
         self.body_excerpt = body[:EXCERPT_CHARS]
         self.endpoint = endpoint
         where = f" ({endpoint})" if endpoint else ""

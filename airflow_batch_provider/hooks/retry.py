@@ -14,9 +14,9 @@ not processed, and connection failures before anything was sent are safe too.
 from __future__ import annotations
 
 import email.utils
-import logging
 import time
 from datetime import datetime, timezone
+from typing import Any, Literal, overload
 
 import tenacity
 
@@ -27,6 +27,7 @@ from airflow_batch_provider.hooks.errors import (
     BatchRouterUnavailableError,
 )
 from airflow_batch_provider.hooks.settings import ApiSettings
+from airflow_batch_provider.logs import TaskLog
 
 
 class TransportError(BatchApiConnectionError):
@@ -69,7 +70,7 @@ class _BackoffOrRetryAfter(tenacity.wait.wait_base):
     """Full-jitter exponential backoff, unless the server said how long to wait; a ``Retry-After``
     longer than ``retry_max_wait`` is capped there (and logged)."""
 
-    def __init__(self, initial: float, maximum: float, log: logging.Logger) -> None:
+    def __init__(self, initial: float, maximum: float, log: TaskLog) -> None:
         self.backoff = tenacity.wait_random_exponential(multiplier=initial, max=maximum)
         self.maximum = maximum
         self.log = log
@@ -93,7 +94,7 @@ def _retry_after(retry_state: tenacity.RetryCallState) -> float | None:
 class _RetryAfterPastBudget(tenacity.stop.stop_base):
     """Give up at once when the server asks to wait longer than the time budget has left."""
 
-    def __init__(self, budget: float, log: logging.Logger) -> None:
+    def __init__(self, budget: float, log: TaskLog) -> None:
         self.budget = budget
         self.log = log
 
@@ -107,14 +108,20 @@ class _RetryAfterPastBudget(tenacity.stop.stop_base):
         return False
 
 
-def retry_policy(settings: ApiSettings, *, idempotent: bool, log: logging.Logger, what: str,
-                 asynchronous: bool = False) -> tenacity.BaseRetrying:
+@overload
+def retry_policy(settings: ApiSettings, *, idempotent: bool, log: TaskLog, what: str,
+                 asynchronous: Literal[False] = False) -> tenacity.Retrying: ...
+@overload
+def retry_policy(settings: ApiSettings, *, idempotent: bool, log: TaskLog, what: str,
+                 asynchronous: Literal[True]) -> tenacity.AsyncRetrying: ...
+def retry_policy(settings: ApiSettings, *, idempotent: bool, log: TaskLog, what: str,
+                 asynchronous: bool = False) -> tenacity.Retrying | tenacity.AsyncRetrying:
     def before_sleep(state: tenacity.RetryCallState) -> None:
         log.warning("%s failed (%s); retrying in %.1f s (attempt %d of %d)", what,
-                    state.outcome.exception(), state.next_action.sleep, state.attempt_number + 1,
-                    settings.retry_max_attempts)
+                    state.outcome and state.outcome.exception(), state.next_action.sleep if state.next_action else 0.0,
+                    state.attempt_number + 1, settings.retry_max_attempts)
 
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         retry=tenacity.retry_if_exception(lambda exc: is_retryable(exc, idempotent=idempotent)),
         wait=_BackoffOrRetryAfter(settings.retry_initial_wait, settings.retry_max_wait, log),
         stop=(_RetryAfterPastBudget(settings.retry_total_timeout, log)  # first: it says why it stops

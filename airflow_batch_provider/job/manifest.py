@@ -122,7 +122,7 @@ def write_manifest(location: ObjectStoragePath, manifest: JobManifest) -> None:
 def read_manifest(job: Mapping[str, Any] | str) -> tuple[JobManifest, ObjectStoragePath]:
     """The manifest named by a job reference (the submit task's XCom, also as a template renders
     it: ``"{{ ti.xcom_pull(task_ids='submit') }}"``) or by a manifest location."""
-    location = ObjectStoragePath(_as_reference(job)["manifest"] if _is_reference(job) else job)
+    location = ObjectStoragePath(str(_as_reference(job)["manifest"] if _is_reference(job) else job))
     return JobManifest.from_json((location / MANIFEST_FILE).read_text()), location
 
 

@@ -17,12 +17,12 @@ from itertools import islice
 from typing import Any
 
 import pyarrow as pa
-
 from airflow.sdk import ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException
+
 from airflow_batch_provider.hooks.batch_api import ThreadHooks
-from airflow_batch_provider.protocol import BatchState, BatchStatus, OutputLine
 from airflow_batch_provider.job.manifest import ROWS_FILE, BatchRef, JobManifest
+from airflow_batch_provider.protocol import BatchState, BatchStatus, OutputLine
 from airflow_batch_provider.tabular.results_to_columns import RECORD_BATCH_ROWS, ResultColumns
 
 
@@ -65,7 +65,7 @@ class _RowsCursor:
             self._unread = next(self._batches)
         part, self._unread = self._unread.slice(0, self.SLICE), self._unread.slice(self.SLICE)
         self._columns = [kept[self._at:] + part.column(name).to_pylist()
-                         for kept, name in zip(self._columns, ("custom_id", "id", "request_fingerprint"))]
+                         for kept, name in zip(self._columns, ("custom_id", "id", "request_fingerprint"), strict=True)]
         self._at = 0
 
     def take(self, n: int) -> tuple[list[str], list[Any], list[str]]:
@@ -134,7 +134,8 @@ class Reconciliation:
 
     def _attributed(self, output: list[OutputLine], expected: dict[str, Any]) -> dict[str, OutputLine]:
         """One line per row the batch carried; the other lines are counted, never loaded."""
-        counts, seen = self.counts, {}
+        counts = self.counts
+        seen: dict[str, OutputLine] = {}
         for line in output:
             if not line.custom_id:
                 counts.unattributable_lines += 1

@@ -12,6 +12,7 @@ its text and every request parameter), not the much longer lines. It is not the 
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +132,7 @@ class RequestSpool:
             ids = pa.ipc.open_stream(source).read_all().column("custom_id")
             return [(ids[c.first_row].as_py(), ids[c.first_row + c.rows - 1].as_py()) for c in chunks]
 
-    def read_chunk(self, chunk: Chunk) -> list[bytes]:
+    def read_chunk(self, chunk: Chunk) -> list[builtins.bytes]:  # builtins: `bytes` here is the method
         with open(self.lines_path, "rb") as f:
             f.seek(chunk.offset)
             return f.read(chunk.size).splitlines(keepends=True)

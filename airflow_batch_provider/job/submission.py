@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from airflow_batch_provider.job.errors import (
 from airflow_batch_provider.job.ledger import Ledger, LedgerEntry, windows_of
 from airflow_batch_provider.job.manifest import BatchRef
 from airflow_batch_provider.job.spool import RequestSpool
+from airflow_batch_provider.logs import TaskLog
 from airflow_batch_provider.protocol import InvalidRequestError, Request
 from airflow_batch_provider.tabular.rows_to_requests import InvalidRow, RowEncoder
 
@@ -55,7 +55,7 @@ class SpooledRows:
 
 def spool_rows(batches: Iterable[pa.RecordBatch], encoder: RowEncoder, directory: Path, *, max_items: int,
                max_bytes: int, landed: Callable[[list], Mapping[str, str]] | None = None, allow_empty: bool = False,
-               on_invalid_rows: str = "fail", log: logging.Logger) -> SpooledRows:
+               on_invalid_rows: str = "fail", log: TaskLog) -> SpooledRows:
     """Every row validated, encoded and written to a spool in ``directory``; ``landed`` answers, for
     a batch's ids, the fingerprints already landed (rows whose fingerprint matches are skipped). Raises
     :class:`InvalidRequestError` (whole input) or :class:`InvalidRowsError` (named rows)."""
@@ -71,7 +71,8 @@ def spool_rows(batches: Iterable[pa.RecordBatch], encoder: RowEncoder, directory
         lines, ids, custom_ids, fingerprints = encoded.lines, encoded.ids, encoded.custom_ids, encoded.fingerprints
         if landed is not None:  # asked for this batch's ids only: memory does not grow with the table
             found = landed(ids.to_pylist())
-            keep = [found.get(cid) != fp for cid, fp in zip(custom_ids.to_pylist(), fingerprints.to_pylist())]
+            pairs = zip(custom_ids.to_pylist(), fingerprints.to_pylist(), strict=True)
+            keep = [found.get(cid) != fp for cid, fp in pairs]
             result.skipped += keep.count(False)
             if not all(keep):
                 mask = pa.array(keep)
@@ -159,7 +160,7 @@ class Submission:
     def __init__(self, *, conn_id: str, spool: RequestSpool, identity: str, task: str, ledger: Ledger,
                  concurrency: int, max_items: int, max_bytes: int, retry_ambiguous: bool,
                  on_ambiguous: str = "fail", on_input_change: str = "fail", earlier_tries: bool = False,
-                 log: logging.Logger) -> None:
+                 log: TaskLog) -> None:
         self.conn_id = conn_id
         self.spool = spool
         self.identity = identity
@@ -225,7 +226,7 @@ class Submission:
     def _ambiguous(self, entry: LedgerEntry, chunks: list[int], cause: str) -> AmbiguousSubmissionError:
         spans = self.spool.first_and_last_ids([self.spool.chunks[chunk] for chunk in chunks])
         named = {chunk: (idempotency_key(entry.job_id, chunk), first, last, self.spool.chunks[chunk].rows)
-                 for chunk, (first, last) in zip(chunks, spans)}
+                 for chunk, (first, last) in zip(chunks, spans, strict=True)}
         return AmbiguousSubmissionError(entry.job_id, named, cause)
 
     # -- sending ------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from airflow.sdk.exceptions import AirflowException
+
 from airflow_batch_provider.job.manifest import JobManifest
 from airflow_batch_provider.protocol.status import BatchState, BatchStatus
 

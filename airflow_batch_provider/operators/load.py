@@ -11,14 +11,14 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-
 from airflow.sdk import Asset, BaseHook, BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException
-from airflow_batch_provider.destinations.parquet import write_parquet
+
 from airflow_batch_provider.destinations import table_writer_for
+from airflow_batch_provider.destinations.parquet import write_parquet
 from airflow_batch_provider.destinations.table import MODES
-from airflow_batch_provider.job.reconcile import Reconciliation
 from airflow_batch_provider.job.manifest import read_manifest
+from airflow_batch_provider.job.reconcile import Reconciliation
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
 
 if TYPE_CHECKING:
@@ -77,7 +77,8 @@ class BaseBatchOutputOperator(BaseOperator):
             raise AirflowException(
                 f"job {manifest.job_id}: accounted for {counts.rows} rows and landed {landed}, but the manifest "
                 f"lists {manifest.total_rows}; this is a bug, please report it")
-        summary = {"job_id": manifest.job_id, **counts.as_dict(), "invalid_rows": manifest.invalid_rows}
+        summary: dict[str, Any] = {"job_id": manifest.job_id, **counts.as_dict(),
+                                   "invalid_rows": manifest.invalid_rows}
         self.log.info("Job %s landed: %s", manifest.job_id, counts.describe())
         if "outlet_events" in context:  # lineage: the counts travel with the asset event
             for outlet in self.outlets:

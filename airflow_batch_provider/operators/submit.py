@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-
 from airflow.sdk import BaseHook, BaseOperator, ObjectStoragePath
-from airflow_batch_provider.tabular.columns import require_columns
+
+from airflow_batch_provider.destinations.landed import LandedRows, LandedTableError
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.job.errors import (
     AmbiguousSubmissionError,
@@ -54,16 +54,15 @@ from airflow_batch_provider.job.submission import (
     spool_rows,
     task_identity,
 )
-from airflow_batch_provider.destinations.landed import LandedRows, LandedTableError
 from airflow_batch_provider.protocol import Classify, Extract, InvalidRequestError, Label, Request, Summarize
+from airflow_batch_provider.sensors.batch import default_deferrable, wait_on_worker
+from airflow_batch_provider.tabular.columns import require_columns
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
 from airflow_batch_provider.tabular.rows_to_requests import DEFAULT_MAX_TEXT_BYTES, RowEncoder
-from airflow_batch_provider.sensors.batch import default_deferrable, wait_on_worker
 from airflow_batch_provider.triggers.batch import check_event, defer_until_done
 
 if TYPE_CHECKING:
     import pandas as pd
-
     from airflow.sdk import Context
 
 READ_BATCH_ROWS = 25_000  # rows read and encoded at a time: memory vs per-batch overhead
@@ -185,7 +184,7 @@ class BaseBatchSubmitOperator(BaseOperator):
         self.on_input_change = on_input_change
         self.on_ambiguous = on_ambiguous
         self.max_rows = max_rows
-        self.dry_run = dry_run
+        self.report_only = dry_run  # not self.dry_run: that is BaseOperator's method
         self.max_text_bytes = max_text_bytes
         self.manifest_dir = manifest_dir
         self.skip_landed_conn_id = skip_landed_conn_id
@@ -212,7 +211,7 @@ class BaseBatchSubmitOperator(BaseOperator):
         with tempfile.TemporaryDirectory(prefix="scaledown-job-") as tmp:
             try:
                 with contextlib.ExitStack() as stack:
-                    landed = (stack.enter_context(LandedRows(self.skip_landed_conn_id, self.skip_landed_table,
+                    landed = (stack.enter_context(LandedRows(self.skip_landed_conn_id, str(self.skip_landed_table),
                                                              self.id_column)).fingerprints
                               if self.skip_landed_conn_id else None)
                     spooled = spool_rows(
@@ -229,7 +228,7 @@ class BaseBatchSubmitOperator(BaseOperator):
                     "submitted. Raise max_rows if this size is expected.")
             identity = job_identity(spool.digest, request, max_items, max_bytes)
             task = task_identity(context)
-            if self.dry_run:
+            if self.report_only:
                 return self._dry_run(job_id_for(task, identity), spooled)
             submission = Submission(
                 conn_id=self.batch_api_conn_id, spool=spool, identity=identity, task=task,
@@ -299,7 +298,7 @@ class DataFrameToBatchOperator(BaseBatchSubmitOperator):
 
     template_fields: Sequence[str] = (*BaseBatchSubmitOperator.template_fields, "dataframe")
 
-    def __init__(self, *, dataframe: pd.DataFrame | Callable[[], pd.DataFrame] | Any, **kwargs: Any) -> None:
+    def __init__(self, *, dataframe: pd.DataFrame | Callable[..., pd.DataFrame] | Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dataframe = dataframe
 
@@ -358,7 +357,8 @@ class ParquetToBatchOperator(BaseBatchSubmitOperator):
         root = ObjectStoragePath(str(self.path), conn_id=self.conn_id)
         if not root.exists():
             raise InvalidRequestError(f"no Parquet file or directory at {self.path}")
-        dataset = ds.dataset(root.path, filesystem=root.fs, format="parquet", partitioning="hive")  # pyarrow wraps fsspec
+        # pyarrow wraps the fsspec filesystem itself
+        dataset = ds.dataset(root.path, filesystem=root.fs, format="parquet", partitioning="hive")
         if not dataset.files:
             raise InvalidRequestError(f"no Parquet files under {self.path}")
         return dataset
@@ -401,7 +401,7 @@ class SqlToBatchOperator(BaseBatchSubmitOperator):
             names: list[str] | None = None
             while rows := cursor.fetchmany(READ_BATCH_ROWS):
                 names = names or [d[0] for d in cursor.description]
-                yield pa.RecordBatch.from_pylist([dict(zip(names, row)) for row in rows])
+                yield pa.RecordBatch.from_pylist([dict(zip(names, row, strict=True)) for row in rows])
             cursor.close()
         finally:
             conn.close()

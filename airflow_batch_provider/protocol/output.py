@@ -43,7 +43,7 @@ class OutputReader:
             self._seen.update([line.custom_id for line in parsed])
             if "" in self._seen:  # unattributable lines are remembered by their bytes
                 self._seen.discard("")
-                self._seen.update(_bytes_key(raw) for raw, line in zip(raws, parsed) if not line.custom_id)
+                self._seen.update(_bytes_key(raw) for raw, line in zip(raws, parsed, strict=True) if not line.custom_id)
         else:
             parsed = []
             for raw in raw_lines:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -138,7 +138,7 @@ class Classify(_Request):
         return params
 
 
-Request = Union[Extract, Summarize, Classify]
+Request = Extract | Summarize | Classify
 
 
 def request_from_body(body: Mapping[str, Any]) -> Request:

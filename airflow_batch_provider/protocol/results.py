@@ -19,7 +19,7 @@ cycle, and ``gc=False`` keeps the garbage collector from walking the millions of
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any, Literal, overload
 
 import msgspec
 
@@ -69,7 +69,7 @@ class ClassifyResult(msgspec.Struct, frozen=True, gc=False):
     labels: tuple[LabelScore, ...] = ()
 
 
-Result = Union[ExtractResult, SummarizeResult, ClassifyResult]
+Result = ExtractResult | SummarizeResult | ClassifyResult
 
 
 class OutputLine(msgspec.Struct, frozen=True, gc=False):
@@ -98,6 +98,14 @@ def _entity(raw: Mapping[str, Any]) -> Entity:
     )
 
 
+@overload
+def parse_result(model: Literal["extract"], content: Mapping[str, Any]) -> ExtractResult: ...
+@overload
+def parse_result(model: Literal["summarize"], content: Mapping[str, Any]) -> SummarizeResult: ...
+@overload
+def parse_result(model: Literal["classify"], content: Mapping[str, Any]) -> ClassifyResult: ...
+@overload
+def parse_result(model: str, content: Mapping[str, Any]) -> Result: ...
 def parse_result(model: str, content: Mapping[str, Any]) -> Result:
     """The domain result of one model; raises ``ValueError``/``KeyError``/``TypeError`` if unreadable."""
     if model == "summarize":
@@ -149,8 +157,10 @@ def parse_output_line(obj: Mapping[str, Any], expected_model: str | None = None)
     if not isinstance(response, Mapping):
         return OutputLine(custom_id, expected_model, None,
                           ItemError("no_response", "the line has neither a response nor an error"))
-    body = response.get("body") if isinstance(response.get("body"), Mapping) else {}
-    model = body.get("model") or expected_model
+    body = response.get("body")
+    if not isinstance(body, Mapping):
+        body = {}
+    model = str(body.get("model") or expected_model)
     status_code = response.get("status_code", 200)
     if status_code != 200:
         return OutputLine(custom_id, model, None,
@@ -190,7 +200,7 @@ class _Choice(msgspec.Struct, gc=False):
 
 class _Body(msgspec.Struct, gc=False):
     choices: list[_Choice]
-    model: Union[str, None] = None
+    model: str | None = None
 
 
 class _Response(msgspec.Struct, gc=False):
@@ -200,20 +210,20 @@ class _Response(msgspec.Struct, gc=False):
 
 class _Line(msgspec.Struct, gc=False):
     custom_id: str
-    response: Union[_Response, None] = None
+    response: _Response | None = None
     error: Any = None
 
 
 class _Entity(msgspec.Struct, gc=False):
     # UNSET tells an absent key from a null one, as the tolerant reading does (raw.get(k, fallback)).
     type: str
-    text: Union[str, None, msgspec.UnsetType] = msgspec.UNSET
-    value: Union[str, None, msgspec.UnsetType] = msgspec.UNSET
-    confidence: Union[float, None, msgspec.UnsetType] = msgspec.UNSET
-    score: Union[float, None, msgspec.UnsetType] = msgspec.UNSET
-    start: Union[int, None] = None
-    end: Union[int, None] = None
-    context: Union[str, None] = None
+    text: str | None | msgspec.UnsetType = msgspec.UNSET
+    value: str | None | msgspec.UnsetType = msgspec.UNSET
+    confidence: float | None | msgspec.UnsetType = msgspec.UNSET
+    score: float | None | msgspec.UnsetType = msgspec.UNSET
+    start: int | None = None
+    end: int | None = None
+    context: str | None = None
 
 
 class _Extraction(msgspec.Struct, gc=False):
@@ -221,8 +231,9 @@ class _Extraction(msgspec.Struct, gc=False):
 
 
 _LINE = msgspec.json.Decoder(_Line)
-_CONTENT = {"summarize": msgspec.json.Decoder(SummarizeResult), "classify": msgspec.json.Decoder(ClassifyResult),
-            "extract": msgspec.json.Decoder(_Extraction)}
+_CONTENT: dict[str, msgspec.json.Decoder[Any]] = {
+    "summarize": msgspec.json.Decoder(SummarizeResult), "classify": msgspec.json.Decoder(ClassifyResult),
+    "extract": msgspec.json.Decoder(_Extraction)}
 _ANY = msgspec.json.Decoder()
 
 

@@ -15,11 +15,18 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.job.manifest import JobManifest, job_reference, read_manifest
-from airflow_batch_provider.job.waiting import JobProgress, Verdict
+
 # What the sensor raises (itself, or through check_event), importable from its module.
-from airflow_batch_provider.job.waiting import BatchJobFailedError, BatchJobTimeoutError, BatchPollingError
+from airflow_batch_provider.job.waiting import (
+    BatchJobFailedError,
+    BatchJobTimeoutError,
+    BatchPollingError,
+    JobProgress,
+    Verdict,
+)
 from airflow_batch_provider.triggers.batch import check_event, defer_until_done
 
 if TYPE_CHECKING:
@@ -106,11 +113,11 @@ class BatchSensor(BaseSensorOperator):
         # The API has no cancel endpoint: stopping the wait leaves the batches running, and billed.
         job = self.job if isinstance(self.job, dict) else {}
         running = self._progress.running() if self._progress is not None else []
-        self.log.warning(
-            "Stopped waiting for job %s; its batches keep running on the server and are billed (the API "
-            "has no cancel). %s", job.get("job_id", "?"),
-            f"Still running when last looked: {len(running)}: {', '.join(running[:20])}"
-            f"{' …' if len(running) > 20 else ''}" if running else f"Its batches are listed in {job.get('manifest', '?')}.")
+        where = (f"Still running when last looked: {len(running)}: {', '.join(running[:20])}"
+                 f"{' …' if len(running) > 20 else ''}" if running
+                 else f"Its batches are listed in {job.get('manifest', '?')}.")
+        self.log.warning("Stopped waiting for job %s; its batches keep running on the server and are billed "
+                         "(the API has no cancel). %s", job.get("job_id", "?"), where)
 
     def poke(self, context: Context) -> PokeReturnValue:
         self.job = job_reference(self.job)

@@ -165,14 +165,15 @@ class RowBuffer:
     def to_record_batch(self) -> pa.RecordBatch:
         lines = self._lines
         results = _results(lines)
-        data = {self.columns.id_column: self._ids, "batch_id": self._batch_ids, "request_fingerprint": self._fingerprints,
-                **self._model_columns(results)}
+        data = {self.columns.id_column: self._ids, "batch_id": self._batch_ids,
+                "request_fingerprint": self._fingerprints, **self._model_columns(results)}
         # Columns every row shares are built by Arrow; when every row is ok, so are the error columns.
         shared: dict[str, Any] = {"model": self.columns.model, "loaded_at": self.loaded_at}
         if results.count(None):
-            errors = [None if r is not None else line.error or _NO_RESULT for r, line in zip(results, lines)]
+            errors = [None if r is not None else line.error or _NO_RESULT
+                      for r, line in zip(results, lines, strict=True)]
             data["status"] = [STATUS_OK if r is not None else STATUS_MISSING if line.__class__ is _Missing
-                              else STATUS_ERROR for r, line in zip(results, lines)]
+                              else STATUS_ERROR for r, line in zip(results, lines, strict=True)]
             data["error_code"] = [e and e.code for e in errors]
             data["error_message"] = [e and e.message for e in errors]
         else:

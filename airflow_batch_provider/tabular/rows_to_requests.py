@@ -21,8 +21,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from airflow_batch_provider.tabular.columns import require_columns
 from airflow_batch_provider.protocol import InvalidRequestError, LineEncoder, Request
+from airflow_batch_provider.tabular.columns import require_columns
 from airflow_batch_provider.tabular.fingerprint import Fingerprinter
 
 DEFAULT_MAX_TEXT_BYTES = 1_000_000

@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+
 from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook
 from airflow_batch_provider.hooks.errors import (
     BatchApiAuthError,
@@ -26,7 +27,6 @@ from airflow_batch_provider.hooks.errors import (
     BatchNotFoundError,
 )
 from airflow_batch_provider.hooks.retry import TransportError
-from airflow_batch_provider.protocol import BatchStatus, ProtocolError
 from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.job.waiting import (
     BatchJobFailedError,
@@ -35,6 +35,7 @@ from airflow_batch_provider.job.waiting import (
     JobProgress,
     Verdict,
 )
+from airflow_batch_provider.protocol import BatchStatus, ProtocolError
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -138,7 +139,7 @@ class BatchTrigger(BaseTrigger):
                     chosen = choose(running, budget, cycles)
                     cycles += 1
                     changed = False
-                    for batch_id, result in zip(chosen, await asyncio.gather(*map(poll, chosen))):
+                    for batch_id, result in zip(chosen, await asyncio.gather(*map(poll, chosen)), strict=True):
                         if isinstance(result, BatchStatus):
                             changed |= progress.update(result)
                             failures = 0

@@ -6,7 +6,6 @@ own process, so its peak RSS (VmHWM) is its own. Run with `make benchmarks`.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap

@@ -9,13 +9,12 @@ request per batch). Run with `make benchmarks`.
 from __future__ import annotations
 
 import json
+import os
 
 import psycopg2
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-import os
 
 from tests.conftest import POSTGRES_DSN, load_dag
 from tests.emulator_helpers import EmulatorProcess

@@ -4,8 +4,8 @@
 import os
 
 import pendulum
-
 from airflow.sdk import DAG, Param
+
 from airflow_batch_provider.operators.load import BatchOutputToTableOperator
 from airflow_batch_provider.operators.submit import ParquetToBatchOperator
 from airflow_batch_provider.protocol import Summarize

@@ -3,8 +3,8 @@ benchmark, tests/benchmarks/test_submit_bookkeeping.py)."""
 
 import pandas as pd
 import pendulum
-
 from airflow.sdk import DAG, Param
+
 from airflow_batch_provider.operators.submit import DataFrameToBatchOperator
 from airflow_batch_provider.protocol import Summarize
 

@@ -4,8 +4,8 @@ import os
 
 import pandas as pd
 import pendulum
-
 from airflow.sdk import DAG
+
 from airflow_batch_provider.operators.load import BatchOutputToTableOperator
 from airflow_batch_provider.operators.submit import DataFrameToBatchOperator
 from airflow_batch_provider.protocol import Summarize

@@ -3,8 +3,8 @@
 import os
 
 import pendulum
-
 from airflow.sdk import DAG
+
 from airflow_batch_provider.operators.submit import ParquetToBatchOperator
 from airflow_batch_provider.protocol import Summarize
 

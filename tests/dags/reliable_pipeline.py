@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pandas as pd
 import pendulum
-
 from airflow.sdk import DAG, Param, task
+
 from airflow_batch_provider.operators.load import BatchOutputToTableOperator
 from airflow_batch_provider.operators.submit import DataFrameToBatchOperator
 from airflow_batch_provider.protocol import Classify, Label

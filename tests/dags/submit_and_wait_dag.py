@@ -3,10 +3,10 @@ operator itself (one-task pipeline). Used by dag.test() tests; the trigger runs 
 
 import os
 
-import pendulum
 import pandas as pd
-
+import pendulum
 from airflow.sdk import DAG, task
+
 from airflow_batch_provider.operators.submit import DataFrameToBatchOperator
 from airflow_batch_provider.protocol import Summarize
 from airflow_batch_provider.sensors.batch import BatchSensor

@@ -1,9 +1,9 @@
 """A DataFrame built by a task reaches the submit operator through XCom (used by dag.test() tests)."""
 
-import pendulum
 import pandas as pd
-
+import pendulum
 from airflow.sdk import DAG, task
+
 from airflow_batch_provider.operators.submit import DataFrameToBatchOperator
 from airflow_batch_provider.protocol import Classify, Label
 

@@ -55,7 +55,7 @@ def moto_s3(tmp_path):
                 break
             except requests.RequestException:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError((tmp_path / "moto.log").read_text())
+                    raise RuntimeError((tmp_path / "moto.log").read_text()) from None
                 time.sleep(0.2)
         s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")

@@ -13,10 +13,11 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from tests.conftest import POSTGRES_DSN
+
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-from tests.conftest import POSTGRES_DSN
 
 
 @pytest.fixture

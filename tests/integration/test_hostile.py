@@ -14,19 +14,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pandas as pd
 import psycopg2
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow.sdk.exceptions import AirflowFailException
 from airflow_batch_provider.emulator.pytest_plugin import connection_json
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook
 from airflow_batch_provider.hooks.errors import BatchApiAuthError, BatchApiConnectionError, BatchApiRedirectError
-from airflow_batch_provider.protocol.output import OutputReader
 from airflow_batch_provider.hooks.retry import parse_retry_after
 from airflow_batch_provider.operators.load import BatchOutputToTableOperator
 from airflow_batch_provider.operators.submit import DataFrameToBatchOperator, InvalidInputError
 from airflow_batch_provider.protocol import Summarize
+from airflow_batch_provider.protocol.output import OutputReader
 from tests.conftest import POSTGRES_DSN
 from tests.state_store import DictStateStore
 

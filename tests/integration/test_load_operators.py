@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
 import sqlite3
+from datetime import datetime, timedelta, timezone
 
 import duckdb
 import pandas as pd
@@ -14,6 +14,7 @@ import pytest
 
 from airflow_batch_provider.destinations.table import TableSchemaError
 from airflow_batch_provider.emulator.pytest_plugin import connection_json
+from airflow_batch_provider.job.manifest import read_manifest, write_manifest
 from airflow_batch_provider.job.reconcile import BatchDownloadError
 from airflow_batch_provider.operators.load import (
     BatchOutputToParquetOperator,
@@ -22,11 +23,10 @@ from airflow_batch_provider.operators.load import (
 )
 from airflow_batch_provider.operators.submit import DataFrameToBatchOperator
 from airflow_batch_provider.protocol import Classify, Extract, Label, Summarize
-from airflow_batch_provider.job.manifest import read_manifest, write_manifest
+from tests.conftest import POSTGRES_DSN
 from tests.emulator_helpers import wait_for_job
 from tests.state_store import DictStateStore
 
-from tests.conftest import POSTGRES_DSN
 CLASSIFY = Classify([Label("Positive", "Does the review praise the product?"),
                      Label("Very negative!", "Does the review complain?")])
 EXTRACT = Extract({"product": "the product", "price": "price paid", "city": "city"})
@@ -256,8 +256,8 @@ def test_incremental_submit_skips_rows_landed_ok_with_the_same_fingerprint(env, 
 def test_a_nul_sent_back_by_the_api_does_not_break_the_postgres_copy(monkeypatch):
     """Inputs with NUL are refused before paying; a result holding one still lands (as U+FFFD)."""
     import pyarrow as pa
-
     from airflow.sdk import BaseHook
+
     from airflow_batch_provider.destinations import table_writer_for
 
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", POSTGRES_DSN.replace("postgresql://", "postgres://"))
@@ -316,8 +316,8 @@ def test_connection_table_and_mode_are_templated(env, tmp_path, database):
 def test_a_table_created_by_another_load_after_the_check_is_not_written_unmerged(tmp_path, monkeypatch):
     """The direct path of a new table runs a plain CREATE TABLE: losing that race fails, writes nothing."""
     import pyarrow as pa
-
     from airflow.sdk import BaseHook
+
     from airflow_batch_provider.destinations import table_writer_for
 
     path = tmp_path / "race.db"

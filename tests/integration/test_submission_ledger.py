@@ -13,7 +13,7 @@ import pytest
 
 from airflow_batch_provider.emulator.pytest_plugin import connection_json
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
-from airflow_batch_provider.hooks.errors import SubmitOutcomeUnknownError
+from airflow_batch_provider.hooks.errors import BatchApiError, SubmitOutcomeUnknownError
 from airflow_batch_provider.job.ledger import JOB_KEY
 from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.operators.submit import (
@@ -131,7 +131,7 @@ def test_an_ambiguous_chunk_is_not_resent_by_a_retry_unless_the_user_says_so(bil
 def test_with_the_flag_a_retry_resends_with_the_same_key_and_pays_once(honouring, tmp_path):
     honouring.set_faults(rate=1.0, kinds=["reset_after"], routes=["submit"], skip_first=3)
     store = DictStateStore()
-    with pytest.raises(Exception):
+    with pytest.raises(BatchApiError):
         run(op(tmp_path, max_concurrent_submits=1), store)
     honouring.set_faults(rate=0.0)
     reference = run(op(tmp_path, max_concurrent_submits=1), store)
@@ -164,7 +164,7 @@ def test_a_retry_with_other_batch_limits_follows_on_input_change(billing, tmp_pa
     """Issue reproduction 3: the retry must not re-attach to batches cut another way."""
     billing.set_faults(rate=1.0, kinds=["429"], routes=["submit"], skip_first=2, retry_after=0)
     store = DictStateStore()
-    with pytest.raises(Exception):
+    with pytest.raises(BatchApiError):
         run(op(tmp_path, 8, max_items_per_batch=2, max_concurrent_submits=1), store)
     billing.set_faults(rate=0.0)
     assert billing.stats()["batches"] == 2

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_batch_provider.emulator.pytest_plugin import connection_json
+from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.operators.submit import (
     DataFrameToBatchOperator,
     InputChangedError,
@@ -21,10 +22,9 @@ from airflow_batch_provider.operators.submit import (
     SqlToBatchOperator,
 )
 from airflow_batch_provider.protocol import Classify, Label, Summarize
-from airflow_batch_provider.job.manifest import read_manifest
+from tests.conftest import POSTGRES_DSN
 from tests.state_store import DictStateStore
 
-from tests.conftest import POSTGRES_DSN
 CLASSIFY = Classify([Label("positive", "Does the review praise the product?"),
                      Label("negative", "Does the review complain?")])
 

@@ -9,9 +9,10 @@ import time
 
 import pandas as pd
 import pytest
-
 from airflow.sdk.exceptions import TaskDeferred
+
 from airflow_batch_provider.emulator.pytest_plugin import connection_json
+from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.operators.submit import DataFrameToBatchOperator
 from airflow_batch_provider.protocol import Summarize
 from airflow_batch_provider.sensors.batch import (
@@ -20,7 +21,6 @@ from airflow_batch_provider.sensors.batch import (
     BatchPollingError,
     BatchSensor,
 )
-from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.triggers.batch import BatchTrigger, check_event
 from tests.emulator_helpers import wait_for_job
 from tests.state_store import DictStateStore
@@ -265,7 +265,6 @@ def test_on_kill_names_the_job_and_the_batches_still_running(make_emulator, monk
 
 def test_poke_interval_from_default_args_is_honoured():
     import pendulum
-
     from airflow.sdk import DAG
 
     with DAG("d", schedule=None, start_date=pendulum.datetime(2026, 1, 1), default_args={"poke_interval": 60}):

@@ -63,7 +63,7 @@ def test_classify_scores_are_a_distribution_and_follow_the_rubrics():
     assert shipping["scores"]["Shipping"] > shipping["scores"]["Negative"]
     for result in (happy, angry, shipping):
         assert abs(sum(result["scores"].values()) - 1) < 1e-3
-        assert result["reasoning"] and [l["label"] for l in result["labels"]] == ["Positive", "Negative", "Shipping"]
+        assert result["reasoning"] and [label["label"] for label in result["labels"]] == ["Positive", "Negative", "Shipping"]
     assert "not happy" not in run({"model": "classify", "text": "I am not happy", "labels": labels})["top_label"]
     assert run({"model": "classify", "text": "I am not happy", "labels": labels})["top_label"] == "Negative"
 

@@ -27,10 +27,10 @@ def test_splitter_buffers_only_the_unfinished_line():
 
 def test_malformed_line_reports_its_number_counting_blank_lines():
     with pytest.raises(MalformedLineError, match="line 4: malformed JSON") as info:
-        decode_all(([b'{"a":1}', b"", b"  ", b'{"broken": ', b'{"b":2}']))
+        decode_all([b'{"a":1}', b"", b"  ", b'{"broken": ', b'{"b":2}'])
     assert info.value.line_number == 4
 
 
 def test_a_line_that_is_not_an_object_is_malformed():
     with pytest.raises(MalformedLineError, match="line 1: malformed JSON \\(expected an object, got list\\)"):
-        decode_all(([b"[1, 2]"]))
+        decode_all([b"[1, 2]"])

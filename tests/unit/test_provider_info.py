@@ -2,9 +2,9 @@ import importlib.metadata
 import json
 from pathlib import Path
 
+import airflow
 import jsonschema
 
-import airflow
 from airflow_batch_provider.get_provider_info import get_provider_info
 
 

@@ -29,7 +29,8 @@ TEMPERATURE = 1.5
 
 
 def _sentiment(words: list[str]) -> tuple[float, list[str], list[str]]:
-    positive, negative = [], []
+    positive: list[str] = []
+    negative: list[str] = []
     for index, word in enumerate(words):
         negated = index > 0 and words[index - 1] in NEGATIONS
         if word in POSITIVE:
@@ -67,5 +68,6 @@ def classify(text: str, labels: Sequence[dict[str, str]], system_prompt: str | N
         "top_label": top,
         "scores": scores,
         "reasoning": f"{top}: {evidence} in the text bear on the rubric \"{rubric}\"",
-        "labels": [{"label": l["name"], "score": scores[l["name"]], "rubric": l["rubric"]} for l in labels],
+        "labels": [{"label": label["name"], "score": scores[label["name"]], "rubric": label["rubric"]}
+                   for label in labels],
     }

@@ -1,0 +1,13 @@
+"""The logger our helpers accept: what they call on it, so a task's ``self.log`` (Airflow's structlog
+logger) and a standard ``logging.Logger`` both fit."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class TaskLog(Protocol):
+    def debug(self, msg: Any, /, *args: Any) -> Any: ...
+    def info(self, msg: Any, /, *args: Any) -> Any: ...
+    def warning(self, msg: Any, /, *args: Any) -> Any: ...
+    def error(self, msg: Any, /, *args: Any) -> Any: ...
