@@ -18,6 +18,23 @@ os.environ.pop("SCALEDOWN_API_KEY", None)
 # The PostgreSQL server of the warehouse tests. On the project's machines (CI included) one runs on
 # 127.0.0.1:5432; a missing server fails those tests, it does not skip them.
 POSTGRES_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+# MariaDB/MySQL through MySqlHook on the pure-Python driver (mysqlclient needs the server's headers).
+MYSQL_CONNECTION = {"conn_type": "mysql", "host": os.environ.get("TEST_MYSQL_HOST", "127.0.0.1"), "port": 3306,
+                    "login": "root", "schema": "test", "extra": {"client": "mysql-connector-python"}}
+
+
+def mysql_query(sql: str, params: tuple = ()) -> list[tuple]:
+    """Run one statement on the test MariaDB/MySQL database (autocommit); its rows, if any."""
+    import mysql.connector
+
+    conn = mysql.connector.connect(host=MYSQL_CONNECTION["host"], port=3306, user="root", database="test",
+                                   autocommit=True)
+    try:
+        cursor = conn.cursor()
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+    finally:
+        conn.close()
 
 pytest_plugins = ["airflow_batch_provider.emulator.pytest_plugin"]
 

@@ -12,10 +12,10 @@ catalog does not know is "nothing landed yet".
 
 from __future__ import annotations
 
-from airflow.sdk import BaseHook
 from sqlalchemy import inspect
 
-from airflow_batch_provider.destinations.table import quote, quote_table
+from airflow_batch_provider.destinations.connection import db_hook
+from airflow_batch_provider.destinations.table import identifier_quoter, qualified
 from airflow_batch_provider.tabular.columns import require_columns
 
 QUESTION_IDS = 1000  # ids per query: under every driver's limit on bound parameters
@@ -39,19 +39,20 @@ class LandedRows:
     lookup; tables created by an ``upsert`` load have one). Use as a context manager."""
 
     def __init__(self, conn_id: str, table: str, id_column: str) -> None:
-        self.hook = BaseHook.get_connection(conn_id).get_hook()
+        self.hook = db_hook(conn_id)
+        quote = identifier_quoter(self.hook)
         self.table = table
         self.id_column = id_column
         self._conn = None
         if _exists(self.hook, table):  # the catalog first: its engine is gone before we connect
             self._conn = self.hook.get_conn()
             try:
-                _check_columns(self._conn.cursor(), table, id_column)
+                _check_columns(self._conn.cursor(), qualified(quote, table), table, id_column)
             except BaseException:
                 self._conn.close()
                 raise
         self._placeholder = getattr(self.hook, "placeholder", "%s")
-        self._sql = (f"SELECT {quote(id_column)}, {quote('request_fingerprint')} FROM {quote_table(table)} "
+        self._sql = (f"SELECT {quote(id_column)}, {quote('request_fingerprint')} FROM {qualified(quote, table)} "
                      f"WHERE {quote('status')} = 'ok' AND {quote(id_column)} IN ({{}})")
 
     def __enter__(self) -> LandedRows:
@@ -92,10 +93,11 @@ def _exists(hook, table: str) -> bool:
     return exists
 
 
-def _check_columns(cursor, table: str, id_column: str) -> None:
+def _check_columns(cursor, quoted: str, table: str, id_column: str) -> None:
     # The columns as the driver reports them (the inspector's get_columns is not implemented for
     # every dialect, e.g. duckdb_engine); the name is quoted, never pasted.
-    cursor.execute(f"SELECT * FROM {quote_table(table)} WHERE 1 = 0")
+    cursor.execute(f"SELECT * FROM {quoted} WHERE 1 = 0")
     columns = [d[0] for d in cursor.description]
+    cursor.fetchall()  # mysql-connector refuses the next statement while a result is unread
     require_columns(f"skip_landed_table {table!r}", (id_column, *NEEDED), columns, LandedTableError,
                     "Point it at a table BatchOutputToTableOperator loaded, with the same id column")

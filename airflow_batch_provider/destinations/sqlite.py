@@ -11,7 +11,7 @@ import sqlite3
 
 import pyarrow as pa
 
-from airflow_batch_provider.destinations.table import TableWriter, iso_text, quote
+from airflow_batch_provider.destinations.table import TableWriter, iso_text
 
 
 class SqliteTableWriter(TableWriter):
@@ -47,14 +47,15 @@ class SqliteTableWriter(TableWriter):
         # From the catalog: the generic way (a failing SELECT, then rollback) would give up the
         # write lock BEGIN IMMEDIATE took.
         schema, _, table = self.table.rpartition(".")
-        columns = cursor.execute(f"PRAGMA {quote(schema) + '.' if schema else ''}table_info({quote(table)})").fetchall()
+        prefix = self.quote(schema) + "." if schema else ""
+        columns = cursor.execute(f"PRAGMA {prefix}table_info({self.quote(table)})").fetchall()
         return [row[1] for row in columns] or None
 
     def unique_index_sql(self, name: str) -> str:
         # SQLite puts the schema on the index's name, not on the table's ("main"."i" ON "t").
         schema, _, table = self.table.rpartition(".")
-        qualified = f"{quote(schema)}.{quote(name)}" if schema else quote(name)
-        return f"CREATE UNIQUE INDEX IF NOT EXISTS {qualified} ON {quote(table)} ({quote(self.id_column)})"
+        index = f"{self.quote(schema)}.{self.quote(name)}" if schema else self.quote(name)
+        return f"CREATE UNIQUE INDEX {index} ON {self.quote(table)} ({self.quote(self.id_column)})"
 
     def stage(self, conn, cursor, batch: pa.RecordBatch, table: str) -> None:
         columns = [iso_text(c) if pa.types.is_timestamp(c.type) else c for c in batch.columns]

@@ -21,8 +21,15 @@ has to wait and for how long, and gives up after ``lock_timeout`` seconds (the t
 ``execution_timeout``). Only a table's first load holds the lock while its rows stream in.
 
 Dialects with a bulk path get a writer of their own (PostgreSQL ``COPY``, DuckDB Parquet scans,
-SQLite one-transaction ``executemany``); any other ``DbApiHook`` uses :class:`TableWriter`, which
-stages with ``executemany``. :func:`~airflow_batch_provider.destinations.table_writer_for` picks one.
+SQLite one-transaction ``executemany``, MySQL/MariaDB ``LOAD DATA``), built on :class:`TableWriter`'s
+stage-then-merge transaction. Any other ``DbApiHook`` gets :class:`GenericTableWriter`, which needs no
+temporary table (their syntax differs: ``#t`` on MSSQL, global temporary tables on Oracle) and takes
+its quoting, existence and columns from common.sql (the hook's ``escape_word_format``, its SQLAlchemy
+inspector, ``dialect.generate_insert_sql``).
+:func:`~airflow_batch_provider.destinations.table_writer_for` picks one.
+
+Every identifier goes through one quoter, :func:`identifier_quoter`: in MySQL a name in ``"`` is a
+string literal, so one stray ``"batch_id"`` in a DELETE would match, and delete, every row.
 """
 
 from __future__ import annotations
@@ -31,7 +38,8 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -74,11 +82,18 @@ def iso_text(column: pa.Array) -> pa.Array:
     return texts.take(encoded.indices)
 
 
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
+def identifier_quoter(hook: Any) -> Callable[[str], str]:
+    """Always quote, with the hook's quote characters (common.sql's ``escape_word_format``: ``"{}"``
+    by default, MySqlHook's backticks, MsSqlHook's ``[{}]``, or a connection's extra), doubling the
+    closing one. Not ``Dialect.escape_word``: it leaves names that are not reserved words bare (and
+    PostgreSQL folds ``Mixed`` to ``mixed``), and does not double a quote inside a name."""
+    form = getattr(hook, "escape_word_format", None) or '"{}"'
+    close = form[-1] if form.endswith(("\"", "`", "]")) else '"'
+    return lambda name: form.format(name.replace(close, close * 2))
 
 
-def quote_table(name: str) -> str:
+def qualified(quote: Callable[[str], str], name: str) -> str:
+    """``schema.table`` quoted part by part."""
     return ".".join(quote(part) for part in name.split("."))
 
 
@@ -87,11 +102,8 @@ class TableLockTimeoutError(TimeoutError):
 
 
 class TableWriter:
-    """The generic writer: any DbApiHook, staging with ``executemany`` (the slow, portable path).
-
-    It takes no lock of its own: on a database without a writer here, overlapping loads are
-    protected only by the database's own isolation and, for tables it creates in ``upsert`` mode,
-    the unique index on the id column.
+    """Stage, then merge in one transaction: the base of the dialects' writers. Staging here uses
+    ``executemany``; a dialect overrides ``stage`` with its bulk path and ``lock_target`` with its lock.
     """
 
     types = {"string": "TEXT", "int64": "BIGINT", "double": "DOUBLE PRECISION",
@@ -105,14 +117,15 @@ class TableWriter:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.hook = hook
+        self.quote = identifier_quoter(hook)
         self.table = table
-        self.target = quote_table(table)
+        self.target = qualified(self.quote, table)
         self.mode = mode
         self.schema = schema
         self.id_column = id_column
         self.staging_name = f"scaledown_staging_{uuid.uuid4().hex[:12]}"
-        self.staging = quote(self.staging_name)
-        self.column_list = ", ".join(quote(name) for name in schema.names)
+        self.staging = self.quote(self.staging_name)
+        self.column_list = ", ".join(self.quote(name) for name in schema.names)
         self.lock_timeout = lock_timeout
         self.log = log or logging.getLogger(__name__)
 
@@ -121,7 +134,7 @@ class TableWriter:
         return self.types[str(field.type)]
 
     def columns_ddl(self) -> str:
-        return ", ".join(f"{quote(f.name)} {self.column_type(f)}" for f in self.schema)
+        return ", ".join(f"{self.quote(f.name)} {self.column_type(f)}" for f in self.schema)
 
     def create_target_sql(self, if_not_exists: bool = True) -> list[str]:
         statements = [f"CREATE TABLE {'IF NOT EXISTS ' if if_not_exists else ''}{self.target} ({self.columns_ddl()})"]
@@ -131,17 +144,24 @@ class TableWriter:
         return statements
 
     def unique_index_sql(self, name: str) -> str:
-        return f"CREATE UNIQUE INDEX IF NOT EXISTS {quote(name)} ON {self.target} ({quote(self.id_column)})"
+        return f"CREATE UNIQUE INDEX {self.quote(name)} ON {self.target} ({self.quote(self.id_column)})"
 
     def create_staging_sql(self) -> str:
         return f"CREATE TEMPORARY TABLE {self.staging} ({self.columns_ddl()})"
+
+    def drop_staging_sql(self) -> str:
+        return f"DROP TABLE {self.staging}"
+
+    def merge_key(self) -> str | None:
+        """The column whose staged values replace the target's rows: ids (upsert), batches (append)."""
+        return {"upsert": self.id_column, "append": "batch_id"}.get(self.mode)
 
     def merge_sql(self) -> list[str]:
         insert = (f"INSERT INTO {self.target} ({self.column_list}) "
                   f"SELECT {self.column_list} FROM {self.staging}")
         if self.mode == "replace":
             return [f"DELETE FROM {self.target}", insert]
-        key = quote(self.id_column) if self.mode == "upsert" else quote("batch_id")
+        key = self.quote(str(self.merge_key()))
         return [f"DELETE FROM {self.target} WHERE {key} IN (SELECT {key} FROM {self.staging})", insert]
 
     # -- checks ----------------------------------------------------------------------------------
@@ -193,7 +213,7 @@ class TableWriter:
                     self.lock_target(conn, cursor)
                 for statement in self.merge_sql():
                     cursor.execute(statement)
-                cursor.execute(f"DROP TABLE {self.staging}")
+                cursor.execute(self.drop_staging_sql())
             else:
                 # No IF NOT EXISTS: should another load have created the table after all, this fails
                 # (nothing written) and the task's retry merges, instead of adding rows unmerged.
@@ -250,3 +270,60 @@ class TableWriter:
         placeholders = ", ".join([getattr(self.hook, "placeholder", "%s")] * len(self.schema))
         cursor.executemany(f"INSERT INTO {table} ({self.column_list}) VALUES ({placeholders})",
                            list(zip(*(column.to_pylist() for column in batch.columns), strict=True)))
+
+
+class GenericTableWriter(TableWriter):
+    """Any other DbApiHook (MSSQL, Oracle, Snowflake, ...): the portable, slow path.
+
+    One transaction and no temporary table: the target is created when the inspector does not know
+    it; ``replace`` first deletes every row; then each record batch deletes the rows it replaces (its
+    ids for ``upsert``, its batches for ``append``) and inserts itself with ``executemany`` through
+    common.sql's ``dialect.generate_insert_sql`` (the hook's placeholder and insert format). It takes
+    no lock of its own: overlapping loads are protected by the database's isolation and, for tables
+    it creates in ``upsert`` mode, the unique index on the id column.
+    """
+
+    ROWS_PER_DELETE = 1000  # keys per DELETE: under every driver's limit on bound parameters
+
+    def existing_columns(self, conn, cursor) -> list[str] | None:
+        schema, _, name = self.table.rpartition(".")
+        inspector = self.hook.inspector
+        inspector.clear_cache()  # it caches: another load may have created or altered the table
+        if not inspector.has_table(name, schema=schema or None):
+            return None
+        return [column["name"] for column in inspector.get_columns(name, schema=schema or None)]
+
+    def write(self, batches: Iterable[pa.RecordBatch]) -> int:
+        conn = self.hook.get_conn()
+        try:
+            if self.hook.supports_autocommit:  # else the DB-API default: statements open a transaction
+                self.hook.set_autocommit(conn, False)
+            cursor = conn.cursor()
+            if not self.check_target(conn, cursor):
+                for statement in self.create_target_sql(if_not_exists=False):
+                    cursor.execute(statement)
+            elif self.mode == "replace":
+                cursor.execute(f"DELETE FROM {self.target}")
+            key = self.merge_key()
+            placeholder = getattr(self.hook, "placeholder", "%s")
+            insert = self.hook.dialect.generate_insert_sql(
+                self.target, self.schema.names, [self.quote(name) for name in self.schema.names])
+            replaced: set = set()  # a key spread over two record batches is deleted once, before its first rows
+            rows = 0
+            for batch in coalesced(batches):
+                if key is not None:
+                    keys = [k for k in pc.unique(batch.column(key)).to_pylist() if k not in replaced]
+                    replaced.update(keys)
+                    for start in range(0, len(keys), self.ROWS_PER_DELETE):
+                        part = keys[start:start + self.ROWS_PER_DELETE]
+                        cursor.execute(f"DELETE FROM {self.target} WHERE {self.quote(key)} IN "
+                                       f"({', '.join([placeholder] * len(part))})", part)
+                cursor.executemany(insert, list(zip(*(c.to_pylist() for c in batch.columns), strict=True)))
+                rows += batch.num_rows
+            conn.commit()
+            return rows
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.close()

@@ -11,10 +11,11 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from airflow.sdk import Asset, BaseHook, BaseOperator, ObjectStoragePath
+from airflow.sdk import Asset, BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException
 
 from airflow_batch_provider.destinations import table_writer_for
+from airflow_batch_provider.destinations.connection import db_hook
 from airflow_batch_provider.destinations.parquet import write_parquet
 from airflow_batch_provider.destinations.table import MODES
 from airflow_batch_provider.job.manifest import read_manifest
@@ -98,11 +99,16 @@ class BatchOutputToTableOperator(BaseBatchOutputOperator):
     :param conn_id: the database connection.
     :param table: the target table (``schema.table`` allowed); created when it does not exist.
     :param mode: ``"append"`` (default), ``"replace"`` or ``"upsert"`` (by the job's id column).
+    :param hook_params: keyword arguments for the connection's hook, as common.sql's operators take
+        them (e.g. ``{"local_infile": True}`` for MySQL's bulk path).
+    :param database: a database other than the connection's (PostgreSQL's database, MySQL's schema).
     """
 
-    template_fields: Sequence[str] = (*BaseBatchOutputOperator.template_fields, "conn_id", "table", "mode")
+    template_fields: Sequence[str] = (*BaseBatchOutputOperator.template_fields, "conn_id", "table", "mode",
+                                      "hook_params", "database")
 
-    def __init__(self, *, conn_id: str, table: str, mode: str = "append", **kwargs: Any) -> None:
+    def __init__(self, *, conn_id: str, table: str, mode: str = "append", hook_params: dict | None = None,
+                 database: str | None = None, **kwargs: Any) -> None:
         if mode not in MODES and "{{" not in mode:  # a templated mode is checked when the writer is made
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if "{{" not in conn_id + table:  # a templated name is only known at run time
@@ -111,9 +117,11 @@ class BatchOutputToTableOperator(BaseBatchOutputOperator):
         self.conn_id = conn_id
         self.table = table
         self.mode = mode
+        self.hook_params = hook_params
+        self.database = database
 
     def land(self, batches: Iterator[pa.RecordBatch], columns: ResultColumns) -> int:
-        hook = BaseHook.get_connection(self.conn_id).get_hook()
+        hook = db_hook(self.conn_id, self.hook_params, self.database)
         # Another load of the same table may hold it: wait no longer than the task may run, and
         # not forever when it may run forever (a notebook holding a DuckDB file would hang it).
         timeout = self.execution_timeout.total_seconds() if self.execution_timeout else DEFAULT_LOCK_TIMEOUT

@@ -19,6 +19,7 @@ import dataclasses
 import shutil
 import tempfile
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -26,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-from airflow.sdk import BaseHook, BaseOperator, ObjectStoragePath
+from airflow.sdk import BaseOperator, ObjectStoragePath
 
+from airflow_batch_provider.destinations.connection import db_hook
 from airflow_batch_provider.destinations.landed import LandedRows, LandedTableError
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.job.errors import (
@@ -377,26 +379,43 @@ class SqlToBatchOperator(BaseBatchSubmitOperator):
     :param sql: the query (templated); it must return ``id_column`` and ``text_column``.
     :param conn_id: the database connection.
     :param parameters: query parameters.
+    :param hook_params: keyword arguments for the connection's hook, as common.sql's operators take them.
+    :param database: a database other than the connection's (PostgreSQL's database, MySQL's schema).
     """
 
-    template_fields: Sequence[str] = (*BaseBatchSubmitOperator.template_fields, "sql", "parameters")
+    template_fields: Sequence[str] = (*BaseBatchSubmitOperator.template_fields, "sql", "parameters",
+                                      "conn_id", "hook_params", "database")
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql"}
 
     def __init__(self, *, sql: str, conn_id: str, parameters: Iterable | dict | None = None,
-                 **kwargs: Any) -> None:
+                 hook_params: dict | None = None, database: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sql = sql
         self.conn_id = conn_id
         self.parameters = parameters
+        self.hook_params = hook_params
+        self.database = database
 
     def iter_record_batches(self) -> Iterator[pa.RecordBatch]:
-        hook = BaseHook.get_connection(self.conn_id).get_hook()
+        hook = db_hook(self.conn_id, self.hook_params, self.database)
+        yield from _one_type_per_column(self._chunks(hook), self.id_column, self.text_column)
+
+    def _chunks(self, hook: Any) -> Iterator[pa.RecordBatch]:
+        if getattr(hook, "conn_type", "") != "postgres":
+            # common.sql's typed, streaming read. The pyarrow backend keeps int64 ids exact: numpy's
+            # would turn a chunk's ints holding a NULL into floats, and ids above 2**53 into other ids.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "pandas only supports SQLAlchemy", UserWarning)
+                for frame in hook.get_df_by_chunks(self.sql, self.parameters, chunksize=READ_BATCH_ROWS,
+                                                   dtype_backend="pyarrow"):
+                    yield pa.RecordBatch.from_pandas(frame, preserve_index=False)
+            return
+        # PostgreSQL: psycopg2's ordinary cursor (and so pandas' read_sql) holds the whole result in
+        # memory; a named, server-side cursor streams it.
         conn = hook.get_conn()
         try:
-            # PostgreSQL: a named (server-side) cursor streams; others fetch in chunks as they can.
-            cursor = conn.cursor(name=f"scaledown_{uuid.uuid4().hex[:8]}") \
-                if getattr(hook, "conn_type", "") == "postgres" else conn.cursor()
+            cursor = conn.cursor(name=f"scaledown_{uuid.uuid4().hex[:8]}")
             cursor.execute(self.sql, self.parameters) if self.parameters else cursor.execute(self.sql)
             names: list[str] | None = None
             while rows := cursor.fetchmany(READ_BATCH_ROWS):
@@ -405,3 +424,31 @@ class SqlToBatchOperator(BaseBatchSubmitOperator):
             cursor.close()
         finally:
             conn.close()
+
+
+def _one_type_per_column(chunks: Iterable[pa.RecordBatch], id_column: str,
+                         text_column: str) -> Iterator[pa.RecordBatch]:
+    """The id and text columns of each chunk, with one type for the whole query: a chunk's types are
+    inferred from its own values, so an all-NULL chunk reads as ``null`` (or pandas' ``string``) and
+    would fix the job's id type wrongly. Text is ``string``; ids take the type of the first chunk with an id, and chunks
+    before it wait for it."""
+    id_type: pa.DataType | None = None
+    waiting: list[pa.RecordBatch] = []
+    for chunk in chunks:
+        require_columns("the query's result", [id_column, text_column], chunk.schema.names, InvalidRequestError)
+        ids = chunk.column(id_column)
+        if id_type is None and ids.null_count < len(ids):  # an all-NULL chunk says nothing of the type
+            id_type = ids.type
+        waiting.append(pa.record_batch([ids, chunk.column(text_column).cast(pa.string())],
+                                       names=[id_column, text_column]))
+        if id_type is None:
+            continue
+        for batch in waiting:
+            try:
+                yield batch.set_column(0, id_column, batch.column(0).cast(id_type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise InvalidRequestError(
+                    f"column {id_column!r} changes type within the query's result: {id_type} in its first "
+                    f"chunk, {batch.column(0).type} later; cast it in the query") from exc
+        waiting = []
+    yield from waiting  # ids NULL throughout: the spool names those rows

@@ -1,5 +1,5 @@
 """Exactly once when loads overlap: concurrent loads of overlapping jobs into one table, each in its
-own process (as Airflow runs tasks), on real PostgreSQL, SQLite and DuckDB servers and files."""
+own process (as Airflow runs tasks), on real PostgreSQL, MariaDB, SQLite and DuckDB servers and files."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.operators.load import BatchOutputToTableOperator
 from airflow_batch_provider.operators.submit import DataFrameToBatchOperator
 from airflow_batch_provider.protocol import Summarize
-from tests.conftest import POSTGRES_DSN
+from tests.conftest import MYSQL_CONNECTION, POSTGRES_DSN, mysql_query
 from tests.emulator_helpers import EmulatorFactory, wait_for_job
 from tests.state_store import DictStateStore
 
@@ -60,10 +60,17 @@ def batch_ids(job) -> set[str]:
     return {ref.batch_id for ref in read_manifest(job)[0].batches}
 
 
-@pytest.fixture(params=["postgres", "sqlite", "duckdb"])
+@pytest.fixture(params=["postgres", "mysql", "sqlite", "duckdb"])
 def warehouse(request, tmp_path, monkeypatch):
     kind = request.param
-    if kind == "postgres":
+    if kind == "mysql":
+        monkeypatch.setenv("AIRFLOW_CONN_OVERLAP", json.dumps(MYSQL_CONNECTION))
+        monkeypatch.setenv("SCALEDOWN_TEST_HOOK_PARAMS", json.dumps({"local_infile": True}))
+        mysql_query("DROP TABLE IF EXISTS overlap")
+
+        def query(sql):
+            return mysql_query(sql)
+    elif kind == "postgres":
         monkeypatch.setenv("AIRFLOW_CONN_OVERLAP", POSTGRES_DSN.replace("postgresql://", "postgres://"))
         with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
             cur.execute("DROP TABLE IF EXISTS overlap")
@@ -87,10 +94,12 @@ def warehouse(request, tmp_path, monkeypatch):
 
 
 def _load(job, mode, start, failed, environment):
+    os.environ.pop("SCALEDOWN_TEST_HOOK_PARAMS", None)  # the fork server may have started with another test's
     os.environ.update(environment)
     start.wait()
     try:
         BatchOutputToTableOperator(task_id="load", job=job, conn_id="overlap", table="overlap", mode=mode,
+                                   hook_params=json.loads(os.environ.get("SCALEDOWN_TEST_HOOK_PARAMS", "null")),
                                    execution_timeout=None).execute({})
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, then the child ends
         failed.put(f"{type(exc).__name__}: {exc}")
@@ -102,7 +111,7 @@ def _load(job, mode, start, failed, environment):
 
 def _environment() -> dict[str, str]:
     """What a child needs of this process's environment (the fork server started earlier)."""
-    return {k: v for k, v in os.environ.items() if k.startswith("AIRFLOW")}
+    return {k: v for k, v in os.environ.items() if k.startswith(("AIRFLOW", "SCALEDOWN_TEST_"))}
 
 
 def load_at_once(jobs, mode):

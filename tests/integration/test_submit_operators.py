@@ -22,7 +22,8 @@ from airflow_batch_provider.operators.submit import (
     SqlToBatchOperator,
 )
 from airflow_batch_provider.protocol import Classify, Label, Summarize
-from tests.conftest import POSTGRES_DSN
+from tests.conftest import MYSQL_CONNECTION, POSTGRES_DSN, mysql_query
+from tests.emulator_helpers import wait_for_job
 from tests.state_store import DictStateStore
 
 CLASSIFY = Classify([Label("positive", "Does the review praise the product?"),
@@ -162,6 +163,50 @@ def test_sql_source_on_postgres_streams_with_a_server_side_cursor(emulator, tmp_
                                        max_items_per_batch=5000, manifest_dir=str(tmp_path / "jobs")))
     assert (reference["rows"], reference["batches"]) == (25000, 5)
     assert read_manifest(reference)[0].id_type == "int64"
+
+
+def test_sql_source_on_mariadb_reads_typed_chunks_and_keeps_large_ids_exact(emulator, tmp_path, monkeypatch):
+    """Ids above 2**53 beside a NULL id in one chunk: the numpy read would make them floats (other ids);
+    the typed read keeps them, a chunk of NULL ids takes the query's id type, and the round trip through
+    the API lands every id as it was."""
+    import airflow_batch_provider.operators.submit as submit_module
+    from airflow_batch_provider.operators.load import BatchOutputToTableOperator
+
+    monkeypatch.setattr(submit_module, "READ_BATCH_ROWS", 40)  # several chunks, one of them NULL ids only
+    mysql_query("DROP TABLE IF EXISTS sql_source")
+    mysql_query("CREATE TABLE sql_source (position INT, id BIGINT, body TEXT)")
+    ids = [None] * 40 + [2**60 + i if i % 10 else None for i in range(100)]
+    for position, row_id in enumerate(ids):
+        mysql_query("INSERT INTO sql_source VALUES (%s, %s, %s)", (position, row_id, f"Review {position} is fine."))
+    monkeypatch.setenv("AIRFLOW_CONN_SRC_MYSQL", json.dumps(MYSQL_CONNECTION))
+    monkeypatch.setenv("AIRFLOW_CONN_LANDED", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "l.db")}))
+    reference = run(SqlToBatchOperator(
+        task_id="s", conn_id="src_mysql", sql="SELECT id, body FROM sql_source ORDER BY position",
+        id_column="id", text_column="body", request=Summarize(), on_invalid_rows="skip",
+        manifest_dir=str(tmp_path / "jobs")))
+    assert (reference["rows"], reference["invalid_rows"]) == (90, 50)
+    assert read_manifest(reference)[0].id_type == "int64"
+    wait_for_job(reference)
+    BatchOutputToTableOperator(task_id="l", job=reference, conn_id="landed", table="t").execute({})
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        assert sorted(r[0] for r in conn.execute("SELECT id FROM t")) == [i for i in ids if i is not None]
+
+
+def test_sql_source_names_an_id_column_whose_type_changes(emulator, tmp_path, monkeypatch):
+    import airflow_batch_provider.operators.submit as submit_module
+    from airflow_batch_provider.job.errors import InvalidInputError
+
+    monkeypatch.setattr(submit_module, "READ_BATCH_ROWS", 2)
+    db = tmp_path / "src.db"
+    with sqlite3.connect(db) as conn:  # SQLite stores each value's own type
+        conn.execute("CREATE TABLE mixed (id, body TEXT)")
+        conn.executemany("INSERT INTO mixed VALUES (?, ?)", [(1, "a"), (2, "b"), ("x-3", "c"), ("x-4", "d")])
+    monkeypatch.setenv("AIRFLOW_CONN_SRC_SQLITE", json.dumps({"conn_type": "sqlite", "host": str(db)}))
+    with pytest.raises(InvalidInputError, match="column 'id' changes type within the query's result"):
+        run(SqlToBatchOperator(task_id="s", conn_id="src_sqlite", sql="SELECT id, body FROM mixed ORDER BY rowid",
+                               id_column="id", text_column="body", request=Summarize(),
+                               manifest_dir=str(tmp_path / "jobs")))
+    assert emulator.stats()["requests"] == {}
 
 
 def test_a_retry_with_nothing_left_submits_nothing(emulator, tmp_path):
