@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from airflow.sdk import Asset, BaseOperator, ObjectStoragePath
+from airflow.sdk import AssetAlias, BaseHook, BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException
 
 from airflow_batch_provider.destinations import table_writer_for
@@ -20,6 +20,7 @@ from airflow_batch_provider.destinations.parquet import write_parquet
 from airflow_batch_provider.destinations.table import MODES
 from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.job.reconcile import Reconciliation
+from airflow_batch_provider.operators.lineage import Location, database_of, ol_input, ol_output, path_location
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
 
 if TYPE_CHECKING:
@@ -65,6 +66,10 @@ class BaseBatchOutputOperator(BaseOperator):
     def land(self, batches: Iterator[pa.RecordBatch], columns: ResultColumns) -> int:
         raise NotImplementedError
 
+    def destination(self) -> Location | None:
+        """Where the rows went, as an asset and a lineage dataset; None when it has no lasting name."""
+        raise NotImplementedError
+
     def execute(self, context: Context) -> dict[str, Any]:
         manifest, location = read_manifest(self.job)
         columns = ResultColumns(model=manifest.model, request=manifest.request, id_column=manifest.id_column,
@@ -81,9 +86,14 @@ class BaseBatchOutputOperator(BaseOperator):
         summary: dict[str, Any] = {"job_id": manifest.job_id, **counts.as_dict(),
                                    "invalid_rows": manifest.invalid_rows}
         self.log.info("Job %s landed: %s", manifest.job_id, counts.describe())
+        target = self.destination()
+        self._landed = (target, landed, columns.schema, str(location), manifest.total_rows)
         if "outlet_events" in context:  # lineage: the counts travel with the asset event
             for outlet in self.outlets:
-                context["outlet_events"][outlet].extra = summary
+                if not isinstance(outlet, AssetAlias):
+                    context["outlet_events"][outlet].extra = summary
+                elif target is not None:  # the table's own URI is known only now (host, database, schema)
+                    context["outlet_events"][outlet].add(target.asset(), extra=summary)
         failed = counts.error + counts.missing
         if counts.rows and failed / counts.rows > self.max_failed_ratio:
             raise TooManyFailedRowsError(
@@ -91,6 +101,20 @@ class BaseBatchOutputOperator(BaseOperator):
                 f"{counts.missing} missing), more than max_failed_ratio={self.max_failed_ratio}. All rows were "
                 "landed with their status; re-submitting only the failed ones is a new job.")
         return summary
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Input: the job's manifest (the submit task's output), with its rows; output: the table or
+        file, with the rows landed and their schema. Also after a ``max_failed_ratio`` failure,
+        which comes after landing."""
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        if getattr(self, "_landed", None) is None:  # failed before landing: nothing written
+            return None
+        target, rows, schema, manifest, total = self._landed
+        job = path_location(manifest)
+        files = 1 if isinstance(self, BatchOutputToParquetOperator) else None
+        return OperatorLineage(inputs=[ol_input(job.namespace, job.name, rows=total)],
+                               outputs=[ol_output(target, rows, schema, files)] if target else [])
 
 
 class BatchOutputToTableOperator(BaseBatchOutputOperator):
@@ -111,8 +135,9 @@ class BatchOutputToTableOperator(BaseBatchOutputOperator):
                  database: str | None = None, **kwargs: Any) -> None:
         if mode not in MODES and "{{" not in mode:  # a templated mode is checked when the writer is made
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        if "{{" not in conn_id + table:  # a templated name is only known at run time
-            kwargs.setdefault("outlets", [Asset(uri=f"x-dbapi://{conn_id}/{table}", name=f"{conn_id}.{table}")])
+        # The table's asset URI needs the connection's host, database and schema, known at run time:
+        # the load emits it through this alias (also for templated names).
+        kwargs.setdefault("outlets", [AssetAlias(f"scaledown-load:{conn_id}/{table}")])
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.table = table
@@ -127,7 +152,17 @@ class BatchOutputToTableOperator(BaseBatchOutputOperator):
         timeout = self.execution_timeout.total_seconds() if self.execution_timeout else DEFAULT_LOCK_TIMEOUT
         writer = table_writer_for(hook, self.table, self.mode, columns.schema, columns.id_column,
                                   lock_timeout=timeout, log=self.log)
-        return writer.write(batches)
+        landed = writer.write(batches)
+        self._hook = hook
+        return landed
+
+    def destination(self) -> Location | None:
+        try:
+            database = database_of(BaseHook.get_connection(self.conn_id), self._hook)
+            return database.table(self.table) if database else None
+        except Exception as exc:  # naming must never fail a load that landed
+            self.log.warning("No asset or lineage name for table %s: %s", self.table, exc)
+            return None
 
 
 class BatchOutputToParquetOperator(BaseBatchOutputOperator):
@@ -140,12 +175,15 @@ class BatchOutputToParquetOperator(BaseBatchOutputOperator):
     template_fields: Sequence[str] = (*BaseBatchOutputOperator.template_fields, "path")
 
     def __init__(self, *, path: str, conn_id: str | None = None, **kwargs: Any) -> None:
-        if "{{" not in str(path):  # a templated path is only known at run time
-            uri = str(path) if "://" in str(path) else f"file://{path}"
-            kwargs.setdefault("outlets", [Asset(uri=uri)])
+        # A templated path is only known at run time: emitted through an alias then.
+        kwargs.setdefault("outlets", [AssetAlias(f"scaledown-load:{path}") if "{{" in str(path)
+                                      else path_location(str(path)).asset()])
         super().__init__(**kwargs)
         self.path = path
         self.conn_id = conn_id
 
     def land(self, batches: Iterator[pa.RecordBatch], columns: ResultColumns) -> int:
         return write_parquet(batches, columns.schema, ObjectStoragePath(str(self.path), conn_id=self.conn_id))
+
+    def destination(self) -> Location | None:
+        return path_location(str(self.path))

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-from airflow.sdk import BaseOperator, ObjectStoragePath
+from airflow.sdk import BaseHook, BaseOperator, ObjectStoragePath
 
 from airflow_batch_provider.destinations.connection import db_hook
 from airflow_batch_provider.destinations.landed import LandedRows, LandedTableError
@@ -56,6 +56,7 @@ from airflow_batch_provider.job.submission import (
     spool_rows,
     task_identity,
 )
+from airflow_batch_provider.operators.lineage import database_of, ol_input, ol_output, path_location, sql_lineage
 from airflow_batch_provider.protocol import Classify, Extract, InvalidRequestError, Label, Request, Summarize
 from airflow_batch_provider.sensors.batch import default_deferrable, wait_on_worker
 from airflow_batch_provider.tabular.columns import require_columns
@@ -231,7 +232,8 @@ class BaseBatchSubmitOperator(BaseOperator):
             identity = job_identity(spool.digest, request, max_items, max_bytes)
             task = task_identity(context)
             if self.report_only:
-                return self._dry_run(job_id_for(task, identity), spooled)
+                self._reference = self._dry_run(job_id_for(task, identity), spooled)
+                return self._reference
             submission = Submission(
                 conn_id=self.batch_api_conn_id, spool=spool, identity=identity, task=task,
                 ledger=Ledger(context.get("task_state_store")), concurrency=self.max_concurrent_submits,
@@ -251,6 +253,7 @@ class BaseBatchSubmitOperator(BaseOperator):
             with open(spool.rows_path, "rb") as source, (location / ROWS_FILE).open("wb") as target:
                 shutil.copyfileobj(source, target, 1 << 20)
         reference = {**manifest.reference(str(location)), "skipped_rows": spooled.skipped}
+        self._reference = reference  # for lineage, also when the wait below defers
         self.log.info("Job %s: %d rows in %d batches (%d invalid rows left out, %d already landed); "
                       "manifest %s", submission.job_id, spool.rows, len(batches), spooled.invalid,
                       spooled.skipped, location)
@@ -281,7 +284,32 @@ class BaseBatchSubmitOperator(BaseOperator):
                              "ledger, so a retry re-attaches to them instead of paying again.", job_id)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        return check_event(event)["job"]
+        self._reference = check_event(event)["job"]  # a resumed task is a new process: lineage anew
+        self._capture_source()
+        return self._reference
+
+    # -- lineage ------------------------------------------------------------------------------------
+    def _capture_source(self) -> None:
+        """Look up what lineage needs of the source while the task runs (the OpenLineage listener
+        calls ``get_openlineage_facets_on_complete`` in a child process with a time limit)."""
+
+    def source_lineage(self, rows: int) -> tuple[list[Any], dict[str, Any]]:
+        """OpenLineage input datasets and job facets of the source: none for a DataFrame."""
+        return [], {}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Inputs (the Parquet file or folder, or the tables the query reads, with the SQL), rows
+        read; output: the job's manifest, which the load reads, with the rows submitted."""
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        reference = getattr(self, "_reference", None)
+        if not reference:
+            return None
+        read = reference["rows"] + reference.get("invalid_rows", 0) + reference.get("skipped_rows", 0)
+        inputs, job_facets = self.source_lineage(read)
+        outputs = [] if reference.get("dry_run") else [ol_output(path_location(reference["manifest"]),
+                                                                 reference["rows"])]
+        return OperatorLineage(inputs=inputs, outputs=outputs, job_facets=job_facets)
 
 
 def _frame_to_batches(frame: pd.DataFrame, columns: list[str]) -> Iterator[pa.RecordBatch]:
@@ -352,6 +380,10 @@ class ParquetToBatchOperator(BaseBatchSubmitOperator):
         self.path = path
         self.conn_id = conn_id
 
+    def source_lineage(self, rows: int) -> tuple[list[Any], dict[str, Any]]:
+        source = path_location(str(self.path))
+        return [ol_input(source.namespace, source.name, rows=rows)], {}
+
     def _dataset(self) -> ds.Dataset:
         """The file, or the directory as Spark and Hive write them (pyarrow.dataset): files and
         folders starting with ``_`` or ``.`` (``_temporary/``, ``_SUCCESS``, ``.crc``) are skipped,
@@ -399,7 +431,19 @@ class SqlToBatchOperator(BaseBatchSubmitOperator):
 
     def iter_record_batches(self) -> Iterator[pa.RecordBatch]:
         hook = db_hook(self.conn_id, self.hook_params, self.database)
+        self._capture_source(hook)
         yield from _one_type_per_column(self._chunks(hook), self.id_column, self.text_column)
+
+    def _capture_source(self, hook: Any = None) -> None:
+        try:
+            hook = hook or db_hook(self.conn_id, self.hook_params, self.database)
+            self._source_db = database_of(BaseHook.get_connection(self.conn_id), hook)
+        except Exception as exc:  # lineage must never fail the job
+            self.log.warning("No lineage for the query's tables: %s", exc)
+            self._source_db = None
+
+    def source_lineage(self, rows: int) -> tuple[list[Any], dict[str, Any]]:
+        return sql_lineage(getattr(self, "_source_db", None), self.sql, rows)
 
     def _chunks(self, hook: Any) -> Iterator[pa.RecordBatch]:
         if getattr(hook, "conn_type", "") != "postgres":

@@ -33,18 +33,27 @@ def test_sensor_and_wait_for_completion_defer_and_resume(make_emulator, monkeypa
 
 
 @pytest.mark.usefixtures("airflow_db")
-def test_the_load_emits_an_asset_event_with_the_counts(make_emulator, monkeypatch, tmp_path):
+def test_the_load_emits_its_tables_standard_asset_uri_and_triggers_a_dag_scheduled_on_it(
+        make_emulator, monkeypatch, tmp_path):
     import json
 
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
 
     server = make_emulator()
+    db = tmp_path / "l.db"
     monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(server))
-    monkeypatch.setenv("AIRFLOW_CONN_LINEAGE_DB", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "l.db")}))
+    monkeypatch.setenv("AIRFLOW_CONN_LINEAGE_DB", json.dumps({"conn_type": "sqlite", "host": str(db)}))
+    monkeypatch.setenv("TEST_LINEAGE_DB", str(db))
     monkeypatch.setenv("TEST_MANIFEST_DIR", str(tmp_path))
     run = load_dag("load_lineage_dag").test()
     assert run.state == "success"
+    uri = f"sqlite://localhost{db}/main/summaries"
     with create_session() as session:
-        events = [e for e in session.query(AssetEvent).all() if e.asset.uri == "x-dbapi://lineage_db/summaries"]
-    assert events and events[-1].extra["ok"] == 40 and events[-1].extra["rows"] == 40
+        events = [e for e in session.query(AssetEvent).all() if e.asset.uri == uri]
+        assert events, [e.asset.uri for e in session.query(AssetEvent).all()]
+        event = events[-1]
+        assert event.extra["ok"] == 40 and event.extra["rows"] == 40
+        assert [alias.name for alias in event.source_aliases] == ["scaledown-load:lineage_db/summaries"]
+        assert event.asset.name == uri  # Airflow matches name and uri: both are the URI a consumer writes
+        assert "load_lineage_consumer" in [ref.dag_id for ref in event.asset.scheduled_dags]
