@@ -83,3 +83,48 @@ def load_dag(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.dag
+
+
+@pytest.fixture
+def moto_s3(tmp_path):
+    """moto's S3 in server mode on a free loopback port (its own process, stopped by its id): the
+    endpoint URL and a boto3 client. Buckets are the test's to create."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import boto3
+    import requests
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "moto.log"
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(url + "/moto-api/", timeout=1)
+                break
+            except requests.RequestException:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(log.read_text()) from None
+                time.sleep(0.2)
+        yield url, boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                                aws_access_key_id="testing", aws_secret_access_key="testing")
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(10)
+
+
+def aws_connection(endpoint: str) -> str:
+    """An ``aws`` connection to moto's S3 at ``endpoint``."""
+    import json
+
+    return json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
+                       "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}})

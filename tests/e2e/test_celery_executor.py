@@ -12,58 +12,26 @@ docs/scaling.md quotes (wall time, rows, tasks per worker, peak memory of each w
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-import boto3
 import psutil
 import psycopg2
 import pytest
 import redis
-import requests
 
-from tests.conftest import POSTGRES_DSN
-from tests.e2e.airflow_processes import AirflowProcesses, free_port
+from tests.conftest import POSTGRES_DSN, aws_connection
+from tests.e2e.airflow_processes import AirflowProcesses
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "scaledown-e2e"
 WORKERS = ("worker-a", "worker-b")
 REDIS_DB = 11  # a database of the machine's Redis this test alone uses; emptied before and after
-
-
-@pytest.fixture
-def moto_s3(tmp_path):
-    """moto's S3 in server mode on a free loopback port, with the test's bucket; stopped by its id."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=open(tmp_path / "moto.log", "wb"), stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(url + "/moto-api/", timeout=1)
-                break
-            except requests.RequestException:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError((tmp_path / "moto.log").read_text()) from None
-                time.sleep(0.2)
-        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-        s3.create_bucket(Bucket=BUCKET)
-        yield url, s3
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(10)
 
 
 @pytest.fixture
@@ -107,6 +75,7 @@ class PeakMemory(threading.Thread):
 def test_partitioned_pipeline_on_two_celery_workers_with_manifests_on_s3(
         tmp_path, emulator_process, moto_s3, metadata_database):
     endpoint, s3 = moto_s3
+    s3.create_bucket(Bucket=BUCKET)
     emulator = emulator_process("--items-per-second", "2000", "--latency", "0.02")
     broker = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
     broker.flushdb()
@@ -121,9 +90,7 @@ def test_partitioned_pipeline_on_two_celery_workers_with_manifests_on_s3(
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + metadata_database.replace("+psycopg2", ""),
         "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",  # a free slot takes the next task
         "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
-        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps({
-            "conn_type": "aws", "login": "testing", "password": "testing",
-            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}),
+        "AIRFLOW_CONN_AWS_DEFAULT": aws_connection(endpoint),
         "AIRFLOW__SCALEDOWN__MANIFEST_DIR": f"s3://aws_default@{BUCKET}/scaledown",
         "AIRFLOW_CONN_BATCH_API_DEFAULT": json.dumps(
             {"conn_type": "batch_api", "host": emulator.url, "password": emulator.api_key}),
