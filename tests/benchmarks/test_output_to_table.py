@@ -1,4 +1,4 @@
-"""Output JSONL -> typed rows landed in a table, 1 M lines, on SQLite, DuckDB and PostgreSQL.
+"""Output JSONL -> typed rows landed in a table, 1 M lines, on SQLite, DuckDB, PostgreSQL and MariaDB.
 
 Ours: the load's own path without the network. A :class:`Reconciliation` reads the job's rows file
 and 20,000 API batches of 50 output lines (v2), parses them (the hook's ``OutputReader``), accounts
@@ -7,13 +7,16 @@ transaction, bulk path). Only the download is replaced: each batch's lines are r
 
 Baselines, same run, same rows already parsed and typed: ``DbApiHook.insert_rows(commit_every=1000)``,
 and the database's raw bulk path straight into the table: on PostgreSQL a ``COPY`` (CSV written by
-Arrow), on SQLite one ``executemany`` in one transaction, on DuckDB an ``INSERT`` from the Arrow table. Each
-measurement runs in its own process, so peak RSS (VmHWM) is its own. Run with `make benchmarks`.
+Arrow), on SQLite one ``executemany`` in one transaction, on DuckDB an ``INSERT`` from the Arrow table, on
+MariaDB one ``LOAD DATA LOCAL INFILE`` of a CSV written by Arrow. Each measurement runs in its own
+process, so peak RSS (VmHWM) is its own. Run with `make benchmarks`; ``BENCH_DATABASES=MariaDB,SQLite``
+runs some of them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -21,6 +24,7 @@ import textwrap
 import pytest
 
 from airflow_batch_provider.emulator.worker import output_line
+from tests.conftest import MYSQL_CONNECTION
 from tests.conftest import POSTGRES_DSN as PG
 
 pytestmark = pytest.mark.benchmark
@@ -29,13 +33,13 @@ PER_BATCH = 50
 
 COMMON = """
 import json, os, time, numpy as np, pyarrow as pa
-from airflow.sdk import BaseHook
+from airflow_batch_provider.destinations.connection import db_hook
 os.environ["AIRFLOW_CONN_BENCH"] = CONN
 from airflow_batch_provider.protocol.output import OutputReader
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
 REQUEST = {"labels": [{"name": "positive"}, {"name": "negative"}]}
 columns = ResultColumns(model="classify", request=REQUEST, id_column="review_id", id_type=pa.int64(), label_scores=True)
-hook = BaseHook.get_connection("bench").get_hook()
+hook = db_hook("bench", HOOK_PARAMS)
 def peak():
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
 """
@@ -82,7 +86,7 @@ table = pa.Table.from_batches([buffer.to_record_batch()]).slice(0, LIMIT)
 rows = [tuple(r.values()) for r in table.to_pylist()]
 writer = table_writer_for(hook, "bench_base", "replace", columns.schema, "review_id")
 conn = hook.get_conn(); cur = conn.cursor()
-cur.execute("DROP TABLE IF EXISTS bench_base"); cur.execute(writer.create_target_sql()[0].replace('"bench_base"', "bench_base")); conn.commit(); conn.close()
+cur.execute("DROP TABLE IF EXISTS bench_base"); cur.execute(writer.create_target_sql()[0].replace(writer.target, "bench_base")); conn.commit(); conn.close()
 if MODE == "bulk" and hook.conn_type == "postgres":  # CSV written by Arrow, one COPY
     import io, pyarrow.csv as csv
     started = time.perf_counter()
@@ -97,6 +101,17 @@ elif MODE == "bulk" and hook.conn_type == "sqlite":  # one transaction, one exec
     conn = hook.get_conn()
     conn.executemany(f"INSERT INTO bench_base VALUES ({', '.join('?' * len(table.column_names))})", rows)
     conn.commit()
+elif MODE == "bulk" and hook.conn_type == "mysql":  # CSV written by Arrow, one LOAD DATA LOCAL INFILE
+    import tempfile, pyarrow.csv as csv
+    started = time.perf_counter()
+    plain = pa.table([c.cast(pa.timestamp("us")) if pa.types.is_timestamp(c.type) else c for c in table.columns],
+                     names=table.column_names)
+    with tempfile.NamedTemporaryFile(suffix=".csv") as f:
+        csv.write_csv(plain, f, csv.WriteOptions(include_header=False, null_string="NULL")); f.flush()
+        conn = hook.get_conn(); cur = conn.cursor()
+        cur.execute("LOAD DATA LOCAL INFILE %s INTO TABLE bench_base CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' "
+                    "OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY '\\n'", (f.name,))
+        conn.commit()
 elif MODE == "bulk":  # DuckDB reads the Arrow table itself
     started = time.perf_counter()
     conn = hook.get_conn()
@@ -110,11 +125,12 @@ print(len(rows) / (time.perf_counter() - started), peak())
 
 
 BULK = {"SQLite": "one executemany in one transaction", "DuckDB": "DuckDB reading the Arrow table",
-        "PostgreSQL": "raw COPY (CSV written by Arrow)"}
+        "PostgreSQL": "raw COPY (CSV written by Arrow)", "MariaDB": "raw LOAD DATA LOCAL INFILE (CSV written by Arrow)"}
+HOOK_PARAMS = {"MariaDB": {"local_infile": True}}  # MySqlHook's bulk path, as a user turns it on
 
 
-def run(code, conn, tmp_path, mode="", limit=N, n=N):
-    script = (f"CONN = {conn!r}\nPATH = {str(tmp_path / 'output.jsonl')!r}\nOFFSETS = {str(tmp_path / 'offsets.npy')!r}\n"
+def run(code, conn, tmp_path, mode="", limit=N, n=N, hook_params=None):
+    script = (f"CONN = {conn!r}\nHOOK_PARAMS = {hook_params!r}\nPATH = {str(tmp_path / 'output.jsonl')!r}\nOFFSETS = {str(tmp_path / 'offsets.npy')!r}\n"
               f"JOB = {str(tmp_path / 'job')!r}\nMODE = {mode!r}\nLIMIT = {limit}\nN = {n}\nPER_BATCH = {PER_BATCH}\n"
               + textwrap.dedent(COMMON) + textwrap.dedent(code))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
@@ -157,22 +173,27 @@ def test_output_to_table(tmp_path):
         "SQLite": json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "bench.db")}),
         "DuckDB": json.dumps({"conn_type": "duckdb", "host": str(tmp_path / "bench.duckdb")}),
         "PostgreSQL": PG.replace("postgresql://", "postgres://"),
+        "MariaDB": json.dumps(MYSQL_CONNECTION),
     }
+    chosen = os.environ.get("BENCH_DATABASES")
+    databases = {k: v for k, v in databases.items() if not chosen or k in chosen.split(",")}
     # DuckDB's executemany inserts a row at a time (~1-2 k rows/s): its baseline rate is measured
     # on the first 50 000 rows, or it would take most of an hour.
-    limits = {"SQLite": N, "DuckDB": 50_000, "PostgreSQL": N}
+    limits = {"SQLite": N, "DuckDB": 50_000, "PostgreSQL": N, "MariaDB": 200_000}
     print("\n1 M output lines in 20,000 batches of 50 -> table (rows/s, peak RSS MB):", flush=True)
     for name, conn in databases.items():
-        base, base_rss = run(BASELINE, conn, tmp_path, limit=limits[name])
+        params = HOOK_PARAMS.get(name)
+        base, base_rss = run(BASELINE, conn, tmp_path, limit=limits[name], hook_params=params)
         # Ours and the raw bulk path alternate, three times each on PostgreSQL (its server shares the
         # two cores, so single runs vary by ±5 %); the best of each is kept.
-        tries = [(run(OURS, conn, tmp_path), run(BASELINE, conn, tmp_path, mode="bulk"))
+        tries = [(run(OURS, conn, tmp_path, hook_params=params),
+                  run(BASELINE, conn, tmp_path, mode="bulk", hook_params=params))
                  for _ in range(3 if name == "PostgreSQL" else 1)]
         (ours, ours_rss), (bulk, bulk_rss) = max(t[0] for t in tries), max(t[1] for t in tries)
         if len(tries) > 1:
             print(f"  {name:<10} runs: ours {', '.join(f'{t[0][0]:,.0f}' for t in tries)}; "
                   f"bulk {', '.join(f'{t[1][0]:,.0f}' for t in tries)}", flush=True)
-        merged, merged_rss = run(OURS, conn, tmp_path, mode="existing")
+        merged, merged_rss = run(OURS, conn, tmp_path, mode="existing", hook_params=params)
         print(f"  {name:<10} ours (parse+account+type+land) {ours:9,.0f} ({ours_rss:4.0f} MB)   "
               f"insert_rows(commit_every=1000) {base:9,.0f} ({base_rss:4.0f} MB)   ratio {ours / base:5.1f}x",
               flush=True)
