@@ -18,8 +18,8 @@ install: $(STAMP)
 # mysqlclient, which apache-airflow-providers-mysql requires (the tests use its MySqlHook), compiles
 # against the MariaDB/MySQL client headers: Debian's libmariadb-dev, installed once if missing.
 mysql-client-headers:
-	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq libmariadb-dev pkg-config
+	$(if $(filter 0,$(shell id -u)),,sudo -n) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo -n) apt-get install -y -qq libmariadb-dev pkg-config
 
 test: $(STAMP)
 	$(PY) -m ruff check airflow_batch_provider tests dags

@@ -38,8 +38,9 @@ class LandedRows:
     batch's answer, whatever the table's size (an index on the id column makes each question a
     lookup; tables created by an ``upsert`` load have one). Use as a context manager."""
 
-    def __init__(self, conn_id: str, table: str, id_column: str) -> None:
-        self.hook = db_hook(conn_id)
+    def __init__(self, conn_id: str, table: str, id_column: str, *, hook_params: dict | None = None,
+                 database: str | None = None) -> None:
+        self.hook = db_hook(conn_id, hook_params, database)
         quote = identifier_quoter(self.hook)
         self.table = table
         self.id_column = id_column

@@ -41,10 +41,12 @@ class MySqlTableWriter(TableWriter):
 
     def column_type(self, field: pa.Field) -> str:
         # Keys cannot be TEXT; 768 characters x 4 bytes is InnoDB's 3072-byte key limit in utf8mb4.
-        if pa.types.is_string(field.type) and field.name == self.id_column:
-            return "VARCHAR(768)"
-        if pa.types.is_string(field.type) and field.name == "batch_id":
-            return "VARCHAR(255)"
+        # A binary, no-pad collation: under the usual default (utf8mb4_general_ci) 'a1' = 'A1' = 'á1',
+        # and under PAD SPACE ones 'a1' = 'a1 ', so an upsert of one id would delete another's row and
+        # the unique key would refuse distinct ids.
+        if pa.types.is_string(field.type) and field.name in (self.id_column, "batch_id"):
+            length = 768 if field.name == self.id_column else 255
+            return f"VARCHAR({length}) CHARACTER SET utf8mb4 COLLATE {self.key_collation}"
         return super().column_type(field)
 
     def create_target_sql(self, if_not_exists: bool = True) -> list[str]:
@@ -53,14 +55,15 @@ class MySqlTableWriter(TableWriter):
             name = "scaledown_uq_" + hashlib.blake2b(self.table.encode(), digest_size=6).hexdigest()
             unique = f", UNIQUE KEY {self.quote(name)} ({self.quote(self.id_column)})"
         return [f"CREATE TABLE {'IF NOT EXISTS ' if if_not_exists else ''}{self.target} "
-                f"({self.columns_ddl()}{unique}) ENGINE=InnoDB"]
+                f"({self.columns_ddl()}{unique}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"]  # not the server's
 
     def create_staging_sql(self) -> str:
         # The merge key's index is declared here (ALTER would commit); without it MariaDB runs
         # DELETE … IN (SELECT …) as a dependent subquery, quadratic in the rows.
         key = self.merge_key()
         index = f", KEY ({self.quote(key)})" if key else ""
-        return f"CREATE TEMPORARY TABLE {self.staging} ({self.columns_ddl()}{index}) ENGINE=InnoDB"
+        return (f"CREATE TEMPORARY TABLE {self.staging} ({self.columns_ddl()}{index}) "
+                "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
 
     def drop_staging_sql(self) -> str:
         return f"DROP TEMPORARY TABLE {self.staging}"  # a plain DROP TABLE would commit
@@ -70,6 +73,11 @@ class MySqlTableWriter(TableWriter):
         cursor = conn.cursor()
         cursor.execute("SELECT DATABASE(), @@GLOBAL.local_infile")
         self.database, server_infile = cursor.fetchone()
+        # MariaDB's utf8mb4_nopad_bin, MySQL 8's utf8mb4_0900_bin; utf8mb4_bin pads (MySQL 5.7).
+        cursor.execute("SELECT collation_name FROM information_schema.collations WHERE collation_name IN "
+                       "('utf8mb4_nopad_bin', 'utf8mb4_0900_bin', 'utf8mb4_bin') "
+                       "ORDER BY FIELD(collation_name, 'utf8mb4_nopad_bin', 'utf8mb4_0900_bin', 'utf8mb4_bin')")
+        self.key_collation = cursor.fetchall()[0][0]
         cursor.close()
         self.load_data = bool(getattr(self.hook, "local_infile", False) and server_infile)
 

@@ -178,7 +178,9 @@ class TableWriter:
                 self.begin(conn)
                 return None
             raise
-        return [d[0] for d in cursor.description]
+        columns = [d[0] for d in cursor.description]
+        cursor.fetchall()  # some drivers (mysql-connector) refuse the next statement while a result is unread
+        return columns
 
     def check_target(self, conn, cursor) -> bool:
         """True when the target exists (and fits); refuses a target that cannot take the rows."""
@@ -284,14 +286,44 @@ class GenericTableWriter(TableWriter):
     """
 
     ROWS_PER_DELETE = 1000  # keys per DELETE: under every driver's limit on bound parameters
+    _dialect: Any = None  # the database's SQLAlchemy dialect, when the hook has a SQLAlchemy URI
 
     def existing_columns(self, conn, cursor) -> list[str] | None:
-        schema, _, name = self.table.rpartition(".")
-        inspector = self.hook.inspector
-        inspector.clear_cache()  # it caches: another load may have created or altered the table
-        if not inspector.has_table(name, schema=schema or None):
-            return None
-        return [column["name"] for column in inspector.get_columns(name, schema=schema or None)]
+        from sqlalchemy import inspect
+        from sqlalchemy.sql import quoted_name
+
+        try:
+            engine = self.hook.get_sqlalchemy_engine()
+        except Exception:  # noqa: BLE001 - no SQLAlchemy URI (JDBC, ODBC without a scheme): probe the table
+            return super().existing_columns(conn, cursor)
+        try:  # a fresh inspector: a cached one would miss a table another load just created
+            self._dialect = engine.dialect
+            schema, _, name = self.table.rpartition(".")
+            # Names are always quoted here, so they are case-sensitive: Oracle and Snowflake would
+            # otherwise look a plain lower-case name up in upper case.
+            table = quoted_name(name, quote=True)
+            owner = quoted_name(schema, quote=True) if schema else None
+            inspector = inspect(engine)
+            if not inspector.has_table(table, schema=owner):
+                return None
+            return [column["name"] for column in inspector.get_columns(table, schema=owner)]
+        finally:
+            engine.dispose()
+
+    def column_type(self, field: pa.Field) -> str:
+        """The type the database's own SQLAlchemy dialect names (MSSQL's BIT and DATETIMEOFFSET,
+        Oracle's CLOB and NUMBER(1), ...); keys are bounded strings, which every database indexes."""
+        if self._dialect is None:
+            return super().column_type(field)
+        import sqlalchemy as sa
+
+        key = field.name in (self.id_column, "batch_id")
+        kinds: dict[str, sa.types.TypeEngine[Any]] = {
+            # NVARCHAR(max) on MSSQL, where UnicodeText would be the deprecated NTEXT
+            "string": sa.Unicode(255) if key else sa.UnicodeText().with_variant(sa.NVARCHAR(), "mssql"),
+            "int64": sa.BigInteger(),
+            "double": sa.Float(53), "timestamp[us, tz=UTC]": sa.DateTime(timezone=True), "bool": sa.Boolean()}
+        return str(kinds[str(field.type)].compile(dialect=self._dialect))
 
     def write(self, batches: Iterable[pa.RecordBatch]) -> int:
         conn = self.hook.get_conn()

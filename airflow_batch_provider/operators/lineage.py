@@ -93,7 +93,10 @@ def database_of(conn: Connection, hook: Any) -> Database | None:
     scheme = info.scheme if info else {"postgresql": "postgres"}.get(kind, kind)
     authority = (info.authority if info else None) or DbApiHook.get_openlineage_authority_part(
         conn, default_port=DEFAULT_PORTS.get(scheme))
-    database = (info.database if info else None) or getattr(hook, "database", None) or conn.schema or None
+    # A `database=` override: PostgresHook keeps it as .database, MySqlHook (whose OpenLineage info
+    # has no database) and the generic hooks as .schema.
+    database = ((info.database if info else None) or getattr(hook, "database", None)
+                or getattr(hook, "schema", None) or conn.schema or None)
     if scheme in TWO_LEVEL:
         return Database(scheme, authority, database, None)
     try:

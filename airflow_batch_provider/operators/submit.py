@@ -120,6 +120,8 @@ class BaseBatchSubmitOperator(BaseOperator):
         ``BatchOutputToTableOperator``: rows whose id and request fingerprint landed there with
         status ``ok`` are not sent again (incremental runs pay only for new or changed rows).
     :param skip_landed_table: see ``skip_landed_conn_id``.
+    :param skip_landed_hook_params: the ``hook_params`` the load into that table uses, if any.
+    :param skip_landed_database: the ``database`` the load into that table uses, if any.
     :param allow_empty: an input with no rows gives an empty job (no batches; downstream waits and
         loads finish at once) instead of failing — for scheduled queries that may find nothing new.
     :param wait_for_completion: return only once the job is finished: deferred to ``BatchTrigger``
@@ -129,7 +131,8 @@ class BaseBatchSubmitOperator(BaseOperator):
     :param wait_timeout: longest wait for the job, from submission.
     """
 
-    template_fields: Sequence[str] = ("batch_api_conn_id", "manifest_dir", "skip_landed_table")
+    template_fields: Sequence[str] = ("batch_api_conn_id", "manifest_dir", "skip_landed_table",
+                                      "skip_landed_database")
     ui_color = "#e8f0fe"
 
     def __init__(
@@ -151,6 +154,8 @@ class BaseBatchSubmitOperator(BaseOperator):
         manifest_dir: str | None = None,
         skip_landed_conn_id: str | None = None,
         skip_landed_table: str | None = None,
+        skip_landed_hook_params: dict | None = None,
+        skip_landed_database: str | None = None,
         allow_empty: bool = False,
         wait_for_completion: bool = False,
         deferrable: bool | None = None,
@@ -192,6 +197,8 @@ class BaseBatchSubmitOperator(BaseOperator):
         self.manifest_dir = manifest_dir
         self.skip_landed_conn_id = skip_landed_conn_id
         self.skip_landed_table = skip_landed_table
+        self.skip_landed_hook_params = skip_landed_hook_params
+        self.skip_landed_database = skip_landed_database
         self.allow_empty = allow_empty
         self.wait_for_completion = wait_for_completion
         self.deferrable = default_deferrable() if deferrable is None else deferrable
@@ -214,8 +221,9 @@ class BaseBatchSubmitOperator(BaseOperator):
         with tempfile.TemporaryDirectory(prefix="scaledown-job-") as tmp:
             try:
                 with contextlib.ExitStack() as stack:
-                    landed = (stack.enter_context(LandedRows(self.skip_landed_conn_id, str(self.skip_landed_table),
-                                                             self.id_column)).fingerprints
+                    landed = (stack.enter_context(LandedRows(
+                        self.skip_landed_conn_id, str(self.skip_landed_table), self.id_column,
+                        hook_params=self.skip_landed_hook_params, database=self.skip_landed_database)).fingerprints
                               if self.skip_landed_conn_id else None)
                     spooled = spool_rows(
                         self.iter_record_batches(), RowEncoder(request, self.id_column, self.text_column,
@@ -480,10 +488,13 @@ def _one_type_per_column(chunks: Iterable[pa.RecordBatch], id_column: str,
     waiting: list[pa.RecordBatch] = []
     for chunk in chunks:
         require_columns("the query's result", [id_column, text_column], chunk.schema.names, InvalidRequestError)
-        ids = chunk.column(id_column)
+        ids, texts = chunk.column(id_column), chunk.column(text_column)
+        if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type) or pa.types.is_null(texts.type)):
+            raise InvalidRequestError(f"text column {text_column!r} must hold text; the query's result holds "
+                                      f"{texts.type}: cast it in the query")
         if id_type is None and ids.null_count < len(ids):  # an all-NULL chunk says nothing of the type
             id_type = ids.type
-        waiting.append(pa.record_batch([ids, chunk.column(text_column).cast(pa.string())],
+        waiting.append(pa.record_batch([ids, texts.cast(pa.string())],
                                        names=[id_column, text_column]))
         if id_type is None:
             continue

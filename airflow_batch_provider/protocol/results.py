@@ -160,7 +160,7 @@ def parse_output_line(obj: Mapping[str, Any], expected_model: str | None = None)
     body = response.get("body")
     if not isinstance(body, Mapping):
         body = {}
-    model = str(body.get("model") or expected_model)
+    model: str | None = body.get("model") or expected_model
     status_code = response.get("status_code", 200)
     if status_code != 200:
         return OutputLine(custom_id, model, None,
@@ -171,7 +171,7 @@ def parse_output_line(obj: Mapping[str, Any], expected_model: str | None = None)
             content = msgspec.json.decode(content)
         if not isinstance(content, Mapping):
             raise TypeError("content is not an object")
-        result = parse_result(model, content)
+        result = parse_result(str(model), content)
     except (KeyError, IndexError, TypeError, ValueError, msgspec.DecodeError) as exc:
         return OutputLine(custom_id, model, None,
                           ItemError("invalid_content", f"unreadable {model} result: {exc}"[:500]))

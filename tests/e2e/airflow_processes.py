@@ -111,6 +111,15 @@ class AirflowProcesses:
             time.sleep(1)
         raise RuntimeError(f"Airflow did not become healthy:\n{self.tail_logs()}")
 
+    def wait_for_log(self, names: tuple[str, ...], text: str, timeout: float = 120) -> None:
+        """Until the log of each named process holds ``text`` (e.g. a Celery worker's "ready.")."""
+        deadline = time.monotonic() + timeout
+        logs = [path for key, path in self.logs.items() if key.split(":")[0] in names]
+        while not all(path.exists() and text in path.read_text(errors="replace") for path in logs):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{', '.join(names)} did not log {text!r}:\n{self.tail_logs()}")
+            time.sleep(0.5)
+
     def kill(self, name: str) -> None:
         """SIGKILL the whole process group: the component gets no chance to clean up."""
         process = self.processes.pop(name)

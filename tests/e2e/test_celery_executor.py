@@ -31,7 +31,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "scaledown-e2e"
 WORKERS = ("worker-a", "worker-b")
-REDIS_DB = 11  # a database of the machine's Redis this test alone uses; emptied before and after
+REDIS_DB = 11  # a database of the machine's Redis; the test's keys carry its own queue's name
 
 
 @pytest.fixture
@@ -78,7 +78,6 @@ def test_partitioned_pipeline_on_two_celery_workers_with_manifests_on_s3(
     s3.create_bucket(Bucket=BUCKET)
     emulator = emulator_process("--items-per-second", "2000", "--latency", "0.02")
     broker = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
-    broker.flushdb()
     queue = f"scaledown-e2e-{secrets.token_hex(3)}"
     with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS partitioned_sentiment")
@@ -100,6 +99,7 @@ def test_partitioned_pipeline_on_two_celery_workers_with_manifests_on_s3(
     try:
         airflow.start_all()
         workers = {name: airflow.start_celery_worker(name, tmp_path, queue) for name in WORKERS}
+        airflow.wait_for_log(WORKERS, "ready.")  # both consume before the first task is queued
         memory = PeakMemory(workers)
         memory.start()
         started = time.monotonic()
@@ -114,7 +114,8 @@ def test_partitioned_pipeline_on_two_celery_workers_with_manifests_on_s3(
         assert state == "success", (instances, airflow.tail_logs(60))
     finally:
         airflow.stop_all()
-        broker.flushdb()
+        for key in broker.scan_iter(f"*{queue}*"):  # only what this test's queue left behind
+            broker.delete(key)
 
     per_worker = Counter(ti["hostname"] for ti in instances)
     assert set(per_worker) == set(WORKERS), per_worker  # every task ran on a worker, and both took some

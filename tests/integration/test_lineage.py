@@ -26,11 +26,10 @@ from tests.integration.test_load_operators import env, frame, submit  # noqa: F4
 from tests.state_store import DictStateStore
 
 
-def lineage(operator):
+def lineage(operator, state=TaskInstanceState.SUCCESS):
     """What the OpenLineage listener would emit for the task, through the provider's own manager."""
     return ExtractorManager().extract_metadata(dagrun=mock.MagicMock(run_id="r"), task=operator,
-                                               task_instance_state=TaskInstanceState.SUCCESS,
-                                               task_instance=mock.MagicMock())
+                                               task_instance_state=state, task_instance=mock.MagicMock())
 
 
 @pytest.mark.parametrize("location, namespace, name", [
@@ -89,7 +88,7 @@ def test_a_load_that_fails_its_ratio_after_landing_still_reports_what_it_landed(
     op = BatchOutputToTableOperator(task_id="load", job=job, conn_id="warehouse", table="t")
     with pytest.raises(TooManyFailedRowsError):
         op.execute({})
-    [output] = lineage(op).outputs
+    [output] = lineage(op, TaskInstanceState.FAILED).outputs  # the listener's failure path
     assert (output.namespace, output.name) == (f"sqlite://{db}", "main.t")
     assert output.outputFacets["outputStatistics"].rowCount == 20
 

@@ -350,3 +350,22 @@ def test_a_table_created_by_another_load_after_the_check_is_not_written_unmerged
         late.write([pa.record_batch({"id": pa.array([3]), "batch_id": ["b2"]})])
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT id FROM landed ORDER BY id").fetchall() == [(1,), (2,)]
+
+
+def test_a_load_into_another_database_is_found_by_the_incremental_lookup_and_named_by_its_asset(
+        env, tmp_path, monkeypatch):
+    """`database=` on MariaDB (MySqlHook's schema): the load lands there, its asset names it, and
+    the next submit finds what landed only when told the same database."""
+    server = env()
+    mysql_query("CREATE DATABASE IF NOT EXISTS scaledown_other")
+    mysql_query("DROP TABLE IF EXISTS scaledown_other.review_labels")
+    mysql_query("DROP TABLE IF EXISTS review_labels")
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps(MYSQL_CONNECTION))
+    op = BatchOutputToTableOperator(task_id="load", job=submit(tmp_path, frame(12)), conn_id="warehouse",
+                                    table="review_labels", database="scaledown_other")
+    op.execute({})
+    assert mysql_query("SELECT COUNT(*) FROM scaledown_other.review_labels") == [(12,)]
+    assert op.destination().asset_uri == "mysql://127.0.0.1:3306/scaledown_other/review_labels"
+    job = submit(tmp_path, frame(12), skip_landed_conn_id="warehouse", skip_landed_table="review_labels",
+                 skip_landed_database="scaledown_other", allow_empty=True)
+    assert (job["rows"], job["skipped_rows"]) == (0, 12) and server.stats()["items"] == 12

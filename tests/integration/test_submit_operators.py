@@ -260,3 +260,18 @@ def test_a_parquet_directory_as_spark_writes_it(emulator, tmp_path):
     job = run(ParquetToBatchOperator(task_id="p", path=str(data), id_column="review_id", text_column="body",
                                      request=CLASSIFY, manifest_dir=str(tmp_path / "jobs")))
     assert job["rows"] == 60 and emulator.stats()["items"] == 60
+
+
+def test_sql_source_refuses_a_text_column_that_holds_no_text(emulator, tmp_path, monkeypatch):
+    from airflow_batch_provider.job.errors import InvalidInputError
+
+    db = tmp_path / "src.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE numbers (id INTEGER, body INTEGER)")
+        conn.executemany("INSERT INTO numbers VALUES (?, ?)", [(1, 10), (2, 20)])
+    monkeypatch.setenv("AIRFLOW_CONN_SRC_SQLITE", json.dumps({"conn_type": "sqlite", "host": str(db)}))
+    with pytest.raises(InvalidInputError, match="text column 'body' must hold text; .* holds int64"):
+        run(SqlToBatchOperator(task_id="s", conn_id="src_sqlite", sql="SELECT id, body FROM numbers",
+                               id_column="id", text_column="body", request=Summarize(),
+                               manifest_dir=str(tmp_path / "jobs")))
+    assert emulator.stats()["requests"] == {}
