@@ -86,6 +86,8 @@ table = pa.Table.from_batches([buffer.to_record_batch()]).slice(0, LIMIT)
 rows = [tuple(r.values()) for r in table.to_pylist()]
 writer = table_writer_for(hook, "bench_base", "replace", columns.schema, "review_id")
 conn = hook.get_conn(); cur = conn.cursor()
+if hook.conn_type == "mysql":
+    writer.begin(conn)  # it learns the server's binary collation for the key columns
 cur.execute("DROP TABLE IF EXISTS bench_base"); cur.execute(writer.create_target_sql()[0].replace(writer.target, "bench_base")); conn.commit(); conn.close()
 if MODE == "bulk" and hook.conn_type == "postgres":  # CSV written by Arrow, one COPY
     import io, pyarrow.csv as csv
@@ -109,8 +111,9 @@ elif MODE == "bulk" and hook.conn_type == "mysql":  # CSV written by Arrow, one 
     with tempfile.NamedTemporaryFile(suffix=".csv") as f:
         csv.write_csv(plain, f, csv.WriteOptions(include_header=False, null_string="NULL")); f.flush()
         conn = hook.get_conn(); cur = conn.cursor()
-        cur.execute("LOAD DATA LOCAL INFILE %s INTO TABLE bench_base CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' "
-                    "OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY '\\n'", (f.name,))
+        load = ("LOAD DATA LOCAL INFILE %s INTO TABLE bench_base CHARACTER SET utf8mb4 FIELDS TERMINATED BY ',' "
+                "OPTIONALLY ENCLOSED BY '" + chr(34) + "' ESCAPED BY '' LINES TERMINATED BY '" + chr(92) + "n'")
+        cur.execute(load, (f.name,))
         conn.commit()
 elif MODE == "bulk":  # DuckDB reads the Arrow table itself
     started = time.perf_counter()
