@@ -34,6 +34,7 @@ string literal, so one stray ``"batch_id"`` in a DELETE would match, and delete,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -95,6 +96,19 @@ def identifier_quoter(hook: Any) -> Callable[[str], str]:
 def qualified(quote: Callable[[str], str], name: str) -> str:
     """``schema.table`` quoted part by part."""
     return ".".join(quote(part) for part in name.split("."))
+
+
+@contextlib.contextmanager
+def one_transaction(conn: Any) -> Iterator[Any]:
+    """Commit what the block did, or roll all of it back; the connection is closed either way."""
+    try:
+        yield conn
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()
 
 
 class TableLockTimeoutError(TimeoutError):
@@ -199,8 +213,7 @@ class TableWriter:
         create it and write the rows straight into it (staging would copy every row twice), then
         build its index once. Only a table's first load holds the lock while its rows stream in.
         """
-        conn = self.hook.get_conn()
-        try:
+        with one_transaction(self.hook.get_conn()) as conn:
             self.begin(conn)
             cursor = self.cursor(conn)
             exists = self.check_target(conn, cursor)
@@ -226,13 +239,7 @@ class TableWriter:
                 rows = self.stage_all(conn, cursor, coalesced(batches), self.target)
                 for statement in indexes if self.index_after_rows else []:
                     cursor.execute(statement)
-            conn.commit()
-            return rows
-        except BaseException:
-            conn.rollback()
-            raise
-        finally:
-            conn.close()
+        return rows
 
     def lock_target(self, conn, cursor) -> None:
         """Serialise with other loads of the target, until this transaction ends (none here)."""
@@ -326,8 +333,7 @@ class GenericTableWriter(TableWriter):
         return str(kinds[str(field.type)].compile(dialect=self._dialect))
 
     def write(self, batches: Iterable[pa.RecordBatch]) -> int:
-        conn = self.hook.get_conn()
-        try:
+        with one_transaction(self.hook.get_conn()) as conn:
             if self.hook.supports_autocommit:  # else the DB-API default: statements open a transaction
                 self.hook.set_autocommit(conn, False)
             cursor = conn.cursor()
@@ -352,10 +358,4 @@ class GenericTableWriter(TableWriter):
                                        f"({', '.join([placeholder] * len(part))})", part)
                 cursor.executemany(insert, list(zip(*(c.to_pylist() for c in batch.columns), strict=True)))
                 rows += batch.num_rows
-            conn.commit()
-            return rows
-        except BaseException:
-            conn.rollback()
-            raise
-        finally:
-            conn.close()
+        return rows
