@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from airflow_batch_provider.destinations.table import TableWriter, coalesced
+from airflow_batch_provider.destinations.table import TableWriter, coalesced, one_transaction
 
 MEMORY_LIMIT = "256MB"  # DuckDB's buffer for the merge; the rest spills to disk
 RETRY_OPEN_EVERY = 0.2  # seconds between tries to open a database file another process holds
@@ -40,8 +40,7 @@ class DuckDBTableWriter(TableWriter):
                 for batch in coalesced(batches):  # a Parquet row group per staging step
                     writer.write_batch(batch)
                     rows += batch.num_rows
-            conn = self._connect()
-            try:
+            with one_transaction(self._connect()) as conn:
                 # Flat memory: past this DuckDB spills to its temporary directory instead of growing.
                 conn.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
                 conn.begin()
@@ -51,12 +50,6 @@ class DuckDBTableWriter(TableWriter):
                 for statement in ([] if exists else self.create_target_sql()) + self.merge_sql():
                     conn.execute(statement)
                 conn.execute(f"DROP VIEW {self.staging}")
-                conn.commit()
-            except BaseException:
-                conn.rollback()
-                raise
-            finally:
-                conn.close()
         return rows
 
     def _check_before_staging(self) -> None:

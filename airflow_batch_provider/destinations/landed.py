@@ -13,6 +13,7 @@ catalog does not know is "nothing landed yet".
 from __future__ import annotations
 
 from sqlalchemy import inspect
+from sqlalchemy.sql import quoted_name
 
 from airflow_batch_provider.destinations.connection import db_hook
 from airflow_batch_provider.destinations.table import identifier_quoter, qualified
@@ -79,6 +80,9 @@ class LandedRows:
 def _exists(hook, table: str) -> bool:
     """Whether the table exists, per the database's catalog; an error when it exists in another case."""
     schema, name = _split(table)
+    # Looked up exactly as the writers quote it (Oracle and Snowflake would upper-case a plain name).
+    name = quoted_name(name, quote=True)
+    schema = quoted_name(schema, quote=True) if schema else None
     engine = hook.get_sqlalchemy_engine()
     try:  # disposed at once: DuckDB refuses a second connection to a file with other settings
         inspector = inspect(engine)

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from airflow.sdk import AssetAlias, BaseHook, BaseOperator, ObjectStoragePath
+from airflow.sdk import AssetAlias, BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException
 
 from airflow_batch_provider.destinations import table_writer_for
@@ -158,7 +158,7 @@ class BatchOutputToTableOperator(BaseBatchOutputOperator):
 
     def destination(self) -> Location | None:
         try:
-            database = database_of(BaseHook.get_connection(self.conn_id), self._hook)
+            database = database_of(self._hook.connection, self._hook)
             return database.table(self.table) if database else None
         except Exception as exc:  # naming must never fail a load that landed
             self.log.warning("No asset or lineage name for table %s: %s", self.table, exc)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-from airflow.sdk import BaseHook, BaseOperator, ObjectStoragePath
+from airflow.sdk import BaseOperator, ObjectStoragePath
 
 from airflow_batch_provider.destinations.connection import db_hook
 from airflow_batch_provider.destinations.landed import LandedRows, LandedTableError
@@ -445,7 +445,7 @@ class SqlToBatchOperator(BaseBatchSubmitOperator):
     def _capture_source(self, hook: Any = None) -> None:
         try:
             hook = hook or db_hook(self.conn_id, self.hook_params, self.database)
-            self._source_db = database_of(BaseHook.get_connection(self.conn_id), hook)
+            self._source_db = database_of(hook.connection, hook)
         except Exception as exc:  # lineage must never fail the job
             self.log.warning("No lineage for the query's tables: %s", exc)
             self._source_db = None
