@@ -6,21 +6,30 @@ and marked accepted (with its batch id) or cleared (known not to have been creat
 chunk found in flight by a later try may exist on the server; it is resent only where the server
 is known to honour ``Idempotency-Key`` or the user said so (:mod:`.submission` decides).
 
-Writes through ``task_state_store`` cost tens of milliseconds each, so the ledger keeps chunks in
-windows of :data:`WINDOW_CHUNKS`: one write marks a window's chunks in flight before any of them
-is sent, one write records the window once every call in it has finished. Nothing accepted can go
-unrecorded at any crash point: until its window is recorded, an accepted chunk is "in flight".
+Writes through ``task_state_store`` cost tens of milliseconds each, so chunks are stored in
+windows of :data:`WINDOW_CHUNKS` (one key each) and written in groups: one write marks the next
+few chunks in flight and records the outcomes that came back since the last write
+(:class:`.submission.SendTracker` decides when). Nothing accepted can go unrecorded at any crash
+point: until it is recorded, an accepted chunk is "in flight"; and no more chunks are shown in
+flight than a small multiple of the calls under way, so a try killed at any moment leaves few
+chunks ambiguous.
 
 Keys: ``scaledown:job`` -> ``{job_id, identity, chunks, window}``; ``scaledown:window:<w>`` ->
 ``{"accepted": {chunk: batch_id}, "in_flight": [chunk, ...]}``. A try reads the header once and
 the windows already started (windows start in order), never one key per chunk.
+
+Retention: the keys never expire while the job is being submitted (a failed try may be retried, or
+cleared by hand, months later); once every chunk is accepted and the manifest is written, the
+submit clears them (:meth:`Ledger.close`), and from then on the manifest is the record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from airflow.sdk.execution_time.context import NEVER_EXPIRE
 
 WINDOW_CHUNKS = 64
 JOB_KEY = "scaledown:job"
@@ -94,14 +103,13 @@ class Ledger:
             self.store.delete(_window_key(window))
         self.store.delete(JOB_KEY)
 
-    def _set(self, key: str, value: Mapping[str, Any]) -> None:
+    def close(self) -> None:
+        """The job is wholly accepted and its manifest written: the keys are no longer needed (one
+        call; the task instance's store holds nothing else of ours)."""
         if self.store is not None:
-            self.store.set(key, dict(value))
+            self.store.clear()
 
+    def _set(self, key: str, value: Mapping[str, Any]) -> None:
+        if self.store is not None:  # kept until the job is accepted, however long a retry takes to come
+            self.store.set(key, dict(value), retention=NEVER_EXPIRE)
 
-def windows_of(entry: LedgerEntry, chunks: Iterable[int]) -> dict[int, list[int]]:
-    """``chunks`` grouped by window, in order."""
-    grouped: dict[int, list[int]] = {}
-    for chunk in chunks:
-        grouped.setdefault(entry.window_of(chunk), []).append(chunk)
-    return grouped

@@ -21,6 +21,9 @@ from airflow.sdk.exceptions import AirflowFailException
 
 MANIFEST_FILE = "manifest.json"
 ROWS_FILE = "rows.arrow"  # Arrow IPC stream: custom_id, id, request_fingerprint, chunk
+# Written before the first POST of a job: a later try that finds it, but no ledger (expired, cleared),
+# knows an earlier try may have paid for chunks.
+SUBMITTING_FILE = "submitting.json"
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,10 @@ class JobManifest:
     invalid_rows: int
     batches: list[BatchRef] = field(default_factory=list)
     created_at: float = field(default_factory=time.time)
+    # An incremental submit: rows left out because they landed already in this table
+    # ({"conn_id", "table", "database"}); a load into the same table must keep them (upsert).
+    skipped_rows: int = 0
+    skipped_against: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -57,7 +64,7 @@ class JobManifest:
         """The small dict that goes to XCom (well under 64 KB whatever the job's size)."""
         return {"job_id": self.job_id, "manifest": location, "batches": len(self.batches),
                 "rows": self.total_rows, "invalid_rows": self.invalid_rows, "model": self.model,
-                "conn_id": self.conn_id}
+                "conn_id": self.conn_id, "skipped_rows": self.skipped_rows}
 
 
 def default_manifest_dir() -> str:
@@ -117,6 +124,21 @@ def job_location(base: str | ObjectStoragePath, job_id: str) -> ObjectStoragePat
 def write_manifest(location: ObjectStoragePath, manifest: JobManifest) -> None:
     location.mkdir(parents=True, exist_ok=True)
     (location / MANIFEST_FILE).write_text(manifest.to_json())
+
+
+def mark_submitting(location: ObjectStoragePath, job_id: str) -> None:
+    location.mkdir(parents=True, exist_ok=True)
+    (location / SUBMITTING_FILE).write_text(json.dumps({"job_id": job_id, "started_at": time.time()}))
+
+
+def submitting_marked(location: ObjectStoragePath) -> bool:
+    return (location / SUBMITTING_FILE).exists()
+
+
+def existing_manifest(location: ObjectStoragePath) -> JobManifest | None:
+    """The manifest an earlier try wrote at ``location`` once its job was wholly accepted, if any."""
+    path = location / MANIFEST_FILE
+    return JobManifest.from_json(path.read_text()) if path.exists() else None
 
 
 def read_manifest(job: Mapping[str, Any] | str) -> tuple[JobManifest, ObjectStoragePath]:

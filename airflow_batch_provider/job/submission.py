@@ -13,6 +13,9 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -22,6 +25,7 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
+from airflow.sdk import ObjectStoragePath
 
 from airflow_batch_provider.hooks.batch_api import ThreadHooks
 from airflow_batch_provider.hooks.errors import BatchApiBadRequestError, BatchApiError, SubmitOutcomeUnknownError
@@ -31,8 +35,8 @@ from airflow_batch_provider.job.errors import (
     InputChangedError,
     InvalidRowsError,
 )
-from airflow_batch_provider.job.ledger import Ledger, LedgerEntry, windows_of
-from airflow_batch_provider.job.manifest import BatchRef
+from airflow_batch_provider.job.ledger import Ledger, LedgerEntry
+from airflow_batch_provider.job.manifest import BatchRef, mark_submitting, submitting_marked
 from airflow_batch_provider.job.spool import RequestSpool
 from airflow_batch_provider.logs import TaskLog
 from airflow_batch_provider.protocol import InvalidRequestError, Request
@@ -144,6 +148,109 @@ def surely_not_created(exc: BaseException) -> bool:
     return exc.status_code in NOT_PROCESSED if isinstance(exc, BatchApiError) else False
 
 
+AHEAD = 4  # chunks the ledger may show in flight, per concurrent call: queued + under way + settled, not yet written
+
+
+class _Unsent(Exception):
+    """A queued chunk that was not sent because an earlier call failed."""
+
+
+class SendTracker:
+    """Sends a job's pending chunks, ``concurrency`` calls at once, and keeps the ledger in step.
+
+    A chunk is marked in flight in the ledger before it is handed to the pool; the same write records
+    the outcomes that came back since the last one. The pool holds at most ``AHEAD × concurrency``
+    chunks (calls under way and queued), and is topped up once half of them are done: it keeps sending
+    while a write is on its way, and a try killed at any moment leaves at most that many chunks in
+    flight in the ledger. After a failure nothing new starts: queued chunks are taken back (never
+    sent), the calls under way finish, and every outcome is written before the exception goes on,
+    also when the try itself is stopped (a task timeout, a failed ledger write).
+    """
+
+    PROGRESS_SECONDS = 5.0
+
+    def __init__(self, submission: Submission, entry: LedgerEntry, pending: list[int]) -> None:
+        self.submission = submission
+        self.entry = entry
+        self.limit = AHEAD * submission.concurrency
+        self.inherited = set(entry.in_flight)  # maybe created by an earlier try: only an acceptance clears them
+        # Inherited chunks first: they are in flight in the ledger already, and count against the limit.
+        self.queue = deque(sorted(pending, key=lambda chunk: (chunk not in self.inherited, chunk)))
+        self.running: dict[Future, int] = {}
+        self.failed: dict[int, BaseException] = {}
+        self.changed: set[int] = set()  # windows whose ledger key is out of date
+        self.stopped = threading.Event()  # set by the thread whose call failed, before a queued call can start
+        self.logged = time.monotonic()
+
+    def run(self) -> dict[int, BaseException]:
+        pool = ThreadPoolExecutor(self.submission.concurrency, thread_name_prefix="scaledown-submit")
+        try:
+            self._top_up(pool)
+            while self.running:
+                done, _ = wait(self.running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._settle(future)
+                if self.failed:
+                    self.queue.clear()
+                    for future in self.running:
+                        future.cancel()  # queued, never sent: settled below as unsent
+                elif self.queue and len(self.running) <= self.limit // 2:
+                    self._top_up(pool)
+                self._progress()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # the calls under way finish; queued ones never start
+            for future in list(self.running):
+                self._settle(future)
+            self._write()
+        return self.failed
+
+    def _top_up(self, pool: ThreadPoolExecutor) -> None:
+        """Mark the next chunks in flight (and record what came back) in one write, then queue them."""
+        chunks = [self.queue.popleft() for _ in range(min(len(self.queue), self.limit - len(self.running)))]
+        for chunk in chunks:
+            if chunk not in self.entry.in_flight:
+                self.entry.in_flight.add(chunk)
+                self.changed.add(self.entry.window_of(chunk))
+        self._write()  # before any of them is sent
+        for chunk in chunks:
+            self.running[pool.submit(self._call, chunk)] = chunk
+
+    def _call(self, chunk: int) -> str:
+        if self.stopped.is_set():
+            raise _Unsent
+        try:
+            return self.submission._send(self.entry.job_id, chunk)
+        except Exception:
+            self.stopped.set()
+            raise
+
+    def _settle(self, future: Future) -> None:
+        chunk = self.running.pop(future)
+        self.changed.add(self.entry.window_of(chunk))
+        try:
+            if future.cancelled():
+                raise _Unsent
+            self.entry.accepted[chunk] = future.result()
+            self.entry.in_flight.discard(chunk)
+        except _Unsent:
+            if chunk not in self.inherited:
+                self.entry.in_flight.discard(chunk)
+        except Exception as exc:  # noqa: BLE001 - classified here, raised by Submission._fail
+            self.failed[chunk] = exc
+            if surely_not_created(exc) and chunk not in self.inherited:
+                self.entry.in_flight.discard(chunk)
+
+    def _write(self) -> None:
+        for window in sorted(self.changed):
+            self.submission.ledger.write_window(self.entry, window)
+        self.changed.clear()
+
+    def _progress(self) -> None:
+        if time.monotonic() - self.logged >= self.PROGRESS_SECONDS:
+            self.logged = time.monotonic()
+            self.submission.log.info("Submitted %d of %d batches", len(self.entry.accepted), self.entry.chunks)
+
+
 class Submission:
     """Sends one spooled job and keeps its ledger.
 
@@ -155,12 +262,14 @@ class Submission:
         this task paid for a job of another identity.
     :param earlier_tries: this is not the task's first try (without a ledger, it cannot know what
         those tries paid for, so it sends nothing unless resending is safe or asked for).
+    :param job_dir: the job's folder in the manifest storage: marked before the first POST, so a try
+        that finds the mark but no ledger (expired or cleared) treats every chunk as possibly paid for.
     """
 
     def __init__(self, *, conn_id: str, spool: RequestSpool, identity: str, task: str, ledger: Ledger,
                  concurrency: int, max_items: int, max_bytes: int, retry_ambiguous: bool,
                  on_ambiguous: str = "fail", on_input_change: str = "fail", earlier_tries: bool = False,
-                 log: TaskLog) -> None:
+                 job_dir: ObjectStoragePath | None = None, log: TaskLog) -> None:
         self.conn_id = conn_id
         self.spool = spool
         self.identity = identity
@@ -173,6 +282,7 @@ class Submission:
         self.on_ambiguous = on_ambiguous
         self.on_input_change = on_input_change
         self.earlier_tries = earlier_tries
+        self.job_dir = job_dir
         self.log = log
         self.job_id = job_id_for(task, identity)
         self._hooks = ThreadHooks(conn_id)
@@ -198,6 +308,8 @@ class Submission:
             self.log.info("Resuming job %s submitted by an earlier try: %d of %d batches accepted, %d in flight",
                           previous.job_id, len(previous.accepted), chunks, len(previous.in_flight))
             return previous
+        if self.job_dir is not None and submitting_marked(self.job_dir):
+            return self._lost_ledger(chunks)
         if not self.ledger.durable:
             if self.earlier_tries and not (self.retry_ambiguous or self.on_ambiguous == "resubmit"):
                 raise AmbiguousSubmissionError(self.job_id, {}, (
@@ -207,6 +319,19 @@ class Submission:
                              "batches this try paid for")
         entry = LedgerEntry(job_id=self.job_id, identity=self.identity, chunks=chunks)
         self.ledger.start(entry)
+        if self.job_dir is not None:
+            mark_submitting(self.job_dir, self.job_id)
+        return entry
+
+    def _lost_ledger(self, chunks: int) -> LedgerEntry:
+        """An earlier try started this job, but the ledger holds nothing of it (its keys were deleted
+        or expired): any chunk may be paid for, so every one is in flight, recorded as such."""
+        self.log.warning("An earlier try started submitting job %s, but the task's ledger holds nothing of it "
+                         "(cleared or expired): all %d chunks are treated as possibly paid for", self.job_id, chunks)
+        entry = LedgerEntry(job_id=self.job_id, identity=self.identity, chunks=chunks, in_flight=set(range(chunks)))
+        self.ledger.start(entry)
+        for window in range(entry.windows()):
+            self.ledger.write_window(entry, window)
         return entry
 
     def _check_in_flight(self, entry: LedgerEntry) -> None:
@@ -254,65 +379,7 @@ class Submission:
         return [BatchRef(entry.accepted[i], chunk.first_row, chunk.rows) for i, chunk in enumerate(self.spool.chunks)]
 
     def _send_all(self, entry: LedgerEntry, pending: list[int]) -> dict[int, BaseException]:
-        """At most ``concurrency`` calls at once, across windows without a pause. A window is marked in
-        flight before its first call starts and recorded once its last call has finished. After a
-        failure nothing new starts; the calls under way finish and every window is recorded — also
-        when the try itself is stopped (a task timeout, a failed ledger write): what the API
-        accepted is written before the exception goes on."""
-        windows = windows_of(entry, pending)
-        left = {window: len(chunks) for window, chunks in windows.items()}  # calls not finished yet
-        inherited = set(entry.in_flight)  # maybe created by an earlier try: only an acceptance clears them
-        queue = iter(pending)
-        running: dict[Future, int] = {}
-        failed: dict[int, BaseException] = {}
-        marked: set[int] = set()
-
-        def settle(future: Future, chunk: int) -> None:
-            try:
-                entry.accepted[chunk] = future.result()
-                entry.in_flight.discard(chunk)
-            except Exception as exc:  # noqa: BLE001 - classified here, raised by _fail
-                failed[chunk] = exc
-                if surely_not_created(exc) and chunk not in inherited:
-                    entry.in_flight.discard(chunk)
-
-        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="scaledown-submit")
-        try:
-            def start_next() -> None:
-                chunk = next(queue, None)
-                if chunk is None:
-                    return
-                window = entry.window_of(chunk)
-                if window not in marked:  # the window's first call: mark all of it, once
-                    entry.in_flight.update(windows[window])
-                    self.ledger.write_window(entry, window)
-                    marked.add(window)
-                running[pool.submit(self._send, entry.job_id, chunk)] = chunk
-
-            for _ in range(self.concurrency):
-                start_next()
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    chunk = running.pop(future)
-                    settle(future, chunk)
-                    window = entry.window_of(chunk)
-                    left[window] -= 1
-                    if left[window] == 0:
-                        self.ledger.write_window(entry, window)
-                        marked.discard(window)
-                        self.log.info("Submitted %d of %d batches", len(entry.accepted), entry.chunks)
-                    if not failed:
-                        start_next()
-        finally:
-            pool.shutdown(wait=True)  # the calls under way finish: their outcomes are recorded below
-            for future, chunk in running.items():
-                settle(future, chunk)
-            unsent = set(queue) - inherited  # never started by this try
-            entry.in_flight.difference_update(unsent)
-            for window in sorted(marked):  # marked and not yet recorded
-                self.ledger.write_window(entry, window)
-        return failed
+        return SendTracker(self, entry, pending).run()
 
     def _fail(self, entry: LedgerEntry, failed: dict[int, BaseException]) -> None:
         """Raise for a window with failed calls, once its outcomes are recorded."""

@@ -43,6 +43,7 @@ from airflow_batch_provider.job.manifest import (
     ROWS_FILE,
     JobManifest,
     default_manifest_dir,
+    existing_manifest,
     job_location,
     require_shared_manifest_dir,
     write_manifest,
@@ -50,6 +51,7 @@ from airflow_batch_provider.job.manifest import (
 from airflow_batch_provider.job.submission import (
     ON_AMBIGUOUS,
     ON_INPUT_CHANGE,
+    SpooledRows,
     Submission,
     job_id_for,
     job_identity,
@@ -242,30 +244,20 @@ class BaseBatchSubmitOperator(BaseOperator):
             if self.report_only:
                 self._reference = self._dry_run(job_id_for(task, identity), spooled)
                 return self._reference
-            submission = Submission(
-                conn_id=self.batch_api_conn_id, spool=spool, identity=identity, task=task,
-                ledger=Ledger(context.get("task_state_store")), concurrency=self.max_concurrent_submits,
-                max_items=max_items, max_bytes=max_bytes,
-                retry_ambiguous=hook.settings.retry_ambiguous_submits, on_ambiguous=self.on_ambiguous,
-                on_input_change=self.on_input_change,
-                earlier_tries=getattr(context.get("ti"), "try_number", 1) > 1, log=self.log)
-            self._submitting = submission.job_id
-            batches = submission.run()
-            manifest = JobManifest(
-                job_id=submission.job_id, conn_id=self.batch_api_conn_id, model=request.model,
-                request=request.params(), id_column=self.id_column, id_type=str(spooled.id_type),
-                input_fingerprint=identity, total_rows=spool.rows, invalid_rows=spooled.invalid,
-                batches=batches)
-            location = job_location(manifest_dir, submission.job_id)
-            write_manifest(location, manifest)
-            with open(spool.rows_path, "rb") as source, (location / ROWS_FILE).open("wb") as target:
-                shutil.copyfileobj(source, target, 1 << 20)
-        reference = {**manifest.reference(str(location)), "skipped_rows": spooled.skipped}
+            location = job_location(manifest_dir, job_id_for(task, identity))
+            manifest = existing_manifest(location)
+            if manifest is not None and manifest.input_fingerprint == identity:
+                self.log.info("Job %s was wholly submitted by an earlier try (its manifest is at %s): nothing to "
+                              "send", manifest.job_id, location)
+            else:
+                manifest = self._submit(context, spooled, request, identity, task, location, hook,
+                                        max_items, max_bytes)
+        reference = manifest.reference(str(location))
         self._reference = reference  # for lineage, also when the wait below defers
         self.log.info("Job %s: %d rows in %d batches (%d invalid rows left out, %d already landed); "
-                      "manifest %s", submission.job_id, spool.rows, len(batches), spooled.invalid,
-                      spooled.skipped, location)
-        if self.wait_for_completion and batches:
+                      "manifest %s", manifest.job_id, manifest.total_rows, len(manifest.batches),
+                      manifest.invalid_rows, manifest.skipped_rows, location)
+        if self.wait_for_completion and manifest.batches:
             if not self.deferrable:
                 wait_on_worker(reference, manifest, poll_interval=self.poll_interval, timeout=self.wait_timeout,
                                log=self.log)
@@ -274,7 +266,35 @@ class BaseBatchSubmitOperator(BaseOperator):
                              timeout=self.wait_timeout, method_name="execute_complete")
         return reference
 
-    def _dry_run(self, job_id: str, spooled: Any) -> dict[str, Any]:
+    def _submit(self, context: Context, spooled: SpooledRows, request: Request, identity: str, task: str,
+                location: ObjectStoragePath, hook: BatchApiHook, max_items: int, max_bytes: int) -> JobManifest:
+        """Pay for the chunks the ledger does not show as accepted, then write the manifest (the
+        job's record from then on) and clear the ledger."""
+        spool = spooled.spool
+        ledger = Ledger(context.get("task_state_store"))
+        submission = Submission(
+            conn_id=self.batch_api_conn_id, spool=spool, identity=identity, task=task, ledger=ledger,
+            concurrency=self.max_concurrent_submits, max_items=max_items, max_bytes=max_bytes,
+            retry_ambiguous=hook.settings.retry_ambiguous_submits, on_ambiguous=self.on_ambiguous,
+            on_input_change=self.on_input_change, earlier_tries=getattr(context.get("ti"), "try_number", 1) > 1,
+            job_dir=location, log=self.log)
+        self._submitting = submission.job_id
+        batches = submission.run()
+        skipped_against = ({"conn_id": self.skip_landed_conn_id, "table": str(self.skip_landed_table),
+                            "database": self.skip_landed_database} if self.skip_landed_conn_id else None)
+        manifest = JobManifest(
+            job_id=submission.job_id, conn_id=self.batch_api_conn_id, model=request.model,
+            request=request.params(), id_column=self.id_column, id_type=str(spooled.id_type),
+            input_fingerprint=identity, total_rows=spool.rows, invalid_rows=spooled.invalid,
+            batches=batches, skipped_rows=spooled.skipped, skipped_against=skipped_against)
+        location.mkdir(parents=True, exist_ok=True)
+        with open(spool.rows_path, "rb") as source, (location / ROWS_FILE).open("wb") as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+        write_manifest(location, manifest)  # last: a manifest means the job is whole
+        ledger.close()
+        return manifest
+
+    def _dry_run(self, job_id: str, spooled: SpooledRows) -> dict[str, Any]:
         spool = spooled.spool
         report = {"dry_run": True, "job_id": job_id, "rows": spool.rows, "batches": len(spool.chunks),
                   "bytes": spool.bytes, "invalid_rows": spooled.invalid, "skipped_rows": spooled.skipped}

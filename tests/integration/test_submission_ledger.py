@@ -6,6 +6,7 @@ creates a batch: its batch count is exactly what a user would be billed.
 
 from __future__ import annotations
 
+import shutil
 import threading
 
 import pandas as pd
@@ -141,11 +142,24 @@ def test_with_the_flag_a_retry_resends_with_the_same_key_and_pays_once(honouring
 
 
 def test_keys_do_not_depend_on_the_store(honouring, tmp_path):
-    """Two tries of one task instance without any task_state_store send the same keys."""
+    """Two tries of one task instance without any task_state_store send the same keys (the first
+    one's manifest removed, as if it had died before writing it)."""
     first = run(op(tmp_path, 200), None)
+    shutil.rmtree(tmp_path / "jobs")
     second = run(op(tmp_path, 200), None)
     assert first["job_id"] == second["job_id"]
     assert honouring.stats()["batches"] == 4 and honouring.stats()["requests"]["submit"] == 8
+
+
+def test_a_job_whose_manifest_is_written_is_not_sent_again(billing, tmp_path):
+    """Once the manifest is written the ledger is cleared: a later run of the task (cleared by hand,
+    the store emptied by [state_store] clear_on_success) reuses the manifest and pays nothing."""
+    store = CountingStore()
+    first = run(op(tmp_path, 200), store)
+    assert dict(store) == {}
+    second = run(op(tmp_path, 200), store)
+    assert second == first and billing.stats()["batches"] == 4
+    assert billing.stats()["requests"]["submit"] == 4
 
 
 def test_other_runs_and_map_indexes_are_other_jobs(honouring, tmp_path):
@@ -208,13 +222,35 @@ def test_a_crash_at_any_write_never_pays_twice(billing, tmp_path, crash_at):
 
 
 def test_bookkeeping_is_grouped_and_read_once(billing, tmp_path):
+    """One write marks the next chunks and records what came back: about one write per
+    2 x max_concurrent_submits chunks (each touching at most two windows), not one per chunk."""
     store = CountingStore()
-    run(op(tmp_path, 130 * 50), store)
+    run(op(tmp_path, 130 * 50, max_concurrent_submits=8), store)
     assert store.gets == 1  # a fresh submit asks once
-    assert store.sets == 1 + 2 * 3  # the header, then before and after each window of 64 chunks
-    store.gets = store.sets = 0
-    run(op(tmp_path, 130 * 50), store)
-    assert store.gets == 1 + 3 and store.sets == 0 and billing.stats()["batches"] == 130
+    top_ups = -(-130 // 16) + 1
+    assert 1 + top_ups <= store.sets <= 1 + 2 * top_ups + 2
+    assert billing.stats()["batches"] == 130
+
+
+class ShowingStore(CountingStore):
+    """Keeps the largest number of chunks any write left in flight in the ledger."""
+
+    most_in_flight = 0
+
+    def set(self, key, value, **kwargs):
+        super().set(key, value, **kwargs)
+        shown = sum(len(v["in_flight"]) for k, v in self.items() if k.startswith("scaledown:window:"))
+        self.most_in_flight = max(self.most_in_flight, shown)
+
+
+@pytest.mark.parametrize("concurrency", [1, 3, 8])
+def test_the_ledger_never_shows_more_than_four_calls_per_concurrent_slot_in_flight(billing, tmp_path, concurrency):
+    """A try killed at any moment leaves at most 4 x max_concurrent_submits chunks ambiguous: the
+    state after every write is what a SIGKILL right after it would leave (70 chunks, windows of 64)."""
+    store = ShowingStore()
+    run(op(tmp_path, 70 * 50, max_concurrent_submits=concurrency), store)
+    assert 0 < store.most_in_flight <= 4 * concurrency
+    assert billing.stats()["batches"] == 70
 
 
 def test_max_rows_refuses_before_any_call(billing, tmp_path):
@@ -327,3 +363,43 @@ def test_which_answers_to_a_post_mean_nothing_was_created(status, created):
     exc = error_for_status(status, "x", body="", endpoint="POST /v1/batches", location="https://u:p@h/x?sig=s")
     assert surely_not_created(exc) is (created == "no")
     assert "sig=s" not in str(exc) and "u:p" not in str(exc)
+
+
+class RetentionStore(DictStateStore):
+    retentions: list
+
+    def set(self, key, value, **kwargs):
+        self.retentions = [*getattr(self, "retentions", []), kwargs.get("retention")]
+        super().set(key, value, **kwargs)
+
+
+def test_ledger_keys_never_expire_while_the_job_is_unfinished(billing, tmp_path):
+    from airflow.sdk.execution_time.context import NEVER_EXPIRE
+
+    store = RetentionStore()
+    billing.set_faults(rate=1.0, kinds=["429"], routes=["submit"], skip_first=5, retry_after=0)
+    with pytest.raises(Exception, match="429"):
+        run(op(tmp_path, max_concurrent_submits=1), store)
+    assert store.retentions and set(store.retentions) == {NEVER_EXPIRE}
+    assert JOB_KEY in store
+
+
+@pytest.mark.parametrize("server", ["billing", "honouring"])
+def test_a_retry_that_finds_the_ledger_gone_follows_the_ambiguity_rule(server, request, tmp_path):
+    """The ledger's keys deleted (as an expiry or a hand-cleared store would) after a try paid for
+    some chunks: the retry must not take the job for a fresh one."""
+    emulator = request.getfixturevalue(server)
+    emulator.set_faults(rate=1.0, kinds=["429"], routes=["submit"], skip_first=4, retry_after=0)
+    store = DictStateStore()
+    with pytest.raises(Exception, match="429"):
+        run(op(tmp_path, 500, max_concurrent_submits=1), store)
+    emulator.set_faults(rate=0.0)
+    assert emulator.stats()["batches"] == 4
+    store.clear()
+    if server == "billing":
+        with pytest.raises(AmbiguousSubmissionError, match="10 chunk"):
+            run(op(tmp_path, 500, max_concurrent_submits=1), store)
+        assert emulator.stats()["batches"] == 4
+    else:  # the server dedupes by Idempotency-Key: resent, paid once
+        reference = run(op(tmp_path, 500, max_concurrent_submits=1), store)
+        assert emulator.stats()["batches"] == 10 and reference["batches"] == 10
