@@ -90,11 +90,18 @@ class Ledger:
 
     def write_window(self, entry: LedgerEntry, window: int) -> None:
         """Write what ``entry`` knows of one window's chunks, in one call."""
+        self._set(_window_key(window), self.window_value(entry, window))
+
+    @staticmethod
+    def window_value(entry: LedgerEntry, window: int) -> dict[str, Any]:
         chunks = range(window * entry.window, min((window + 1) * entry.window, entry.chunks))
-        self._set(_window_key(window), {
-            "accepted": {str(c): entry.accepted[c] for c in chunks if c in entry.accepted},
-            "in_flight": sorted(c for c in chunks if c in entry.in_flight),
-        })
+        return {"accepted": {str(c): entry.accepted[c] for c in chunks if c in entry.accepted},
+                "in_flight": sorted(c for c in chunks if c in entry.in_flight)}
+
+    def write_values(self, values: Mapping[int, Mapping[str, Any]]) -> None:
+        """Write windows' values taken earlier with :meth:`window_value`, one call each."""
+        for window, value in values.items():
+            self._set(_window_key(window), value)
 
     def forget(self, entry: LedgerEntry) -> None:
         if self.store is None:

@@ -159,19 +159,22 @@ class SendTracker:
     """Sends a job's pending chunks, ``concurrency`` calls at once, and keeps the ledger in step.
 
     A chunk is marked in flight in the ledger before it is handed to the pool; the same write records
-    the outcomes that came back since the last one. The pool holds at most ``AHEAD × concurrency``
-    chunks (calls under way and queued), and is topped up once half of them are done: it keeps sending
-    while a write is on its way, and a try killed at any moment leaves at most that many chunks in
-    flight in the ledger. After a failure nothing new starts: queued chunks are taken back (never
-    sent), the calls under way finish, and every outcome is written before the exception goes on,
-    also when the try itself is stopped (a task timeout, a failed ledger write).
+    the outcomes that came back since the last one. Writes run on a thread of their own, so calls go
+    on while one is on its way (a write costs tens of milliseconds, as much as several calls). The
+    pool and the write under way hold at most ``AHEAD × concurrency`` unsettled chunks, so a try killed
+    at any moment leaves at most that many chunks in flight in the ledger. After a failure nothing new
+    starts: queued chunks are taken back (never sent), the calls under way finish, and every outcome
+    is written before the exception goes on, also when the try itself is stopped (a task timeout, a
+    failed ledger write).
     """
 
     PROGRESS_SECONDS = 5.0
 
     def __init__(self, submission: Submission, entry: LedgerEntry, pending: list[int]) -> None:
         self.submission = submission
+        self.ledger = submission.ledger
         self.entry = entry
+        self.concurrency = submission.concurrency
         self.limit = AHEAD * submission.concurrency
         self.inherited = set(entry.in_flight)  # maybe created by an earlier try: only an acceptance clears them
         # Inherited chunks first: they are in flight in the ledger already, and count against the limit.
@@ -179,40 +182,62 @@ class SendTracker:
         self.running: dict[Future, int] = {}
         self.failed: dict[int, BaseException] = {}
         self.changed: set[int] = set()  # windows whose ledger key is out of date
+        self.writing: Future | None = None
+        self.marking: list[int] = []  # chunks the write under way marks: queued once it has landed
         self.stopped = threading.Event()  # set by the thread whose call failed, before a queued call can start
         self.logged = time.monotonic()
 
     def run(self) -> dict[int, BaseException]:
-        pool = ThreadPoolExecutor(self.submission.concurrency, thread_name_prefix="scaledown-submit")
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="scaledown-submit")
+        writer = ThreadPoolExecutor(1, thread_name_prefix="scaledown-ledger")
         try:
-            self._top_up(pool)
-            while self.running:
-                done, _ = wait(self.running, return_when=FIRST_COMPLETED)
+            while True:
+                if self.writing is None and not self.failed:
+                    self._start_write(writer)
+                if not self.running and self.writing is None:
+                    break
+                done, _ = wait({*self.running, *filter(None, [self.writing])}, return_when=FIRST_COMPLETED)
                 for future in done:
-                    self._settle(future)
+                    if future is self.writing:
+                        self._written(pool)
+                    else:
+                        self._settle(future)
                 if self.failed:
-                    self.queue.clear()
-                    for future in self.running:
-                        future.cancel()  # queued, never sent: settled below as unsent
-                elif self.queue and len(self.running) <= self.limit // 2:
-                    self._top_up(pool)
+                    self._stop()
                 self._progress()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # the calls under way finish; queued ones never start
+            writer.shutdown(wait=True)
             for future in list(self.running):
                 self._settle(future)
-            self._write()
+            self._unmark(self.marking)
+            self.marking = []
+            self._write_now()
         return self.failed
 
-    def _top_up(self, pool: ThreadPoolExecutor) -> None:
-        """Mark the next chunks in flight (and record what came back) in one write, then queue them."""
-        chunks = [self.queue.popleft() for _ in range(min(len(self.queue), self.limit - len(self.running)))]
-        for chunk in chunks:
+    def _start_write(self, writer: ThreadPoolExecutor) -> None:
+        """Mark the next chunks in flight, with what came back since the last write, in one write
+        made on the writer's thread; when too few can be marked to be worth a write, wait."""
+        room = self.limit - len(self.running)
+        if not self.queue or room < min(self.concurrency, len(self.queue)):
+            return
+        self.marking = [self.queue.popleft() for _ in range(min(room, len(self.queue)))]
+        for chunk in self.marking:
             if chunk not in self.entry.in_flight:
                 self.entry.in_flight.add(chunk)
                 self.changed.add(self.entry.window_of(chunk))
-        self._write()  # before any of them is sent
-        for chunk in chunks:
+        values = self._changed_values()  # taken now: the entry changes while the write is on its way
+        self.writing = writer.submit(self.ledger.write_values, values)
+
+    def _written(self, pool: ThreadPoolExecutor) -> None:
+        assert self.writing is not None
+        writing, self.writing = self.writing, None
+        writing.result()  # a failed write stops the try (its chunks are unmarked by run's finally)
+        marked, self.marking = self.marking, []
+        if self.failed:
+            self._unmark(marked)
+            return
+        for chunk in marked:
             self.running[pool.submit(self._call, chunk)] = chunk
 
     def _call(self, chunk: int) -> str:
@@ -233,17 +258,32 @@ class SendTracker:
             self.entry.accepted[chunk] = future.result()
             self.entry.in_flight.discard(chunk)
         except _Unsent:
-            if chunk not in self.inherited:
-                self.entry.in_flight.discard(chunk)
+            self._unmark([chunk])
         except Exception as exc:  # noqa: BLE001 - classified here, raised by Submission._fail
             self.failed[chunk] = exc
             if surely_not_created(exc) and chunk not in self.inherited:
                 self.entry.in_flight.discard(chunk)
 
-    def _write(self) -> None:
-        for window in sorted(self.changed):
-            self.submission.ledger.write_window(self.entry, window)
+    def _unmark(self, chunks: list[int]) -> None:
+        """Chunks marked but never sent."""
+        for chunk in chunks:
+            if chunk not in self.inherited:
+                self.entry.in_flight.discard(chunk)
+                self.changed.add(self.entry.window_of(chunk))
+
+    def _stop(self) -> None:
+        self.queue.clear()
+        for future in self.running:
+            future.cancel()  # queued, never sent: settled as unsent
+
+    def _changed_values(self) -> dict[int, dict[str, Any]]:
+        values = {window: self.ledger.window_value(self.entry, window) for window in sorted(self.changed)}
         self.changed.clear()
+        return values
+
+    def _write_now(self) -> None:
+        if self.changed:
+            self.ledger.write_values(self._changed_values())
 
     def _progress(self) -> None:
         if time.monotonic() - self.logged >= self.PROGRESS_SECONDS:

@@ -7,18 +7,18 @@ and differ only in where the rows go. After landing, counts are reconciled with 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from airflow.sdk import AssetAlias, BaseOperator, ObjectStoragePath
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_batch_provider.destinations import table_writer_for
 from airflow_batch_provider.destinations.connection import db_hook
 from airflow_batch_provider.destinations.parquet import write_parquet
 from airflow_batch_provider.destinations.table import MODES
-from airflow_batch_provider.job.manifest import read_manifest
+from airflow_batch_provider.job.manifest import JobManifest, read_manifest
 from airflow_batch_provider.job.reconcile import Reconciliation
 from airflow_batch_provider.operators.lineage import Location, database_of, ol_input, ol_output, path_location
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
@@ -32,6 +32,29 @@ DEFAULT_LOCK_TIMEOUT = 3600.0  # seconds a load waits for another load of its ta
 
 class TooManyFailedRowsError(AirflowException):
     """More rows failed or went missing than ``max_failed_ratio`` allows. The rows were landed."""
+
+
+class IncrementalModeError(AirflowFailException):
+    """A load would delete or duplicate rows an incremental submit left out because they had landed."""
+
+
+def refuse_incremental_mode(skipped_against: Mapping[str, Any] | None, *, conn_id: str, table: str,
+                            database: str | None, mode: str) -> None:
+    """``replace`` of the table an incremental submit skipped against deletes the rows it left out
+    (paid for by an earlier run, and paid for again by the next); ``append`` keeps a changed row's
+    stale result beside its new one. Only ``upsert`` keeps that table whole."""
+    if not skipped_against or mode == "upsert":
+        return
+    same = (skipped_against.get("conn_id") == conn_id and str(skipped_against.get("table")) == str(table)
+            and skipped_against.get("database") == database)
+    if same:
+        what = ("delete the rows it left out because they had landed (the next run would pay for them again)"
+                if mode == "replace" else
+                "keep the old result of every changed row beside its new one (two rows for one id)")
+        raise IncrementalModeError(
+            f"table {table!r} on {conn_id!r} is the one the submit skipped landed rows against "
+            f"(skip_landed_table): mode={mode!r} would {what}. Use mode='upsert' for an incremental job, or "
+            "load into another table.")
 
 
 class BaseBatchOutputOperator(BaseOperator):
@@ -70,8 +93,12 @@ class BaseBatchOutputOperator(BaseOperator):
         """Where the rows went, as an asset and a lineage dataset; None when it has no lasting name."""
         raise NotImplementedError
 
+    def check_manifest(self, manifest: JobManifest) -> None:
+        """Refuse, before anything is written, a job this destination cannot land as asked."""
+
     def execute(self, context: Context) -> dict[str, Any]:
         manifest, location = read_manifest(self.job)
+        self.check_manifest(manifest)
         columns = ResultColumns(model=manifest.model, request=manifest.request, id_column=manifest.id_column,
                                 id_type=pa.type_for_alias(manifest.id_type), label_scores=self.label_scores,
                                 entity_columns=self.entity_columns)
@@ -144,6 +171,15 @@ class BatchOutputToTableOperator(BaseBatchOutputOperator):
         self.mode = mode
         self.hook_params = hook_params
         self.database = database
+        submit = getattr(self.job, "operator", None)  # job=submit.output: refuse now, before anything is paid
+        if getattr(submit, "skip_landed_conn_id", None) and "{{" not in f"{mode}{table}{submit.skip_landed_table}":
+            refuse_incremental_mode({"conn_id": submit.skip_landed_conn_id, "table": submit.skip_landed_table,
+                                     "database": submit.skip_landed_database},
+                                    conn_id=conn_id, table=table, database=database, mode=mode)
+
+    def check_manifest(self, manifest: JobManifest) -> None:
+        refuse_incremental_mode(manifest.skipped_against, conn_id=self.conn_id, table=self.table,
+                                database=self.database, mode=self.mode)
 
     def land(self, batches: Iterator[pa.RecordBatch], columns: ResultColumns) -> int:
         hook = db_hook(self.conn_id, self.hook_params, self.database)

@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from airflow_batch_provider.job.ledger import Ledger
 from tests.conftest import load_dag
 from tests.emulator_helpers import EmulatorProcess
 
@@ -24,6 +25,17 @@ def submit_seconds(dag, manifest_dir, ledger: bool) -> float:
 
 
 def test_ledger_cost_against_no_bookkeeping(tmp_path, monkeypatch):
+    # What a SIGKILL after any write would leave ambiguous: the chunks the ledger shows in flight.
+    shown: dict[int, int] = {}
+    most_shown = [0]
+    real_write = Ledger.write_values
+
+    def write_values(self, values):
+        real_write(self, values)
+        shown.update((window, len(value["in_flight"])) for window, value in values.items())
+        most_shown[0] = max(most_shown[0], sum(shown.values()))
+
+    monkeypatch.setattr(Ledger, "write_values", write_values)
     emulator = EmulatorProcess(["--api-version", "2"], tmp_path).start()
     try:
         monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", json.dumps(
@@ -39,4 +51,6 @@ def test_ledger_cost_against_no_bookkeeping(tmp_path, monkeypatch):
         emulator.stop()
     with_ledger, without = min(times[True]), min(times[False])
     print(f"\nsubmit of {ROWS} rows ({ROWS // 50} batches) through dag.test(): with the ledger {with_ledger:.2f} s, "
-          f"without {without:.2f} s, ratio {with_ledger / without:.2f}x (all runs: {times}); {batches} batches")
+          f"without {without:.2f} s, ratio {with_ledger / without:.2f}x (all runs: {times}); {batches} batches; "
+          f"at most {most_shown[0]} chunks in flight in the ledger (bound: 4 x max_concurrent_submits = 32)")
+    assert most_shown[0] <= 32

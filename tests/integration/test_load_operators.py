@@ -19,6 +19,7 @@ from airflow_batch_provider.job.reconcile import BatchDownloadError
 from airflow_batch_provider.operators.load import (
     BatchOutputToParquetOperator,
     BatchOutputToTableOperator,
+    IncrementalModeError,
     TooManyFailedRowsError,
 )
 from airflow_batch_provider.operators.submit import DataFrameToBatchOperator
@@ -369,3 +370,74 @@ def test_a_load_into_another_database_is_found_by_the_incremental_lookup_and_nam
     job = submit(tmp_path, frame(12), skip_landed_conn_id="warehouse", skip_landed_table="review_labels",
                  skip_landed_database="scaledown_other", allow_empty=True)
     assert (job["rows"], job["skipped_rows"]) == (0, 12) and server.stats()["items"] == 12
+
+
+def daily(run):
+    """Day 1: 100 rows. Day 2 and 3: 110 rows, ids 0-4 edited."""
+    data = frame(100 if run == 1 else 110)
+    if run > 1:
+        data.loc[:4, "body"] = [f"Edited on day 2: review {i} is now awful." for i in range(5)]
+    return data
+
+
+@pytest.mark.parametrize("mode", ["upsert", "replace", "append"])
+@pytest.mark.parametrize("database", ["postgres", "mysql"], indirect=True)
+def test_an_incremental_daily_job_never_deletes_nor_duplicates_paid_rows(env, tmp_path, database, mode):
+    """Three daily runs of an incremental submit feeding a load into the same table: the bill and
+    the table after each. A mode that would delete (replace) or duplicate (append) rows the submit
+    skipped is refused before it writes, naming upsert; with upsert nothing is paid twice."""
+    server = env()
+    incremental = {"skip_landed_conn_id": "warehouse", "skip_landed_table": "review_labels",
+                   "skip_landed_hook_params": LOAD_OPTIONS.get("hook_params")}
+    count = "SELECT COUNT(*), COUNT(DISTINCT review_id) FROM review_labels"
+
+    def land(job, before):
+        if mode != "upsert":  # refused every day, the first included: the table must stay whole
+            with pytest.raises(IncrementalModeError, match=f"mode='{mode}' would .*Use mode='upsert'"):
+                load(job, mode=mode)
+            assert (database(count) if before else []) == before  # nothing written
+        load(job, mode="upsert")
+
+    land(submit(tmp_path / "1", daily(1), **incremental), [])
+    assert server.stats()["items"] == 100 and database(count) == [(100, 100)]
+
+    job = submit(tmp_path / "2", daily(2), **incremental)
+    assert (job["rows"], job["skipped_rows"]) == (15, 95) and server.stats()["items"] == 115
+    assert read_manifest(job)[0].skipped_against["table"] == "review_labels"
+    land(job, [(100, 100)])
+    assert database(count) == [(110, 110)]
+    edited = database("SELECT COUNT(*) FROM review_labels WHERE request_fingerprint IN "
+                      f"({', '.join(repr(fp) for fp in landed_fingerprints(job))})")
+    assert edited == [(15,)]  # the 5 edited rows carry their new result, not the stale one
+
+    job = submit(tmp_path / "3", daily(3), **incremental)
+    assert (job["rows"], job["skipped_rows"]) == (0, 110) and server.stats()["items"] == 115
+    land(job, [(110, 110)])
+    assert database(count) == [(110, 110)]
+
+
+def landed_fingerprints(job):
+    import pyarrow.ipc as ipc
+
+    from airflow_batch_provider.job.manifest import ROWS_FILE
+
+    _, location = read_manifest(job)
+    with (location / ROWS_FILE).open("rb") as f:
+        return ipc.open_stream(f).read_all().column("request_fingerprint").to_pylist()
+
+
+def test_a_dag_loading_an_incremental_job_with_replace_is_refused_when_it_is_built(tmp_path):
+    from airflow.sdk import DAG
+
+    with DAG("incremental_replace", schedule=None), pytest.raises(IncrementalModeError, match="mode='replace'"):
+        job = DataFrameToBatchOperator(task_id="submit", dataframe=frame(3), id_column="review_id",
+                                       text_column="body", request=CLASSIFY, skip_landed_conn_id="warehouse",
+                                       skip_landed_table="review_labels")
+        BatchOutputToTableOperator(task_id="load", job=job.output, conn_id="warehouse", table="review_labels",
+                                   mode="replace")
+    with DAG("incremental_other_table", schedule=None):  # another table: the load may run
+        job = DataFrameToBatchOperator(task_id="submit", dataframe=frame(3), id_column="review_id",
+                                       text_column="body", request=CLASSIFY, skip_landed_conn_id="warehouse",
+                                       skip_landed_table="review_labels")
+        BatchOutputToTableOperator(task_id="load", job=job.output, conn_id="warehouse", table="daily_copy",
+                                   mode="replace")
