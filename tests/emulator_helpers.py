@@ -86,6 +86,6 @@ def wait_for_job(job, timeout: float = 60) -> None:
 
     hook, deadline = BatchApiHook(), time.monotonic() + timeout
     for ref in read_manifest(job)[0].batches:
-        while not hook.get_batch(ref.batch_id).terminal:
+        while not ref.abandoned and not hook.get_batch(ref.batch_id).terminal:
             assert time.monotonic() < deadline, f"job {job['job_id']} did not finish in {timeout} s"
             time.sleep(0.02)

@@ -26,11 +26,21 @@ ROWS_FILE = "rows.arrow"  # Arrow IPC stream: custom_id, id, request_fingerprint
 SUBMITTING_FILE = "submitting.json"
 
 
+# The batch id of a chunk abandoned as ambiguous (on_ambiguous="abandon"): it may have been created and
+# billed, but no id came back, so it is never polled and its rows land "missing" with this code.
+ABANDONED = ""
+ABANDONED_CODE = "submit_outcome_unknown"
+
+
 @dataclass(frozen=True)
 class BatchRef:
     batch_id: str
     first_row: int
     rows: int
+
+    @property
+    def abandoned(self) -> bool:
+        return self.batch_id == ABANDONED
 
 
 @dataclass

@@ -21,7 +21,7 @@ from airflow.sdk import ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException
 
 from airflow_batch_provider.hooks.batch_api import ThreadHooks
-from airflow_batch_provider.job.manifest import ROWS_FILE, BatchRef, JobManifest
+from airflow_batch_provider.job.manifest import ABANDONED_CODE, ROWS_FILE, BatchRef, JobManifest
 from airflow_batch_provider.protocol import BatchState, BatchStatus, OutputLine
 from airflow_batch_provider.tabular.results_to_columns import RECORD_BATCH_ROWS, ResultColumns
 
@@ -105,14 +105,16 @@ class Reconciliation:
         self.counts = LoadCounts()
         self._hooks = ThreadHooks(conn_id)
 
-    def _fetch(self, ref: BatchRef) -> tuple[BatchStatus, list[OutputLine]]:
+    def _fetch(self, ref: BatchRef) -> tuple[BatchStatus | None, list[OutputLine]]:
+        if ref.abandoned:  # no batch id came back: nothing to ask for
+            return None, []
         hook = self._hooks.get()
         status = hook.get_batch(ref.batch_id)
         if status.state is not BatchState.COMPLETED:
             return status, []
         return status, list(hook.iter_output(ref.batch_id, expected_model=self.manifest.model))
 
-    def _downloads(self) -> Iterator[tuple[BatchRef, BatchStatus, list[OutputLine]]]:
+    def _downloads(self) -> Iterator[tuple[BatchRef, BatchStatus | None, list[OutputLine]]]:
         refs = iter(self.manifest.batches)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="scaledown-download")
         try:
@@ -157,7 +159,11 @@ class Reconciliation:
             for number, (ref, status, output) in enumerate(self._downloads(), start=1):
                 custom_ids, ids, fingerprints = cursor.take(ref.rows)
                 absent: list[int] = []  # positions of rows that came back with no line
-                if status.state is BatchState.COMPLETED:
+                if status is None:
+                    absent = list(range(len(ids)))
+                    code, message = ABANDONED_CODE, ("this row's chunk was sent, but no batch id came back; it was "
+                                                     "abandoned (on_ambiguous='abandon') and may have been billed")
+                elif status.state is BatchState.COMPLETED:
                     if [line.custom_id for line in output] == custom_ids:  # the common case: a line a row, in order
                         lines = output
                         ok = buffer.add_lines(ref.batch_id, ids, fingerprints, lines)

@@ -36,14 +36,14 @@ from airflow_batch_provider.job.errors import (
     InvalidRowsError,
 )
 from airflow_batch_provider.job.ledger import Ledger, LedgerEntry
-from airflow_batch_provider.job.manifest import BatchRef, mark_submitting, submitting_marked
+from airflow_batch_provider.job.manifest import ABANDONED, ABANDONED_CODE, BatchRef, mark_submitting, submitting_marked
 from airflow_batch_provider.job.spool import RequestSpool
 from airflow_batch_provider.logs import TaskLog
 from airflow_batch_provider.protocol import InvalidRequestError, Request
 from airflow_batch_provider.tabular.rows_to_requests import InvalidRow, RowEncoder
 
 SHOWN_INVALID = 10
-ON_AMBIGUOUS = ("fail", "resubmit")
+ON_AMBIGUOUS = ("fail", "resubmit", "abandon")
 ON_INPUT_CHANGE = ("fail", "restart")
 
 
@@ -296,8 +296,9 @@ class Submission:
 
     :param retry_ambiguous: the connection says the server honours ``Idempotency-Key``, so a chunk
         that may exist is resent with the same key (the server returns the batch it made).
-    :param on_ambiguous: ``"fail"`` or ``"resubmit"``: what a try does with chunks an earlier try
-        left in flight when ``retry_ambiguous`` is off.
+    :param on_ambiguous: ``"fail"``, ``"resubmit"`` or ``"abandon"``: what a try does with chunks an
+        earlier try left in flight when ``retry_ambiguous`` is off (abandoned chunks are never resent;
+        their rows land ``missing``).
     :param on_input_change: ``"fail"`` or ``"restart"``: what a try does when an earlier try of
         this task paid for a job of another identity.
     :param earlier_tries: this is not the task's first try (without a ledger, it cannot know what
@@ -324,6 +325,7 @@ class Submission:
         self.earlier_tries = earlier_tries
         self.job_dir = job_dir
         self.log = log
+        self.abandoned: set[int] = set()  # left in flight by an earlier try, never resent (on_ambiguous="abandon")
         self.job_id = job_id_for(task, identity)
         self._hooks = ThreadHooks(conn_id)
 
@@ -385,6 +387,13 @@ class Submission:
             self.log.warning("%d chunk(s) were in flight when an earlier try ended and may already be billed; "
                              "resending them as asked (on_ambiguous='resubmit'): POSSIBLE DOUBLE CHARGE for "
                              "chunks %s", len(entry.in_flight), sorted(entry.in_flight)[:20])
+        elif self.on_ambiguous == "abandon":
+            self.abandoned = set(entry.in_flight)
+            self.log.warning("%d chunk(s) were in flight when an earlier try ended and may already be billed; they "
+                             "are not resent (on_ambiguous='abandon'): their %d rows land as 'missing' "
+                             "(error_code %r). Chunks %s", len(self.abandoned),
+                             sum(self.spool.chunks[c].rows for c in self.abandoned), ABANDONED_CODE,
+                             sorted(self.abandoned)[:20])
         else:
             raise self._ambiguous(entry, sorted(entry.in_flight), "an earlier try ended while they were in flight")
 
@@ -409,14 +418,15 @@ class Submission:
         """Send what is not accepted yet; the job's batches, in chunk order."""
         entry = self._entry()
         self._check_in_flight(entry)
-        pending = [c for c in range(entry.chunks) if c not in entry.accepted]
+        pending = [c for c in range(entry.chunks) if c not in entry.accepted and c not in self.abandoned]
         if entry.accepted:
             self.log.info("%d of %d batches were accepted by an earlier try; submitting %d",
                           len(entry.accepted), entry.chunks, len(pending))
         failed = self._send_all(entry, pending)
         if failed:
             self._fail(entry, failed)
-        return [BatchRef(entry.accepted[i], chunk.first_row, chunk.rows) for i, chunk in enumerate(self.spool.chunks)]
+        return [BatchRef(entry.accepted.get(i, ABANDONED), chunk.first_row, chunk.rows)
+                for i, chunk in enumerate(self.spool.chunks)]
 
     def _send_all(self, entry: LedgerEntry, pending: list[int]) -> dict[int, BaseException]:
         return SendTracker(self, entry, pending).run()

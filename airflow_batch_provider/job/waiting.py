@@ -68,8 +68,9 @@ class JobProgress:
 
     @classmethod
     def of(cls, manifest: JobManifest) -> JobProgress:
-        """Every batch of the job, none seen yet."""
-        return cls([b.batch_id for b in manifest.batches], {b.batch_id: b.rows for b in manifest.batches})
+        """Every batch of the job, none seen yet (abandoned chunks have no batch to wait for)."""
+        batches = [b for b in manifest.batches if not b.abandoned]
+        return cls([b.batch_id for b in batches], {b.batch_id: b.rows for b in batches})
 
     def update(self, status: BatchStatus) -> bool:
         """Record a status; True when it changed what we knew."""

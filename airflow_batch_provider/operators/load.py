@@ -171,7 +171,7 @@ class BatchOutputToTableOperator(BaseBatchOutputOperator):
         self.mode = mode
         self.hook_params = hook_params
         self.database = database
-        submit = getattr(self.job, "operator", None)  # job=submit.output: refuse now, before anything is paid
+        submit: Any = getattr(self.job, "operator", None)  # job=submit.output: refuse now, before anything is paid
         if getattr(submit, "skip_landed_conn_id", None) and "{{" not in f"{mode}{table}{submit.skip_landed_table}":
             refuse_incremental_mode({"conn_id": submit.skip_landed_conn_id, "table": submit.skip_landed_table,
                                      "database": submit.skip_landed_database},

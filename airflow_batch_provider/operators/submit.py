@@ -109,7 +109,9 @@ class BaseBatchSubmitOperator(BaseOperator):
     :param on_ambiguous: what a retry does with chunks whose POST an earlier try sent without
         learning the outcome, when the connection does not say the server honours
         ``Idempotency-Key`` (``retry_ambiguous_submits``): ``"fail"`` (default: name them, resend
-        nothing) or ``"resubmit"`` (send them again, logged as a possible double charge).
+        nothing), ``"resubmit"`` (send them again, logged as a possible double charge) or
+        ``"abandon"`` (never resend them: the job goes on without them, and their rows land as
+        ``missing`` with error_code ``submit_outcome_unknown``; never billed twice).
     :param max_rows: refuse, before any call, a job of more rows than this.
     :param dry_run: validate and spool, report rows, batches, bytes and skipped rows in the log and
         the XCom, and stop without paying for anything.
@@ -171,7 +173,7 @@ class BaseBatchSubmitOperator(BaseOperator):
         if on_input_change not in ON_INPUT_CHANGE:
             raise ValueError(f"on_input_change must be 'fail' or 'restart', got {on_input_change!r}")
         if on_ambiguous not in ON_AMBIGUOUS:
-            raise ValueError(f"on_ambiguous must be 'fail' or 'resubmit', got {on_ambiguous!r}")
+            raise ValueError(f"on_ambiguous must be one of {', '.join(ON_AMBIGUOUS)}, got {on_ambiguous!r}")
         if not isinstance(request, (Extract, Summarize, Classify)):
             raise TypeError(f"request must be Extract, Summarize or Classify, got {type(request).__name__}")
         if max_concurrent_submits < 1:

@@ -403,3 +403,34 @@ def test_a_retry_that_finds_the_ledger_gone_follows_the_ambiguity_rule(server, r
     else:  # the server dedupes by Idempotency-Key: resent, paid once
         reference = run(op(tmp_path, 500, max_concurrent_submits=1), store)
         assert emulator.stats()["batches"] == 10 and reference["batches"] == 10
+
+
+def test_abandoned_ambiguous_chunks_are_never_resent_and_land_as_missing(billing, tmp_path, monkeypatch):
+    """on_ambiguous='abandon' on a server that ignores keys: the bill never exceeds the chunks, the
+    wait does not ask for the abandoned chunk, and its rows land 'missing', named as such."""
+    import json
+    import sqlite3
+
+    from airflow_batch_provider.operators.load import BatchOutputToTableOperator
+    from airflow_batch_provider.sensors.batch import BatchSensor
+    from tests.emulator_helpers import wait_for_job
+
+    billing.set_faults(rate=1.0, kinds=["reset_after"], routes=["submit"], skip_first=3, max_faults=1)
+    store = DictStateStore()
+    with pytest.raises(AmbiguousSubmissionError, match="chunk 3 "):
+        run(op(tmp_path, max_concurrent_submits=1), store)
+    billing.set_faults(rate=0.0)
+    reference = run(op(tmp_path, max_concurrent_submits=1, on_ambiguous="abandon"), store)
+    assert billing.stats()["batches"] == 20  # chunk 3 was created once, its answer lost; never resent
+    manifest, _ = read_manifest(reference)
+    assert [b.abandoned for b in manifest.batches].count(True) == 1 and manifest.batches[3].abandoned
+    wait_for_job(reference)
+    BatchSensor(task_id="wait", job=reference, deferrable=False).execute({})
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "sqlite",
+                                                             "host": str(tmp_path / "w.db")}))
+    summary = BatchOutputToTableOperator(task_id="load", job=reference, conn_id="warehouse", table="t",
+                                         max_failed_ratio=0.1).execute({})
+    assert (summary["ok"], summary["missing"]) == (950, 50)
+    with sqlite3.connect(tmp_path / "w.db") as conn:
+        assert conn.execute("SELECT MIN(review_id), MAX(review_id), COUNT(*) FROM t WHERE status = 'missing' "
+                            "AND error_code = 'submit_outcome_unknown'").fetchall() == [(150, 199, 50)]
