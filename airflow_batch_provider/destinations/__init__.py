@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 from airflow.providers.common.sql.hooks.sql import DbApiHook
+from airflow.sdk import BaseHook
 
 from airflow_batch_provider.destinations.duckdb import DuckDBTableWriter
+from airflow_batch_provider.destinations.limits import NATIVE, UNLIMITED, DestinationLimits
 from airflow_batch_provider.destinations.mysql import MySqlTableWriter
 from airflow_batch_provider.destinations.postgres import PostgresTableWriter
 from airflow_batch_provider.destinations.sqlite import SqliteTableWriter
@@ -20,6 +22,17 @@ WRITERS: dict[str, type[TableWriter]] = {"postgres": PostgresTableWriter, "duckd
                                          "sqlite": SqliteTableWriter, "mysql": MySqlTableWriter}
 
 
+def limits_for(destination: str | None) -> DestinationLimits:
+    """What the destination a submit was told of can hold: ``"parquet"``, or the connection id of a
+    database (its type picks the writer); None: every database this package writes to natively."""
+    if destination is None:
+        return NATIVE
+    if destination.lower() == "parquet":
+        return UNLIMITED
+    conn_type = (BaseHook.get_connection(destination).conn_type or "").lower()
+    return WRITERS.get(conn_type, GenericTableWriter).limits
+
+
 def table_writer_for(hook: DbApiHook, table: str, mode: str, schema: pa.Schema, id_column: str,
                      **options) -> TableWriter:
     """The writer with the bulk path for the hook's database, or the generic one."""
@@ -27,4 +40,4 @@ def table_writer_for(hook: DbApiHook, table: str, mode: str, schema: pa.Schema, 
     return writer(hook, table, mode, schema, id_column, **options)
 
 
-__all__ = ["GenericTableWriter", "TableWriter", "table_writer_for"]
+__all__ = ["DestinationLimits", "GenericTableWriter", "TableWriter", "limits_for", "table_writer_for"]

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from airflow_batch_provider.destinations.limits import DUCKDB
 from airflow_batch_provider.destinations.table import TableWriter, coalesced, one_transaction
 
 MEMORY_LIMIT = "256MB"  # DuckDB's buffer for the merge; the rest spills to disk
@@ -30,6 +31,7 @@ def _is_held(exc: Exception) -> bool:
 class DuckDBTableWriter(TableWriter):
     types = {"string": "VARCHAR", "int64": "BIGINT", "double": "DOUBLE",
              "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "bool": "BOOLEAN"}
+    limits = DUCKDB
 
     def write(self, batches: Iterable[pa.RecordBatch]) -> int:
         self._check_before_staging()

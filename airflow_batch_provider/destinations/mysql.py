@@ -29,6 +29,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 
+from airflow_batch_provider.destinations.limits import MYSQL
 from airflow_batch_provider.destinations.table import TableWriter
 
 STATEMENT_BYTES = 2 << 20  # an executemany statement's data: far below max_allowed_packet (16-64 MB)
@@ -38,6 +39,7 @@ class MySqlTableWriter(TableWriter):
     types = {"string": "LONGTEXT", "int64": "BIGINT", "double": "DOUBLE",
              "timestamp[us, tz=UTC]": "DATETIME(6)", "bool": "BOOLEAN"}  # DATETIME(6) holds UTC wall time
     index_after_rows = False  # CREATE INDEX commits: the unique key is declared in CREATE TABLE
+    limits = MYSQL
 
     def column_type(self, field: pa.Field) -> str:
         # Keys cannot be TEXT; 768 characters x 4 bytes is InnoDB's 3072-byte key limit in utf8mb4.

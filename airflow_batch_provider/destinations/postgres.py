@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from airflow_batch_provider.destinations.limits import POSTGRES
 from airflow_batch_provider.destinations.table import TableWriter, iso_text
 
 
@@ -26,6 +27,7 @@ class PostgresTableWriter(TableWriter):
     types = {"string": "TEXT", "int64": "BIGINT", "double": "DOUBLE PRECISION",
              "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "bool": "BOOLEAN"}
     index_after_rows = True
+    limits = POSTGRES
 
     def create_staging_sql(self) -> str:
         return f"CREATE TEMPORARY TABLE {self.staging} ({self.columns_ddl()}) ON COMMIT DROP"

@@ -11,12 +11,14 @@ import sqlite3
 
 import pyarrow as pa
 
+from airflow_batch_provider.destinations.limits import SQLITE
 from airflow_batch_provider.destinations.table import TableWriter, iso_text
 
 
 class SqliteTableWriter(TableWriter):
     types = {"string": "TEXT", "int64": "INTEGER", "double": "REAL", "timestamp[us, tz=UTC]": "TEXT",
              "bool": "INTEGER"}
+    limits = SQLITE
 
     def begin(self, conn) -> None:
         # The sqlite3 module would otherwise commit around DDL; we want one explicit transaction.

@@ -47,6 +47,7 @@ import pyarrow.compute as pc
 from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_batch_provider.destinations.limits import GENERIC
 from airflow_batch_provider.logs import TaskLog
 from airflow_batch_provider.tabular.columns import require_columns
 from airflow_batch_provider.tabular.results_to_columns import RECORD_BATCH_ROWS
@@ -93,6 +94,14 @@ def identifier_quoter(hook: Any) -> Callable[[str], str]:
     return lambda name: form.format(name.replace(close, close * 2))
 
 
+def refuse_percent(what: str, name: str) -> None:
+    """A ``%`` in a name pasted into SQL that is run with parameters: psycopg2 and mysqlclient read
+    it as a placeholder, so the statement fails (after the job was paid for, at load time)."""
+    if "%" in name:
+        raise TableSchemaError(f"{what} {name!r} holds a '%', which drivers with %s placeholders (psycopg2, "
+                               "mysqlclient) read as a placeholder; rename it. Nothing was written or submitted.")
+
+
 def qualified(quote: Callable[[str], str], name: str) -> str:
     """``schema.table`` quoted part by part."""
     return ".".join(quote(part) for part in name.split("."))
@@ -122,6 +131,7 @@ class TableWriter:
 
     types = {"string": "TEXT", "int64": "BIGINT", "double": "DOUBLE PRECISION",
              "timestamp[us, tz=UTC]": "TIMESTAMP", "bool": "BOOLEAN"}
+    limits = GENERIC
     # Build a new table's index after its rows (once, not row by row) only where DDL is
     # transactional: elsewhere (MySQL, Oracle) CREATE INDEX commits the rows before it.
     index_after_rows = False

@@ -20,7 +20,8 @@ the windows already started (windows start in order), never one key per chunk.
 
 Retention: the keys never expire while the job is being submitted (a failed try may be retried, or
 cleared by hand, months later); once every chunk is accepted and the manifest is written, the
-submit clears them (:meth:`Ledger.close`), and from then on the manifest is the record.
+submit replaces them with a header naming the manifest, kept for the store's default retention
+(:meth:`Ledger.close`): from then on the manifest is the record.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ class LedgerEntry:
     window: int = WINDOW_CHUNKS
     accepted: dict[int, str] = field(default_factory=dict)
     in_flight: set[int] = field(default_factory=set)
+    complete: str | None = None  # every chunk accepted: the location of the job's manifest
+
+    def paid(self) -> int:
+        """Batches this entry knows to be paid for."""
+        return self.chunks if self.complete else len(self.accepted)
 
     def window_of(self, chunk: int) -> int:
         return chunk // self.window
@@ -75,7 +81,9 @@ class Ledger:
         if not header:
             return None
         entry = LedgerEntry(job_id=header["job_id"], identity=header["identity"], chunks=header["chunks"],
-                            window=header.get("window", WINDOW_CHUNKS))
+                            window=header.get("window", WINDOW_CHUNKS), complete=header.get("complete"))
+        if entry.complete:
+            return entry
         for window in range(entry.windows()):
             value = self.store.get(_window_key(window))
             if not value:
@@ -103,18 +111,21 @@ class Ledger:
         for window, value in values.items():
             self._set(_window_key(window), value)
 
-    def forget(self, entry: LedgerEntry) -> None:
-        if self.store is None:
-            return
-        for window in range(entry.windows()):
-            self.store.delete(_window_key(window))
-        self.store.delete(JOB_KEY)
-
-    def close(self) -> None:
-        """The job is wholly accepted and its manifest written: the keys are no longer needed (one
-        call; the task instance's store holds nothing else of ours)."""
+    def forget(self) -> None:
+        """Drop everything kept of the job (one call: the task instance's store holds nothing else of ours)."""
         if self.store is not None:
             self.store.clear()
+
+    def close(self, entry: LedgerEntry, manifest: str) -> None:
+        """The job is wholly accepted and its manifest written: its windows are no longer needed (one
+        call; the task instance's store holds nothing else of ours). A header is kept, for the
+        store's default retention, so that a run of this task cleared by hand later still knows the
+        job (with other input: :class:`~.errors.InputChangedError`, not a second bill)."""
+        if self.store is None:
+            return
+        self.forget()
+        self.store.set(JOB_KEY, {"job_id": entry.job_id, "identity": entry.identity, "chunks": entry.chunks,
+                                 "complete": manifest})
 
     def _set(self, key: str, value: Mapping[str, Any]) -> None:
         if self.store is not None:  # kept until the job is accepted, however long a retry takes to come

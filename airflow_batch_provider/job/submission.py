@@ -36,7 +36,14 @@ from airflow_batch_provider.job.errors import (
     InvalidRowsError,
 )
 from airflow_batch_provider.job.ledger import Ledger, LedgerEntry
-from airflow_batch_provider.job.manifest import ABANDONED, ABANDONED_CODE, BatchRef, mark_submitting, submitting_marked
+from airflow_batch_provider.job.manifest import (
+    ABANDONED,
+    ABANDONED_CODE,
+    BatchRef,
+    mark_submitting,
+    read_manifest,
+    submitting_marked,
+)
 from airflow_batch_provider.job.spool import RequestSpool
 from airflow_batch_provider.logs import TaskLog
 from airflow_batch_provider.protocol import InvalidRequestError, Request
@@ -325,6 +332,7 @@ class Submission:
         self.earlier_tries = earlier_tries
         self.job_dir = job_dir
         self.log = log
+        self.entry: LedgerEntry | None = None
         self.abandoned: set[int] = set()  # left in flight by an earlier try, never resent (on_ambiguous="abandon")
         self.job_id = job_id_for(task, identity)
         self._hooks = ThreadHooks(conn_id)
@@ -339,12 +347,12 @@ class Submission:
                 raise InputChangedError(
                     f"an earlier try of this task submitted job {previous.job_id} for different input or "
                     f"settings (rows, model, request parameters or batch limits changed; identity "
-                    f"{previous.identity[:12]}…, now {self.identity[:12]}…); its {len(previous.accepted)} "
+                    f"{previous.identity[:12]}…, now {self.identity[:12]}…); its {previous.paid()} "
                     "accepted batches are paid for. Restore the input and settings, or set "
                     "on_input_change='restart' to submit anew.")
             self.log.warning("Input or settings changed since job %s (%d batches paid for); starting over "
-                             "(on_input_change='restart')", previous.job_id, len(previous.accepted))
-            self.ledger.forget(previous)
+                             "(on_input_change='restart')", previous.job_id, previous.paid())
+            self.ledger.forget()
             previous = None
         if previous is not None:
             self.log.info("Resuming job %s submitted by an earlier try: %d of %d batches accepted, %d in flight",
@@ -416,7 +424,11 @@ class Submission:
 
     def run(self) -> list[BatchRef]:
         """Send what is not accepted yet; the job's batches, in chunk order."""
-        entry = self._entry()
+        entry = self.entry = self._entry()
+        if entry.complete:
+            self.log.info("Job %s was wholly submitted by an earlier run of this task; its manifest is at %s",
+                          entry.job_id, entry.complete)
+            return read_manifest(entry.complete)[0].batches
         self._check_in_flight(entry)
         pending = [c for c in range(entry.chunks) if c not in entry.accepted and c not in self.abandoned]
         if entry.accepted:

@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_batch_provider.destinations import table_writer_for
 from airflow_batch_provider.destinations.connection import db_hook
 from airflow_batch_provider.destinations.parquet import write_parquet
-from airflow_batch_provider.destinations.table import MODES
+from airflow_batch_provider.destinations.table import MODES, refuse_percent
 from airflow_batch_provider.job.manifest import JobManifest, read_manifest
 from airflow_batch_provider.job.reconcile import Reconciliation
 from airflow_batch_provider.operators.lineage import Location, database_of, ol_input, ol_output, path_location
@@ -162,6 +162,8 @@ class BatchOutputToTableOperator(BaseBatchOutputOperator):
                  database: str | None = None, **kwargs: Any) -> None:
         if mode not in MODES and "{{" not in mode:  # a templated mode is checked when the writer is made
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if "{{" not in table:  # a templated one is checked once rendered, before anything is written
+            refuse_percent("table", table)
         # The table's asset URI needs the connection's host, database and schema, known at run time:
         # the load emits it through this alias (also for templated names).
         kwargs.setdefault("outlets", [AssetAlias(f"scaledown-load:{conn_id}/{table}")])
@@ -178,6 +180,7 @@ class BatchOutputToTableOperator(BaseBatchOutputOperator):
                                     conn_id=conn_id, table=table, database=database, mode=mode)
 
     def check_manifest(self, manifest: JobManifest) -> None:
+        refuse_percent("table", self.table)
         refuse_incremental_mode(manifest.skipped_against, conn_id=self.conn_id, table=self.table,
                                 database=self.database, mode=self.mode)
 

@@ -29,8 +29,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
+from airflow_batch_provider.destinations import limits_for
 from airflow_batch_provider.destinations.connection import db_hook
 from airflow_batch_provider.destinations.landed import LandedRows, LandedTableError
+from airflow_batch_provider.destinations.table import refuse_percent
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.job.errors import (
     AmbiguousSubmissionError,
@@ -126,6 +128,10 @@ class BaseBatchSubmitOperator(BaseOperator):
     :param skip_landed_table: see ``skip_landed_conn_id``.
     :param skip_landed_hook_params: the ``hook_params`` the load into that table uses, if any.
     :param skip_landed_database: the ``database`` the load into that table uses, if any.
+    :param destination: where the load will land the results: a database connection id, or
+        ``"parquet"``. Ids and column names are checked against what it holds before anything is
+        paid for; default the ``skip_landed_conn_id``, else every database this package writes to
+        natively (the strictest of PostgreSQL, MySQL/MariaDB, SQLite and DuckDB).
     :param allow_empty: an input with no rows gives an empty job (no batches; downstream waits and
         loads finish at once) instead of failing — for scheduled queries that may find nothing new.
     :param wait_for_completion: return only once the job is finished: deferred to ``BatchTrigger``
@@ -160,6 +166,7 @@ class BaseBatchSubmitOperator(BaseOperator):
         skip_landed_table: str | None = None,
         skip_landed_hook_params: dict | None = None,
         skip_landed_database: str | None = None,
+        destination: str | None = None,
         allow_empty: bool = False,
         wait_for_completion: bool = False,
         deferrable: bool | None = None,
@@ -185,6 +192,9 @@ class BaseBatchSubmitOperator(BaseOperator):
         # Whatever the load's options, its columns must not collide: refuse that now, not after paying.
         ResultColumns(model=request.model, request=request.params(), id_column=id_column, id_type=pa.string(),
                       label_scores=True, entity_columns="all")
+        refuse_percent("id_column", id_column)
+        if skip_landed_table and "{{" not in skip_landed_table:
+            refuse_percent("skip_landed_table", skip_landed_table)
         self.id_column = id_column
         self.text_column = text_column
         self.request = request
@@ -203,6 +213,7 @@ class BaseBatchSubmitOperator(BaseOperator):
         self.skip_landed_table = skip_landed_table
         self.skip_landed_hook_params = skip_landed_hook_params
         self.skip_landed_database = skip_landed_database
+        self.destination = destination
         self.allow_empty = allow_empty
         self.wait_for_completion = wait_for_completion
         self.deferrable = default_deferrable() if deferrable is None else deferrable
@@ -230,8 +241,7 @@ class BaseBatchSubmitOperator(BaseOperator):
                         hook_params=self.skip_landed_hook_params, database=self.skip_landed_database)).fingerprints
                               if self.skip_landed_conn_id else None)
                     spooled = spool_rows(
-                        self.iter_record_batches(), RowEncoder(request, self.id_column, self.text_column,
-                                                               self.max_text_bytes),
+                        self.iter_record_batches(), self._encoder(request),
                         Path(tmp), max_items=max_items, max_bytes=max_bytes, landed=landed,
                         allow_empty=self.allow_empty, on_invalid_rows=self.on_invalid_rows, log=self.log)
             except (InvalidRequestError, LandedTableError) as exc:
@@ -268,6 +278,26 @@ class BaseBatchSubmitOperator(BaseOperator):
                              timeout=self.wait_timeout, method_name="execute_complete")
         return reference
 
+    def _encoder(self, request: Request) -> RowEncoder:
+        """Rows checked against what the load's destination holds: its key column (string ids) and its
+        catalog (the id column's name and every column the results may add), before paying."""
+        refuse_percent("skip_landed_table", str(self.skip_landed_table or ""))  # as rendered
+        declared = self.destination or self.skip_landed_conn_id
+        limits = limits_for(declared)
+        hint = ("." if declared else
+                "; or declare the load's destination (destination='<its connection id>' or 'parquet') to be "
+                "checked against that database's limits alone.")
+        columns = ResultColumns(model=request.model, request=request.params(), id_column=self.id_column,
+                                id_type=pa.string(), label_scores=True, entity_columns="all")
+        derived = {**{c: f"label {n!r}" for n, c in columns.label_columns.items()},
+                   **{c: f"entity type {n!r}" for n, c in columns.entity_columns.items()}}
+        limits.check_identifiers([(name, derived.get(name, f"the id column {self.id_column!r}" if
+                                                    name == self.id_column else f"result column {name!r}"))
+                                  for name in columns.schema.names], hint)
+        return RowEncoder(request, self.id_column, self.text_column, self.max_text_bytes,
+                          max_id_chars=limits.key_chars, max_id_bytes=limits.key_bytes,
+                          id_limit=limits.describe_key() + (hint.removeprefix(";") if not declared else ""))
+
     def _submit(self, context: Context, spooled: SpooledRows, request: Request, identity: str, task: str,
                 location: ObjectStoragePath, hook: BatchApiHook, max_items: int, max_bytes: int) -> JobManifest:
         """Pay for the chunks the ledger does not show as accepted, then write the manifest (the
@@ -293,7 +323,8 @@ class BaseBatchSubmitOperator(BaseOperator):
         with open(spool.rows_path, "rb") as source, (location / ROWS_FILE).open("wb") as target:
             shutil.copyfileobj(source, target, 1 << 20)
         write_manifest(location, manifest)  # last: a manifest means the job is whole
-        ledger.close()
+        assert submission.entry is not None
+        ledger.close(submission.entry, str(location))
         return manifest
 
     def _dry_run(self, job_id: str, spooled: SpooledRows) -> dict[str, Any]:

@@ -14,6 +14,7 @@ Every row gets the original id (its original type), ``status`` (``ok`` / ``error
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime, timezone
 from typing import Any
@@ -30,9 +31,20 @@ RECORD_BATCH_ROWS = 32_768
 _UNSAFE = re.compile(r"[^0-9a-zA-Z_]+")
 
 
+# Derived names are kept within what every database holds whole (PostgreSQL: 63 bytes; longer
+# names are silently truncated there, and the next load misses the column).
+MAX_COLUMN_NAME = 63
+
+
 def column_name(prefix: str, label: str) -> str:
-    """A column name any SQL dialect takes without quoting surprises: ``score_very_positive``."""
-    return f"{prefix}_{_UNSAFE.sub('_', label).strip('_').lower() or 'x'}"
+    """A column name any SQL dialect takes without quoting surprises: ``score_very_positive``.
+    A long one is shortened the same way every time, keeping a hash of the whole label
+    (``score_<first 45 characters>_<12 hex digits>``), so two long labels stay two columns."""
+    name = f"{prefix}_{_UNSAFE.sub('_', label).strip('_').lower() or 'x'}"
+    if len(name) <= MAX_COLUMN_NAME:
+        return name
+    digest = hashlib.blake2b(label.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+    return f"{name[:MAX_COLUMN_NAME - len(digest) - 1].rstrip('_')}_{digest}"
 
 
 class ResultColumns:

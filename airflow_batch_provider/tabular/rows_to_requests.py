@@ -81,11 +81,16 @@ class RowEncoder:
     """Validates and encodes rows of ``(id_column, text_column)`` for one request type."""
 
     def __init__(self, request: Request, id_column: str, text_column: str,
-                 max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> None:
+                 max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES, *, max_id_chars: int | None = None,
+                 max_id_bytes: int | None = None, id_limit: str = "") -> None:
         self.request = request
         self.id_column = id_column
         self.text_column = text_column
         self.max_text_bytes = max_text_bytes
+        # A string id lands in the destination's key column: longer ones could be paid for, never landed.
+        self.max_id_chars = max_id_chars
+        self.max_id_bytes = max_id_bytes
+        self.id_limit = id_limit
         self._encoder = LineEncoder(request)
         self._fingerprint = Fingerprinter(request)
         self._runs: list[np.ndarray] = []  # sorted runs of the hashes of every id so far
@@ -121,6 +126,12 @@ class RowEncoder:
             (pc.match_substring(ids, "\x00"), "id contains a NUL character (\\x00), which databases cannot store"),
             (pc.match_substring(text, "\x00"), "text contains a NUL character (\\x00), which databases cannot store"),
         ]
+        if _is_text(original_ids.type) and self.max_id_chars is not None:
+            checks.append((pc.greater(pc.utf8_length(ids), self.max_id_chars),
+                           f"id is longer than {self.max_id_chars} characters: {self.id_limit}"))
+        if _is_text(original_ids.type) and self.max_id_bytes is not None:
+            checks.append((pc.greater(pc.binary_length(ids), self.max_id_bytes),
+                           f"id is longer than {self.max_id_bytes} UTF-8 bytes: {self.id_limit}"))
         for mask, reason in checks:
             mask = pc.fill_null(mask, False)
             if pc.any(mask).as_py():
