@@ -11,7 +11,7 @@ from airflow_batch_provider.operators.load import BatchOutputToTableOperator
 from airflow_batch_provider.operators.submit import DataFrameToBatchOperator, InvalidInputError, InvalidRowsError
 from airflow_batch_provider.protocol import Classify, Extract, Label
 from airflow_batch_provider.tabular.results_to_columns import column_name
-from tests.integration.test_load_operators import LOAD_OPTIONS, database, env, load, submit  # noqa: F401
+from tests.integration.test_load_operators import load, submit
 from tests.state_store import DictStateStore
 
 LONG_LABEL = "Does the reviewer say the delivery was late, the box damaged, or the item missing"  # 81 characters

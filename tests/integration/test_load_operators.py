@@ -6,14 +6,12 @@ import json
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
-import duckdb
 import pandas as pd
 import psycopg2
 import pyarrow.parquet as pq
 import pytest
 
 from airflow_batch_provider.destinations.table import TableSchemaError
-from airflow_batch_provider.emulator.pytest_plugin import connection_json
 from airflow_batch_provider.job.manifest import read_manifest, write_manifest
 from airflow_batch_provider.job.reconcile import BatchDownloadError
 from airflow_batch_provider.operators.load import (
@@ -26,6 +24,7 @@ from airflow_batch_provider.operators.submit import DataFrameToBatchOperator
 from airflow_batch_provider.protocol import Classify, Extract, Label, Summarize
 from tests.conftest import MYSQL_CONNECTION, POSTGRES_DSN, mysql_query
 from tests.emulator_helpers import wait_for_job
+from tests.integration.warehouse import LOAD_OPTIONS
 from tests.state_store import DictStateStore
 
 CLASSIFY = Classify([Label("Positive", "Does the review praise the product?"),
@@ -41,16 +40,6 @@ def frame(n=30, start=0, suffix=""):
                          "body": [TEXTS[i % 3] + f" Order {i}{suffix}." for i in range(start, start + n)]})
 
 
-@pytest.fixture
-def env(make_emulator, monkeypatch, tmp_path):
-    def setup(**emulator_config):
-        server = make_emulator(**emulator_config)
-        monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(
-            server, retry_initial_wait=0.01, retry_max_wait=0.05, retry_max_attempts=3))
-        return server
-    return setup
-
-
 def submit(tmp_path, data, request=CLASSIFY, per_batch=10, **kwargs):
     job = DataFrameToBatchOperator(task_id="submit", dataframe=data, id_column="review_id", text_column="body",
                                    request=request, max_items_per_batch=per_batch,
@@ -58,47 +47,6 @@ def submit(tmp_path, data, request=CLASSIFY, per_batch=10, **kwargs):
                                    ).execute({"task_state_store": DictStateStore()})
     wait_for_job(job, timeout=30)
     return job
-
-
-LOAD_OPTIONS: dict = {}  # what the database fixture needs every load to pass
-
-
-@pytest.fixture(params=["sqlite", "duckdb", "postgres", "mysql"])
-def database(request, tmp_path, monkeypatch):
-    """A connection id and a query function for each real database."""
-    kind = request.param
-    if kind == "sqlite":
-        path = tmp_path / "warehouse.db"
-        monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(path)}))
-
-        def query(sql):
-            with sqlite3.connect(path) as conn:
-                return conn.execute(sql).fetchall()
-    elif kind == "duckdb":
-        path = tmp_path / "warehouse.duckdb"
-        monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "duckdb", "host": str(path)}))
-
-        def query(sql):
-            with duckdb.connect(str(path)) as conn:
-                return conn.execute(sql).fetchall()
-    elif kind == "mysql":  # MariaDB on the project's machines; LOAD DATA, its bulk path
-        monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps(MYSQL_CONNECTION))
-        monkeypatch.setitem(LOAD_OPTIONS, "hook_params", {"local_infile": True})
-        mysql_query("DROP TABLE IF EXISTS review_labels")
-
-        def query(sql):
-            return mysql_query(sql)
-    else:
-        monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", POSTGRES_DSN.replace("postgresql://", "postgres://"))
-        with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
-            cur.execute("DROP TABLE IF EXISTS review_labels")
-
-        def query(sql):
-            with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
-                cur.execute(sql)
-                return cur.fetchall() if cur.description else []
-    query.kind = kind
-    return query
 
 
 def load(job, mode="append", **kwargs):
