@@ -373,10 +373,50 @@ class BaseBatchSubmitOperator(BaseOperator):
         return OperatorLineage(inputs=inputs, outputs=outputs, job_facets=job_facets)
 
 
+# What pyarrow raises when a pandas column has no Arrow type: values of several types (ArrowInvalid,
+# ArrowTypeError), an int beyond 64 bits (OverflowError), a str holding a lone surrogate
+# (UnicodeEncodeError). Input that will never convert, so a refusal, not an error Airflow retries.
+_UNCONVERTIBLE = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, UnicodeEncodeError)
+
+
 def _frame_to_batches(frame: pd.DataFrame, columns: list[str]) -> Iterator[pa.RecordBatch]:
     require_columns("the DataFrame", columns, frame.columns, InvalidRequestError)
-    table = pa.Table.from_pandas(frame[columns], preserve_index=False)
+    try:
+        table = pa.Table.from_pandas(frame[columns], preserve_index=False)
+    except _UNCONVERTIBLE as exc:
+        raise _unconvertible(frame, columns, exc) from exc
     yield from table.to_batches(max_chunksize=READ_BATCH_ROWS)
+
+
+def _unconvertible(frame: pd.DataFrame, columns: list[str], exc: Exception) -> InvalidRequestError:
+    """Which column cannot become Arrow, the first value at fault when one is, and what to do."""
+    for column in columns:
+        try:
+            pa.Array.from_pandas(frame[column])
+            continue
+        except _UNCONVERTIBLE as found:
+            exc = found
+        series = frame[column]
+        for position, value in enumerate(series):
+            if isinstance(value, str) and not value.isascii():
+                try:
+                    value.encode()
+                except UnicodeEncodeError:
+                    return InvalidRequestError(
+                        f"column {column!r} of the DataFrame holds a string with a lone surrogate at row "
+                        f"{position} (index {series.index[position]!r}), which is not text any database stores; "
+                        "re-encode it first, e.g. .str.encode('utf-8', 'replace').str.decode('utf-8')")
+            elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+                return InvalidRequestError(
+                    f"column {column!r} of the DataFrame holds an integer outside the signed 64-bit range, the "
+                    f"largest SQL databases store, at row {position} (index {series.index[position]!r}); "
+                    "ids must fit it, or be strings (.astype(str))")
+        kinds = sorted({type(value).__name__ for value in series if value is not None})
+        return InvalidRequestError(
+            f"column {column!r} of the DataFrame cannot be converted to Arrow ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); it holds values of the types {', '.join(kinds)}. Give it one type: ids as "
+            "integers or as strings (.astype(str)), text as strings")
+    return InvalidRequestError(f"the DataFrame cannot be converted to Arrow ({type(exc).__name__}: {str(exc)[:200]})")
 
 
 class DataFrameToBatchOperator(BaseBatchSubmitOperator):

@@ -38,6 +38,38 @@ def _is_text(kind: pa.DataType) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
 
 
+_AS_BYTES = {pa.string(): pa.binary(), pa.large_string(): pa.large_binary(), pa.string_view(): pa.binary_view()}
+
+
+def _invalid_utf8(column: pa.Array) -> list[int]:
+    """Positions of the strings that are not valid UTF-8. Arrow checks strings it builds from Python,
+    but not every Parquet file or buffer: a string written by a program that let a lone surrogate
+    through arrives as bytes no decoder accepts, and would raise from the checks below. One pass in
+    C finds whether any exists; the values are looked at one by one only when one does."""
+    if column.type not in _AS_BYTES:
+        return []
+    try:
+        column.validate(full=True)
+        return []
+    except pa.ArrowInvalid:
+        pass
+    bad = []
+    for i, value in enumerate(column.cast(_AS_BYTES[column.type]).to_pylist()):  # a cast to bytes never checks
+        try:
+            value is None or value.decode()
+        except UnicodeDecodeError:
+            bad.append(i)
+    return bad
+
+
+def _row_id(ids: pa.Array, i: int) -> object:
+    """The id as a refusal names it: its bytes when it is not valid UTF-8 (``as_py`` would raise)."""
+    try:
+        return ids[i].as_py()
+    except UnicodeDecodeError:
+        return ids.cast(_AS_BYTES[ids.type])[i].as_py()
+
+
 def landing_id_type(kind: pa.DataType) -> pa.DataType:
     """The type ids land with in every destination: int64 for any integer type (SQL databases store
     signed 64-bit integers), string for any string type; None when the type cannot be an id."""
@@ -107,7 +139,8 @@ class RowEncoder:
         return landing
 
     def _reasons(self, ids: pa.Array, text: pa.Array, original_ids: pa.Array) -> Iterator[tuple[int, str]]:
-        if pa.types.is_unsigned_integer(original_ids.type):  # uint64 above int64: no SQL column holds it
+        # Only uint64 goes past int64 (and only uint64 can hold INT64_MAX as a scalar to compare with).
+        if pa.types.is_uint64(original_ids.type):  # above int64: no SQL column holds it
             mask = pc.fill_null(pc.greater(original_ids, pa.scalar(INT64_MAX, original_ids.type)), False)
             for i in pc.indices_nonzero(mask).to_pylist():
                 yield i, f"id is larger than {INT64_MAX}, the largest integer SQL databases store"
@@ -162,11 +195,23 @@ class RowEncoder:
         """Lines for the valid rows of ``batch``; invalid rows are reported, not encoded."""
         original_ids = _decoded(batch.column(self.id_column))
         texts = _decoded(batch.column(self.text_column))
-        if pa.types.is_string_view(texts.type):
-            texts = texts.cast(pa.large_string())
+        if pa.types.is_string_view(texts.type) or pa.types.is_null(texts.type):  # Arrow's string functions
+            texts = texts.cast(pa.large_string())  # have no kernel for either (a column of only nulls is null)
+        named_ids = original_ids  # the ids as refusals name them
+        bad: dict[int, str] = {}
+        # Strings that are not UTF-8 are refused first, and nulled for the checks that follow (Arrow's
+        # string functions raise on them, and no destination could store them).
+        for column, what in ((original_ids, "id"), (texts, "text")):
+            for index in _invalid_utf8(column):
+                bad.setdefault(index, f"{what} is not valid UTF-8 (a lone surrogate or broken bytes)")
+        if bad:
+            unreadable = np.zeros(len(batch), dtype=bool)
+            unreadable[list(bad)] = True
+            mask = pa.array(unreadable)
+            original_ids, texts = (pc.if_else(mask, pa.scalar(None, column.type), column)
+                                   if column.type in _AS_BYTES else column for column in (original_ids, texts))
         custom_ids = pc.cast(original_ids, pa.string())
         ids = original_ids.cast(landing_id_type(original_ids.type), safe=False)  # too large: refused below
-        bad: dict[int, str] = {}
         for index, reason in self._reasons(custom_ids, texts, original_ids):
             bad.setdefault(index, reason)
         for index in self._duplicates(custom_ids):
@@ -175,7 +220,7 @@ class RowEncoder:
         if bad:
             keep = np.ones(len(batch), dtype=bool)
             keep[list(bad)] = False
-            invalid = [InvalidRow(original_ids[i].as_py(), reason) for i, reason in sorted(bad.items())]
+            invalid = [InvalidRow(_row_id(named_ids, i), reason) for i, reason in sorted(bad.items())]
             ids, texts, custom_ids = (column.filter(pa.array(keep)) for column in (ids, texts, custom_ids))
         text_list = texts.to_pylist()
         head, middle, tail = self._encoder.parts
