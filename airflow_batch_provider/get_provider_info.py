@@ -94,6 +94,9 @@ def get_provider_info() -> dict:
                         "Retry ambiguous submits", "boolean", False,
                         "resubmit after a failure that happened once the body was sent; safe only "
                         "if the server honours Idempotency-Key"),
+                    "max_output_line_bytes": _field(
+                        "Max output line (bytes)", "integer", 16 * 1024 * 1024,
+                        "a longer output line is dropped and counted as unattributable"),
                 },
             }
         ],

@@ -6,8 +6,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -89,3 +93,31 @@ def wait_for_job(job, timeout: float = 60) -> None:
         while not ref.abandoned and not hook.get_batch(ref.batch_id).terminal:
             assert time.monotonic() < deadline, f"job {job['job_id']} did not finish in {timeout} s"
             time.sleep(0.02)
+
+
+@contextmanager
+def rewriting_proxy(server: EmulatorServer, rewrite: Callable[[bytes], bytes]) -> Iterator[str]:
+    """A server on loopback in front of ``server`` that answers what no emulator would: every GET is
+    passed on, and each batch's output body goes through ``rewrite`` first. Yields its base URL."""
+
+    class Rewriting(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            answer = requests.get(server.url + self.path, headers={"x-api-key": self.headers.get("x-api-key", "")},
+                                  timeout=30)
+            body = rewrite(answer.content) if answer.ok and self.path.endswith("/output") else answer.content
+            self.send_response(answer.status_code)
+            self.send_header("content-type", answer.headers.get("content-type", "application/json"))
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Rewriting)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{proxy.server_port}"
+    finally:
+        proxy.shutdown()
+        proxy.server_close()

@@ -225,7 +225,7 @@ class BatchApiHook(HttpHook):
         every ``custom_id`` is yielded once.
         """
         endpoint = f"{BATCHES}/{batch_id}/output"
-        reader = OutputReader(expected_model)
+        reader = OutputReader(expected_model, self.settings.max_output_line_bytes)
         for attempt in retry_policy(self.settings, idempotent=True, log=self.log, what=f"GET {endpoint}"):
             with attempt:
                 with self._send("GET", endpoint, stream=True) as response:

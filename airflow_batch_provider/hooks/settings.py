@@ -12,6 +12,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_batch_provider.protocol.output import DEFAULT_MAX_OUTPUT_LINE_BYTES
+
 DEFAULT_BASE_URL = "https://api.scaledown.xyz"
 API_KEY_ENV = "SCALEDOWN_API_KEY"
 
@@ -49,6 +51,7 @@ class ApiSettings:
     retry_max_wait: float = 60.0
     retry_total_timeout: float = 600.0
     retry_ambiguous_submits: bool = False
+    max_output_line_bytes: int = DEFAULT_MAX_OUTPUT_LINE_BYTES  # longer output lines are dropped and counted
 
     def __repr__(self) -> str:  # the key must never reach a log line
         return f"ApiSettings(base_url={self.base_url!r}, api_key='***')"

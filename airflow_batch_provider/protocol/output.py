@@ -6,7 +6,9 @@ line by its bytes), not by count, so a server that sends the lines in another or
 still yields each one once.
 
 A line that cannot be parsed — malformed JSON, invalid UTF-8, nesting too deep, no id — becomes an
-unattributable line (``custom_id == ""``), which the loader counts; it never stops the others.
+unattributable line (``custom_id == ""``), which the loader counts; it never stops the others. So does
+a line longer than ``max_line_bytes``: it is dropped as it streams (never held whole), so a broken or
+hostile server can neither stall the load nor fill its memory.
 """
 
 from __future__ import annotations
@@ -16,25 +18,44 @@ import hashlib
 from airflow_batch_provider.protocol.jsonl import LineSplitter
 from airflow_batch_provider.protocol.results import ItemError, OutputLine, decode_output_line
 
+# A result line is a few KB; 16 MiB leaves room for the longest text the API summarises or extracts
+# from, and bounds what one download thread holds (connection extra ``max_output_line_bytes``).
+DEFAULT_MAX_OUTPUT_LINE_BYTES = 16 * 1024 * 1024
+
 
 class OutputReader:
-    def __init__(self, expected_model: str | None = None) -> None:
+    def __init__(self, expected_model: str | None = None,
+                 max_line_bytes: int = DEFAULT_MAX_OUTPUT_LINE_BYTES) -> None:
         self.expected_model = expected_model
+        self.max_line_bytes = max_line_bytes
         self.yielded = 0
         self._seen: set[str] = set()
         self._skipping = False
-        self._splitter = LineSplitter()
+        self._splitter = LineSplitter(max_line_bytes)
 
     def restart(self) -> None:
         """The stream broke: the next one starts from the top, and what was yielded is skipped."""
         self._skipping = True
-        self._splitter = LineSplitter()
+        self._splitter = LineSplitter(self.max_line_bytes)
 
     def feed(self, chunk: bytes) -> list[OutputLine]:
-        return self._parse(self._splitter.feed(chunk))
+        return self._parse(self._splitter.feed(chunk)) + self._too_long()
 
     def close(self) -> list[OutputLine]:
-        return self._parse(self._splitter.close())
+        return self._parse(self._splitter.close()) + self._too_long()
+
+    def _too_long(self) -> list[OutputLine]:
+        """Lines dropped for their length, as unattributable lines (known again by their digest)."""
+        lines = []
+        for dropped in self._splitter.take_too_long():
+            key = "\0long:" + dropped.digest
+            if key not in self._seen:
+                self._seen.add(key)
+                lines.append(OutputLine("", self.expected_model, None, ItemError(
+                    "line_too_long", f"an output line of {dropped.size} bytes, more than max_output_line_bytes="
+                                     f"{self.max_line_bytes}; dropped unread")))
+        self.yielded += len(lines)
+        return lines
 
     def _parse(self, raw_lines: list[bytes]) -> list[OutputLine]:
         if not self._skipping:  # the common case: every line is new; remember them for a restart
