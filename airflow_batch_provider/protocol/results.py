@@ -3,7 +3,12 @@
 The docs disagree on field names (entities as ``text/confidence`` or ``value/score``), and the domain
 result travels as a JSON *string* inside ``choices[0].message.content``. A line whose result cannot
 be read becomes an item error (code ``invalid_content``) rather than an exception: one odd item must
-not stop a million others from landing.
+not stop a million others from landing. So does a value no destination could store, the same on every
+destination: a score that is not a finite number (``"NaN"``, ``"inf"``, ``1e400``; MariaDB refuses NaN
+and so failed the whole load, the others stored it), a count beyond 64 bits, a value of the wrong type.
+A NUL or a lone surrogate in a result's text becomes U+FFFD, the replacement mark, here rather than in
+one destination's writer (PostgreSQL cannot store NUL; the others kept it): the text was paid for and is
+otherwise fine, and every destination then lands the same string.
 
 :func:`decode_output_line` reads a raw line. Most lines have the documented shape, and msgspec decodes
 those straight into typed structs (several times cheaper than building dicts and walking them); a
@@ -18,6 +23,8 @@ cycle, and ``gc=False`` keeps the garbage collector from walking the millions of
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from typing import Any, Literal, overload
 
@@ -83,18 +90,72 @@ class OutputLine(msgspec.Struct, frozen=True, gc=False):
         return self.error is None
 
 
-def _entity(raw: Mapping[str, Any]) -> Entity:
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """``text`` with the characters no destination stores (NUL, lone surrogates) as U+FFFD."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} is {type(value).__name__}, not a string")
+    return storable(value)
+
+
+def _optional_text(value: Any, what: str) -> str | None:
+    return None if value is None else _text(value, what)
+
+
+def _score(value: Any, what: str) -> float:
+    """A finite float: a number, or (read tolerantly) a string of one. NaN, infinities and numbers
+    beyond a float64 are refused: MariaDB cannot store them, and one rule holds for every destination."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(f"{what} is {type(value).__name__}, not a number")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond a float64
+        number = math.inf
+    except ValueError:
+        raise ValueError(f"{what} is {value!r:.60}, not a number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{what} is {value!r:.60}, not a finite number")
+    return number
+
+
+def _optional_score(value: Any, what: str) -> float | None:
+    return None if value is None else _score(value, what)
+
+
+def _integer(value: Any, what: str, *, bits64: bool = True) -> int | None:
+    """An integer or None; ``bits64``: one an int64 column holds (a count, not a value kept as JSON)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} is {type(value).__name__}, not an integer")
+    if bits64 and not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"{what} is {value}, beyond a 64-bit integer")
+    return value
+
+
+def _entity(raw: Any) -> Entity:
+    if not isinstance(raw, Mapping):
+        raise TypeError(f"an entity is {type(raw).__name__}, not an object")
     text = raw.get("text", raw.get("value"))
     confidence = raw.get("confidence", raw.get("score"))
     if not isinstance(raw.get("type"), str) or not isinstance(text, str):
         raise ValueError(f"entity without type or text: {dict(raw)!r:.200}")
     return Entity(
-        type=raw["type"],
-        text=text,
-        confidence=None if confidence is None else float(confidence),
-        start=raw.get("start"),
-        end=raw.get("end"),
-        context=raw.get("context"),
+        type=storable(raw["type"]),
+        text=storable(text),
+        confidence=_optional_score(confidence, "an entity's confidence"),
+        start=_integer(raw.get("start"), "an entity's start", bits64=False),  # kept in JSON: any integer
+        end=_integer(raw.get("end"), "an entity's end", bits64=False),
+        context=_optional_text(raw.get("context"), "an entity's context"),
     )
 
 
@@ -107,22 +168,30 @@ def parse_result(model: Literal["classify"], content: Mapping[str, Any]) -> Clas
 @overload
 def parse_result(model: str, content: Mapping[str, Any]) -> Result: ...
 def parse_result(model: str, content: Mapping[str, Any]) -> Result:
-    """The domain result of one model; raises ``ValueError``/``KeyError``/``TypeError`` if unreadable."""
+    """The domain result of one model; raises ``ValueError``/``KeyError``/``TypeError`` if unreadable, or
+    if a value is one no destination could store (see the module's docstring)."""
     if model == "summarize":
-        if not isinstance(content["summary"], str):
-            raise TypeError("summary is not a string")
         return SummarizeResult(
-            summary=content["summary"],
-            input_chars=content.get("input_chars"),
-            output_chars=content.get("output_chars"),
+            summary=_text(content["summary"], "summary"),
+            input_chars=_integer(content.get("input_chars"), "input_chars"),
+            output_chars=_integer(content.get("output_chars"), "output_chars"),
         )
     if model == "extract":
-        return ExtractResult(entities=tuple(_entity(e) for e in content.get("entities") or ()))
+        entities = content.get("entities") or ()
+        if not isinstance(entities, (list, tuple)):
+            raise TypeError(f"entities is {type(entities).__name__}, not a list")
+        return ExtractResult(entities=tuple(_entity(e) for e in entities))
     if model == "classify":
-        scores = {str(k): float(v) for k, v in (content.get("scores") or {}).items()}
+        raw_scores = content.get("scores") or {}
+        raw_labels = content.get("labels") or ()
+        if not isinstance(raw_scores, Mapping) or not isinstance(raw_labels, (list, tuple)):
+            raise TypeError("scores is not an object, or labels not a list")
+        scores = {storable(str(k)): _score(v, f"the score of {k!r:.60}") for k, v in raw_scores.items()}
         labels = tuple(
-            LabelScore(label=item["label"], score=float(item["score"]), rubric=item.get("rubric"))
-            for item in content.get("labels") or ()
+            LabelScore(label=_text(item["label"], "a label's name"),
+                       score=_score(item["score"], f"the score of label {item['label']!r:.60}"),
+                       rubric=_optional_text(item.get("rubric"), "a label's rubric"))
+            for item in raw_labels
         )
         if not scores and labels:
             scores = {item.label: item.score for item in labels}
@@ -131,8 +200,8 @@ def parse_result(model: str, content: Mapping[str, Any]) -> Result:
             top = max(scores, key=scores.__getitem__)
         if not isinstance(top, str):
             raise TypeError("top_label is missing")
-        return ClassifyResult(top_label=top, scores=scores, reasoning=content.get("reasoning"),
-                              labels=labels)
+        return ClassifyResult(top_label=storable(top), scores=scores,
+                              reasoning=_optional_text(content.get("reasoning"), "reasoning"), labels=labels)
     raise ValueError(f"unknown model {model!r}")
 
 
@@ -150,9 +219,10 @@ def parse_output_line(obj: Mapping[str, Any], expected_model: str | None = None)
     response = obj.get("response")
     if error:
         if isinstance(error, Mapping):
-            item_error = ItemError(str(error.get("code") or "error"), str(error.get("message") or ""))
+            item_error = ItemError(storable(str(error.get("code") or "error")),
+                                   storable(str(error.get("message") or "")))
         else:
-            item_error = ItemError("error", str(error))
+            item_error = ItemError("error", storable(str(error)))
         return OutputLine(custom_id, expected_model, None, item_error)
     if not isinstance(response, Mapping):
         return OutputLine(custom_id, expected_model, None,
@@ -174,7 +244,7 @@ def parse_output_line(obj: Mapping[str, Any], expected_model: str | None = None)
         result = parse_result(str(model), content)
     except (KeyError, IndexError, TypeError, ValueError, msgspec.DecodeError) as exc:
         return OutputLine(custom_id, model, None,
-                          ItemError("invalid_content", f"unreadable {model} result: {exc}"[:500]))
+                          ItemError("invalid_content", storable(f"unreadable {model} result: {exc}"[:500])))
     return OutputLine(custom_id, model, result, None)
 
 
@@ -183,7 +253,8 @@ def decode_output_line(raw: bytes, expected_model: str | None = None) -> OutputL
     a line without ``custom_id`` raises :class:`UnexpectedResponseError` (the caller counts both as
     unattributable)."""
     try:
-        line = _typed_line(_LINE.decode(raw), expected_model)
+        # A NUL (escaped as \u0000: JSON has no other way) goes the tolerant way, which replaces it.
+        line = None if b"u0000" in raw else _typed_line(_LINE.decode(raw), expected_model)
     except msgspec.ValidationError:
         line = None  # valid JSON of another shape (malformed JSON raises DecodeError to the caller)
     return line if line is not None else parse_output_line(_ANY.decode(raw), expected_model)
@@ -254,6 +325,9 @@ def _typed_line(line: _Line, expected_model: str | None) -> OutputLine | None:
         content = _extract_result(content)
     elif model == "classify" and not content.scores and content.labels:
         return None  # the tolerant reading takes the scores from the labels
+    elif model == "summarize" and not all(c is None or INT64_MIN <= c <= INT64_MAX
+                                          for c in (content.input_chars, content.output_chars)):
+        return None  # msgspec takes up to 2**64 - 1; the tolerant reading refuses what int64 cannot hold
     return None if content is None else OutputLine(line.custom_id, model, content, None)
 
 

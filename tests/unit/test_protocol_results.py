@@ -8,6 +8,7 @@ from airflow_batch_provider.protocol import (
     ExtractResult,
     ItemError,
     SummarizeResult,
+    decode_output_line,
     parse_output_line,
 )
 
@@ -84,3 +85,118 @@ def test_a_line_without_custom_id_cannot_be_attributed():
     from airflow_batch_provider.protocol import UnexpectedResponseError
     with pytest.raises(UnexpectedResponseError, match="without a custom_id"):
         parse_output_line({"response": None, "error": {"code": "x"}})
+
+
+# -- values no destination can store --------------------------------------------------------------------
+
+import math  # noqa: E402
+
+import pyarrow as pa  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from airflow_batch_provider.protocol.output import OutputReader  # noqa: E402
+from airflow_batch_provider.tabular.results_to_columns import ResultColumns  # noqa: E402
+
+unicode_ = st.text(st.one_of(st.characters(), st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
+                             st.just("\x00")), max_size=30)
+values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(-(2**80), 2**80),
+    st.sampled_from([2**63 - 1, 2**63, -(2**63) - 1, 10**400, "NaN", "nan", "inf", "-Infinity", "1e400", "0.5",
+                     " 1 ", True, False, None]),
+    unicode_, st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+LABELS = ["pos", "neg"]
+REQUEST = {"labels": [{"name": name, "rubric": "?"} for name in LABELS], "entities": {"person": "p", "place": "l"}}
+
+
+@st.composite
+def contents(draw) -> tuple[str, dict]:
+    model = draw(st.sampled_from(["summarize", "classify", "extract"]))
+    if model == "summarize":
+        content = {"summary": draw(values), "input_chars": draw(values), "output_chars": draw(values)}
+    elif model == "classify":
+        content = {"top_label": draw(st.one_of(st.sampled_from(LABELS), values)),
+                   "scores": draw(st.one_of(st.dictionaries(st.sampled_from(LABELS), values), values)),
+                   "reasoning": draw(values)}
+        if draw(st.booleans()):
+            content["labels"] = [{"label": draw(st.one_of(st.sampled_from(LABELS), values)), "score": draw(values),
+                                  "rubric": draw(values)}]
+    else:
+        entity = {"type": draw(st.one_of(st.sampled_from(["person", "place"]), values)), "text": draw(values),
+                  "confidence": draw(values), "start": draw(values), "end": draw(values), "context": draw(values)}
+        content = {"entities": draw(st.one_of(st.just([entity]), values))}
+    drop = draw(st.sets(st.sampled_from(sorted(content))))
+    return model, {k: v for k, v in content.items() if k not in drop}
+
+
+def _landed(model: str, line) -> pa.RecordBatch:
+    """The row as the load builds it, for every destination (Arrow refuses what it cannot hold)."""
+    columns = ResultColumns(model=model, request=REQUEST, id_column="id", id_type=pa.string(), label_scores=True,
+                            entity_columns="first")
+    buffer = columns.buffer()
+    buffer.add_lines("b1", ["x"], ["fp"], [line])
+    return buffer.to_record_batch()
+
+
+def _storable(value) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return False
+        return "\x00" not in value
+    return True
+
+
+@settings(max_examples=1000, deadline=None)
+@given(contents())
+def test_any_output_value_parses_ok_and_storable_or_as_invalid_content(case):
+    """Whatever values a result holds: an ok line whose every landed value is a finite float or a
+    string every database stores, or an ``invalid_content`` error, never an exception."""
+    model, content = case
+    line = parse_output_line({"custom_id": "x", "response": {"status_code": 200, "body": {
+        "model": model, "choices": [{"message": {"content": content}}]}}})
+    assert line.ok or line.error.code == "invalid_content", line
+    batch = _landed(model, line)
+    assert all(_storable(value) for row in batch.to_pylist() for value in row.values())
+    assert batch.column("status").to_pylist() == ["ok" if line.ok else "error"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(contents())
+def test_any_output_value_read_from_the_wire_is_ok_and_storable_or_an_error(case):
+    """The same through the reader, as bytes (NaN and Infinity as the literals some servers write)."""
+    model, content = case
+    try:
+        text = json.dumps(content, allow_nan=True)
+    except (UnicodeEncodeError, ValueError):
+        return
+    raw = json.dumps({"custom_id": "x", "response": {"status_code": 200, "body": {
+        "model": model, "choices": [{"message": {"content": text}}]}}}, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    (line,) = OutputReader(model).feed(raw + b"\n")
+    assert line.ok or line.error.code in ("invalid_content", "no_custom_id"), line
+    batch = _landed(model, line)
+    assert all(_storable(value) for row in batch.to_pylist() for value in row.values())
+
+
+@pytest.mark.parametrize("score", ["NaN", "nan", "inf", "-Infinity", "1e400", pytest.param(10**400, id="10**400"),
+                                   True, [0.5], None])
+def test_a_score_that_is_not_a_finite_number_is_invalid_content(score):
+    line = parse_output_line(_line("c", "classify", {"top_label": "pos", "scores": {"pos": score}}))
+    assert line.error.code == "invalid_content" and "the score of 'pos'" in line.error.message
+
+
+def test_nul_in_result_text_and_error_messages_becomes_the_replacement_mark():
+    raw = msgspec.json.encode(_line("s", "summarize", {"summary": "a\x00b", "input_chars": 3}))
+    assert decode_output_line(raw).result == SummarizeResult("a\ufffdb", 3)
+    error = parse_output_line({"custom_id": "e", "error": {"code": "x\x00", "message": "m\x00 \ud800"}}).error
+    assert error == ItemError("x\ufffd", "m\ufffd \ufffd")
+
+
+def test_a_count_beyond_64_bits_is_invalid_content_on_both_paths():
+    obj = _line("s", "summarize", {"summary": "ok", "input_chars": 2**63})
+    assert parse_output_line(obj).error.code == "invalid_content"
+    assert decode_output_line(msgspec.json.encode(obj)).error.code == "invalid_content"
