@@ -6,8 +6,8 @@
    limits); :func:`job_id_for` adds the task instance (dag, task, run, map index). Any try of the
    same task on the same input and settings gets the same job id and the same ``Idempotency-Key``
    per chunk, with or without a ledger.
-3. :class:`Submission` sends the chunks the ledger does not show as accepted, a window at a time,
-   ``concurrency`` at once, and records every outcome (:mod:`.ledger`) before it fails or returns.
+3. :class:`Submission` sends the chunks the ledger does not show as accepted, ``concurrency`` at
+   once (:class:`SendTracker`), and records every outcome (:mod:`.ledger`) before it fails or returns.
 """
 
 from __future__ import annotations
@@ -444,12 +444,13 @@ class Submission:
         return SendTracker(self, entry, pending).run()
 
     def _fail(self, entry: LedgerEntry, failed: dict[int, BaseException]) -> None:
-        """Raise for a window with failed calls, once its outcomes are recorded."""
+        """Raise for the failed calls, once every outcome is recorded."""
         ambiguous = [chunk for chunk in failed if chunk in entry.in_flight]
         first = next(iter(failed.values()))
-        self.log.error("%d of this window's calls failed (%d may have created a batch); %d batches accepted "
+        self.log.error("%d calls failed (%d may have created a batch); %d batches accepted "
                        "so far are recorded. First failure: %s", len(failed), len(ambiguous), len(entry.accepted),
                        first)
-        if ambiguous and not (self.retry_ambiguous or self.on_ambiguous == "resubmit"):
+        if ambiguous and not (self.retry_ambiguous or self.on_ambiguous in ("resubmit", "abandon")):
             raise self._ambiguous(entry, ambiguous, str(failed[ambiguous[0]])) from failed[ambiguous[0]]
-        raise first  # a retry sends what is not accepted (in-flight chunks with the same key)
+        # A retry sends what is not accepted: in-flight chunks again with the same key, or (abandon) never.
+        raise first

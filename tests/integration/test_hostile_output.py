@@ -14,7 +14,7 @@ import pytest
 
 from airflow_batch_provider.operators.load import TooManyFailedRowsError
 from tests.emulator_helpers import rewriting_proxy
-from tests.integration.test_load_operators import database, env, frame, load, submit  # noqa: F401 - fixtures
+from tests.integration.test_load_operators import frame, load, submit
 
 CAP = 1 << 20
 

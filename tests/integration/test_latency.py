@@ -11,7 +11,7 @@ import pandas as pd
 import requests
 
 from airflow_batch_provider.job import reconcile
-from tests.integration.test_load_operators import database, env, load, submit  # noqa: F401 - fixtures
+from tests.integration.test_load_operators import load, submit
 
 LATENCY = 0.05
 

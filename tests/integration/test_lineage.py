@@ -22,7 +22,7 @@ from airflow_batch_provider.operators.load import BatchOutputToTableOperator, To
 from airflow_batch_provider.operators.submit import ParquetToBatchOperator, SqlToBatchOperator
 from airflow_batch_provider.protocol import Summarize
 from tests.conftest import MYSQL_CONNECTION, POSTGRES_DSN, mysql_query
-from tests.integration.test_load_operators import env, frame, submit  # noqa: F401 - env is a fixture
+from tests.integration.test_load_operators import frame, submit
 from tests.state_store import DictStateStore
 
 
