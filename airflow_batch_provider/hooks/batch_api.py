@@ -29,6 +29,8 @@ from airflow_batch_provider.hooks.errors import (
     BatchRouterUnavailableError,
     SubmitOutcomeUnknownError,
     error_for_status,
+    redact,
+    safe_url,
 )
 from airflow_batch_provider.hooks.retry import TransportError, is_retryable, parse_retry_after, retry_policy
 from airflow_batch_provider.hooks.settings import DEFAULT_BASE_URL, ApiSettings
@@ -62,7 +64,9 @@ _HANDSHAKE_FAILURES = ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER", "UNS
 
 def _transport_error(exc: requests.RequestException, endpoint: str, host: str) -> TransportError:
     """Classified by cause: a failed TLS handshake or proxy means nothing was sent, and a retry
-    cannot fix it; the message names the host and the cause."""
+    cannot fix it; the message names the host (``host`` is already redacted) and the cause's type,
+    never its text: requests quotes the URL, query and all. Raise the result outside the ``except``
+    block, so ``exc`` does not ride along as ``__context__``."""
     handshake = isinstance(exc, requests.exceptions.SSLError) and any(s in str(exc) for s in _HANDSHAKE_FAILURES)
     if handshake or isinstance(exc, requests.exceptions.ProxyError):
         cause = "the TLS handshake failed" if handshake else "the proxy refused"
@@ -124,16 +128,24 @@ class BatchApiHook(HttpHook):
     # have been received must not be sent again (hooks/retry.py decides, for both hooks).
     def _send(self, method: str, endpoint: str, *, stream: bool = False, **kwargs: Any) -> requests.Response:
         settings, session = self.settings, self.session
+        # Errors are raised after the except blocks: raised inside, requests' exception (whose text
+        # quotes the URL with its userinfo and query) would stay attached as __context__.
+        failure: BatchApiError | None = None
         try:
             # Redirects are not followed: requests would carry x-api-key to any host a 3xx names.
             response = session.request(
                 method, self.url_from_endpoint(endpoint), stream=stream, allow_redirects=False,
                 timeout=(settings.connect_timeout, settings.read_timeout), **kwargs)
         except requests.exceptions.InvalidHeader:  # its message would quote the header value
-            raise BatchApiError("a request header could not be sent (its value is not shown)",
-                                endpoint=f"{method} {endpoint}") from None
+            failure = BatchApiError("a request header could not be sent (its value is not shown)",
+                                    endpoint=f"{method} {endpoint}")
         except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError, ContentDecodingError) as exc:
-            raise _transport_error(exc, f"{method} {endpoint}", settings.base_url) from None
+            failure = _transport_error(exc, f"{method} {endpoint}", settings.shown_url)
+        except requests.RequestException as exc:  # an invalid URL, a missing schema: its text quotes the URL
+            failure = BatchApiError(f"the request to {settings.shown_url} could not be made: {type(exc).__name__}",
+                                    endpoint=f"{method} {endpoint}")
+        if failure is not None:
+            raise failure
         if response.status_code >= 300:
             body = (response.raw.read(2048, decode_content=True).decode(errors="replace") if stream
                     else response.text)
@@ -142,21 +154,23 @@ class BatchApiHook(HttpHook):
                 response.status_code, response.reason or "request failed", body=body,
                 endpoint=f"{method} {endpoint}", conn_id=self.batch_api_conn_id,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                location=response.headers.get("Location"))
+                location=response.headers.get("Location"), secrets=settings.secrets)
         return response
 
     def _json(self, method: str, endpoint: str, **kwargs: Any) -> Any:
         for attempt in retry_policy(self.settings, idempotent=True, log=self.log, what=f"{method} {endpoint}"):
             with attempt:
                 response = self._send(method, endpoint, **kwargs)
+                failure: Exception
                 try:
                     return response.json()
-                except (ValueError, ChunkedEncodingError) as exc:
-                    if isinstance(exc, ChunkedEncodingError):
-                        raise _transport_error(exc, f"{method} {endpoint}", self.settings.base_url) from None
-                    raise UnexpectedResponseError(
-                        f"{method} {endpoint} answered with a body that is not JSON: {response.text[:200]!r}"
-                    ) from None
+                except ChunkedEncodingError as exc:
+                    failure = _transport_error(exc, f"{method} {endpoint}", self.settings.shown_url)
+                except ValueError:
+                    failure = UnexpectedResponseError(
+                        f"{method} {endpoint} answered with a body that is not JSON: "
+                        f"{redact(response.text[:200], self.settings.secrets)!r}")
+                raise failure  # outside the except blocks: no __context__ (see _send)
         raise AssertionError("unreachable")  # tenacity either returns or raises
 
     # -- batch endpoints -------------------------------------------------------------------------
@@ -229,13 +243,16 @@ class BatchApiHook(HttpHook):
         for attempt in retry_policy(self.settings, idempotent=True, log=self.log, what=f"GET {endpoint}"):
             with attempt:
                 with self._send("GET", endpoint, stream=True) as response:
+                    broken: TransportError | None = None
                     try:
                         for chunk in response.iter_content(chunk_size=1 << 16):
                             yield from reader.feed(chunk)
                         yield from reader.close()
                     except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError) as exc:
                         reader.restart()
-                        raise _transport_error(exc, f"GET {endpoint}", self.settings.base_url) from None
+                        broken = _transport_error(exc, f"GET {endpoint}", self.settings.shown_url)
+                    if broken is not None:
+                        raise broken  # outside the except block: no __context__ (see _send)
         self.log.debug("Read %d output lines of batch %s", reader.yielded, batch_id)
 
     # -- realtime endpoints ----------------------------------------------------------------------
@@ -265,25 +282,25 @@ class BatchApiHook(HttpHook):
         try:
             self._send("GET", f"{BATCHES}/{probe}")
         except BatchApiAuthError:
-            return False, f"Wrong API key: {self.settings.base_url} refused it (HTTP 401/403)."
+            return False, f"Wrong API key: {self.settings.shown_url} refused it (HTTP 401/403)."
         except BatchRouterUnavailableError:
-            return False, f"{self.settings.base_url} answered, but its batch router is not configured (HTTP 503)."
+            return False, f"{self.settings.shown_url} answered, but its batch router is not configured (HTTP 503)."
         except BatchApiConnectionError as exc:
-            return False, f"Cannot reach {self.settings.base_url}: {exc}"
+            return False, f"Cannot reach {self.settings.shown_url}: {exc}"
         except BatchApiError as exc:
             if exc.status_code == 404:
-                return True, f"Connected to {self.settings.base_url}; the API key was accepted."
-            return False, f"Unexpected answer from {self.settings.base_url}: {exc}"
-        except ValueError as exc:  # no key, bad extras
+                return True, f"Connected to {self.settings.shown_url}; the API key was accepted."
+            return False, f"Unexpected answer from {self.settings.shown_url}: {exc}"
+        except ValueError as exc:  # no key, bad extras (their messages hold no credential)
             return False, str(exc)
-        return True, f"Connected to {self.settings.base_url}; the API key was accepted."
+        return True, f"Connected to {self.settings.shown_url}; the API key was accepted."
 
 
 class _TransportExtras:
     """A connection as HttpHook's session set-up should see it: its extras without our settings."""
 
     def __init__(self, connection: Any) -> None:
-        self.host = connection.host
+        self.host = safe_url(connection.host or "")  # HttpHook logs it when an extra is unusable
         self.extra_dejson = {k: v for k, v in connection.extra_dejson.items() if k not in ApiSettings.extra_fields()}
 
 

@@ -72,6 +72,10 @@ class BatchApiAsyncHook(HttpAsyncHook):
         async for attempt in retry_policy(settings, idempotent=True, log=self.log, what=what,
                                           asynchronous=True):
             with attempt:
+                # Messages name the redacted URL and the cause's type, never aiohttp's text (it quotes
+                # the URL, userinfo and query included); and the error is raised after the except
+                # blocks, so aiohttp's exception does not stay attached as __context__.
+                failure: Exception
                 try:
                     # Redirects are not followed: aiohttp would carry x-api-key to any host a 3xx names.
                     async with client.get(settings.base_url + endpoint, allow_redirects=False) as response:
@@ -80,23 +84,29 @@ class BatchApiAsyncHook(HttpAsyncHook):
                                 response.status, response.reason or "request failed",
                                 body=(await response.text(errors="replace")), endpoint=what,
                                 conn_id=self.batch_api_conn_id, location=response.headers.get("Location"),
-                                retry_after=parse_retry_after(response.headers.get("Retry-After")))
+                                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                                secrets=settings.secrets)
                         try:
                             return await response.json(content_type=None)
                         except ValueError:
-                            raise UnexpectedResponseError(f"{what} answered with a body that is not JSON") from None
+                            failure = UnexpectedResponseError(f"{what} answered with a body that is not JSON")
                 except (aiohttp.ClientSSLError, aiohttp.ClientProxyConnectionError) as exc:
                     cause = ("the TLS handshake failed" if isinstance(exc, aiohttp.ClientSSLError)
                              else "the proxy refused")
-                    raise TransportError(f"cannot reach {settings.base_url}: {cause} ({type(exc).__name__}); "
-                                         "check the host, its certificate and the proxy settings",
-                                         request_sent=False, endpoint=what, transient=False) from None
+                    failure = TransportError(f"cannot reach {settings.shown_url}: {cause} ({type(exc).__name__}); "
+                                             "check the host, its certificate and the proxy settings",
+                                             request_sent=False, endpoint=what, transient=False)
                 except aiohttp.ClientConnectorError as exc:  # connect failed: nothing was sent
-                    raise TransportError(f"the request to {settings.base_url} failed: {type(exc).__name__}",
-                                         request_sent=False, endpoint=what) from None
+                    failure = TransportError(f"the request to {settings.shown_url} failed: {type(exc).__name__}",
+                                             request_sent=False, endpoint=what)
+                except (aiohttp.InvalidURL, ValueError) as exc:  # a host aiohttp cannot use: nothing was sent
+                    failure = TransportError(f"the request to {settings.shown_url} could not be made: "
+                                             f"{type(exc).__name__}", request_sent=False, endpoint=what,
+                                             transient=False)
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                    raise TransportError(f"the request to {settings.base_url} failed: {type(exc).__name__}",
-                                         request_sent=True, endpoint=what) from None
+                    failure = TransportError(f"the request to {settings.shown_url} failed: {type(exc).__name__}",
+                                             request_sent=True, endpoint=what)
+                raise failure
         raise AssertionError("unreachable")
 
     async def get_batch(self, batch_id: str) -> BatchStatus:

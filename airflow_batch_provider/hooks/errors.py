@@ -1,13 +1,20 @@
 """Typed errors of the Batch API client. They carry the status code and a short body excerpt,
-never the API key, and say what the on-call reader should do."""
+never a credential, and say what the on-call reader should do.
+
+Anything that reaches a message from the connection or the wire goes through :func:`safe_url`
+(a URL) or :func:`redact` (any other text).
+"""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+import re
+from collections.abc import Iterable
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from airflow.sdk.exceptions import AirflowException
 
 EXCERPT_CHARS = 300
+MIN_SECRET = 5  # Airflow's own masker skips shorter values ([logging] min_length_masked_secret)
 
 
 class BatchApiError(AirflowException):
@@ -73,17 +80,59 @@ class SubmitOutcomeUnknownError(BatchApiError):
     """
 
 
-def _without_secrets(url: str) -> str:
+def safe_url(url: str) -> str:
     """A URL fit for a message: no userinfo, query or fragment (a pre-signed URL's token lives there)."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.hostname or "", parts.path, "", "")) if parts.netloc else parts.path
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # unparseable: nothing of it is shown
+        return "<a URL that cannot be parsed>"
+    host = f"{parts.hostname}:{port}" if parts.hostname and port else parts.hostname or ""
+    return urlunsplit((parts.scheme, host, parts.path, "", "")) if parts.netloc else parts.path
+
+
+def url_secrets(url: str) -> set[str]:
+    """What a URL carries that must not be shown: its userinfo and its query's and fragment's values."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return {url}
+    # The password; the user name only when it stands alone (a token as userinfo): a user name like
+    # "api" would blank a common word out of every message.
+    secret = parts.password or parts.username
+    found = {secret, unquote(secret)} if secret else set()
+    for text in (parts.query, parts.fragment):
+        found |= {value for _, value in parse_qsl(text)}
+        found |= {piece.partition("=")[2] or piece for piece in text.split("&")} - {""}  # raw, or a bare token
+    return found
+
+
+# userinfo in any URL of a text, and the query of any URL: third-party exception texts and answer
+# bodies quote the URL a request went to.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"<>]*@")
+_QUERY = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s?#'\"<>]*)[?#][^\s'\"<>]*")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` fit for a message, a log line or an exception: every known secret replaced by
+    ``***``, and the userinfo and query of every URL in it removed. Secrets shorter than
+    :data:`MIN_SECRET` are left to the URL rules, as Airflow's masker leaves them (they would blank
+    out common words)."""
+    for secret in sorted((s for s in secrets if len(s) >= MIN_SECRET), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return _QUERY.sub(r"\1?***", _USERINFO.sub(r"\1", text))
 
 
 def error_for_status(status: int, message: str, *, body: str, endpoint: str,
                      retry_after: float | None = None, conn_id: str | None = None,
-                     location: str | None = None) -> BatchApiError:
+                     location: str | None = None, secrets: Iterable[str] = ()) -> BatchApiError:
+    """The typed error for an answer ``status``; ``secrets`` (the connection's) are removed from
+    the body excerpt."""
+    secrets = tuple(secrets)
+    body = redact(body, secrets)
+    message = redact(message, secrets)
     if 300 <= status < 400:
-        where = _without_secrets(location) if location else ""
+        where = safe_url(location) if location else ""
         return BatchApiRedirectError(
             f"the API answered with a redirect{f' to {where}' if where else ''}; redirects are not "
             "followed, so the API key is never sent to another host. Set the connection's host to the "

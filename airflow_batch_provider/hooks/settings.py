@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, fields
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_batch_provider.hooks.errors import MIN_SECRET, safe_url, url_secrets
 from airflow_batch_provider.protocol.output import DEFAULT_MAX_OUTPUT_LINE_BYTES
 
 DEFAULT_BASE_URL = "https://api.scaledown.xyz"
@@ -30,12 +32,32 @@ class InvalidApiKeyError(AirflowFailException, ValueError):
     """The API key cannot be sent as a header; the message never contains it."""
 
 
-def _mask(api_key: str) -> None:
-    """Register the key with Airflow's secrets masker, as connection passwords are: a key taken
-    from ``SCALEDOWN_API_KEY``, or stripped of whitespace, is otherwise unknown to it."""
+# Extras whose names say they hold a credential (HttpHook sends unknown extras as headers).
+_SECRET_NAME = re.compile(r"(?i)secret|token|passw|pwd|key|auth|credential|cookie|signature|session")
+
+
+def _mask(api_key: str, secrets: tuple[str, ...]) -> None:
+    """Register the connection's credentials with Airflow's secrets masker. Airflow masks the
+    password and extras it knows by name, but not a key taken from ``SCALEDOWN_API_KEY`` or stripped
+    of whitespace, nor userinfo or a query token in the host."""
     from airflow.sdk.log import mask_secret
 
     mask_secret(api_key)
+    for secret in secrets:
+        if secret != api_key and len(secret) >= MIN_SECRET:  # the masker skips shorter ones, warning each time
+            mask_secret(secret)
+
+
+def _secret_extras(extra: Any, secret_name: bool = False) -> Iterator[str]:
+    """Values of extras named like credentials, at any depth (``{"headers": {"X-Token": ...}}``)."""
+    if isinstance(extra, dict):
+        for name, value in extra.items():
+            yield from _secret_extras(value, secret_name or bool(_SECRET_NAME.search(str(name))))
+    elif isinstance(extra, (list, tuple)):
+        for value in extra:
+            yield from _secret_extras(value, secret_name)
+    elif secret_name and isinstance(extra, str) and extra:
+        yield extra
 
 
 @dataclass(frozen=True)
@@ -52,13 +74,21 @@ class ApiSettings:
     retry_total_timeout: float = 600.0
     retry_ambiguous_submits: bool = False
     max_output_line_bytes: int = DEFAULT_MAX_OUTPUT_LINE_BYTES  # longer output lines are dropped and counted
+    # Every credential the connection holds (key, host userinfo and query, secret-named extras):
+    # what :func:`~airflow_batch_provider.hooks.errors.redact` removes from answer bodies.
+    secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
-    def __repr__(self) -> str:  # the key must never reach a log line
-        return f"ApiSettings(base_url={self.base_url!r}, api_key='***')"
+    def __repr__(self) -> str:  # no credential may reach a log line
+        return f"ApiSettings(base_url={self.shown_url!r}, api_key='***')"
+
+    @property
+    def shown_url(self) -> str:
+        """The base URL as messages and logs show it: without userinfo, query or fragment."""
+        return safe_url(self.base_url)
 
     @classmethod
     def extra_fields(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls) if f.name not in ("base_url", "api_key"))
+        return tuple(f.name for f in fields(cls) if f.name not in ("base_url", "api_key", "secrets"))
 
     @staticmethod
     def base_url_of(conn: Any) -> str:
@@ -82,13 +112,14 @@ class ApiSettings:
             raise InvalidApiKeyError(
                 f"the API key of connection {conn.conn_id!r} (or {API_KEY_ENV}) holds characters an HTTP "
                 "header cannot carry (whitespace, control or non-ASCII characters inside it); paste it again")
-        _mask(api_key)
         extra = conn.extra_dejson or {}
+        secrets = tuple(sorted({api_key, *url_secrets(host), *_secret_extras(extra)}))
+        _mask(api_key, secrets)
         values: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name in extra and extra[f.name] not in (None, ""):
-                values[f.name] = _coerce(f.name, extra[f.name], type(getattr(cls, f.name)))
-        return cls(base_url=host, api_key=api_key, **values)
+        for name in cls.extra_fields():
+            if name in extra and extra[name] not in (None, ""):
+                values[name] = _coerce(name, extra[name], type(getattr(cls, name)))
+        return cls(base_url=host, api_key=api_key, secrets=secrets, **values)
 
 
 def _coerce(name: str, value: Any, kind: type) -> Any:
