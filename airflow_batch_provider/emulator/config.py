@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FAULT_KINDS = ("429", "500", "502", "503", "504", "reset", "reset_after", "slow")
+# Statuses answered before the app sees the request (nothing is created), in the API's error shape
+# {"detail": ...}; the refusals and redirects let a test meet every status the hooks' retry rule
+# knows. The API's own 503 ("batch router is not configured") comes from EmulatorConfig(router=False).
+ERROR_KINDS = ("301", "302", "303", "307", "308", "400", "401", "403", "404", "409", "413", "422",
+               "429", "500", "502", "503", "504")
+FAULT_KINDS = (*ERROR_KINDS, "reset", "reset_after", "slow")
 
 
 @dataclass

@@ -102,14 +102,16 @@ class FaultInjector:
         elif kind == "reset_after":
             await self.app(scope, receive, _swallow_then_cut(send))
         else:
-            await _error(send, int(kind), self.state.settings.retry_after)
+            await _error(send, int(kind), self.state.settings.retry_after, scope["path"])
 
 
-async def _error(send, status: int, retry_after: float) -> None:
+async def _error(send, status: int, retry_after: float, path: str) -> None:
     body = b'{"detail":"injected fault: HTTP %d"}' % status
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status in (429, 503):  # both say "come back later"; real servers send it with either
         headers.append((b"retry-after", str(max(0, round(retry_after))).encode()))
+    if 300 <= status < 400:  # another origin, as a moved API would name
+        headers.append((b"location", f"https://elsewhere.invalid{path}".encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
