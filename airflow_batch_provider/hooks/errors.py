@@ -1,17 +1,22 @@
 """Typed errors of the Batch API client. They carry the status code and a short body excerpt,
 never a credential, and say what the on-call reader should do.
 
-Anything that reaches a message from the connection or the wire goes through :func:`safe_url`
-(a URL) or :func:`redact` (any other text).
+Which class an answer gets, and whether it is retried, is decided in one place:
+:func:`airflow_batch_provider.hooks.retry.rule_for`. Anything that reaches a message from the
+connection or the wire goes through :func:`safe_url` (a URL) or :func:`redact` (any other text).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+if TYPE_CHECKING:
+    from airflow_batch_provider.hooks.retry import Rule
 
 EXCERPT_CHARS = 300
 MIN_SECRET = 5  # Airflow's own masker skips shorter values ([logging] min_length_masked_secret)
@@ -20,11 +25,14 @@ MIN_SECRET = 5  # Airflow's own masker skips shorter values ([logging] min_lengt
 class BatchApiError(AirflowException):
     """Base of every error the hooks raise for an HTTP exchange that did not succeed."""
 
+    retry_after: float | None = None  # seconds the server asked to wait (Retry-After), any status
+
     def __init__(self, message: str, *, status_code: int | None = None, body: str = "",
                  endpoint: str = "") -> None:
         # The upstream's status, not AirflowException's class-level HTTPStatus for Airflow's own API.
         self.status_code = status_code  # type: ignore[assignment]
         self.body_excerpt = body[:EXCERPT_CHARS]
+        self.rule: Rule | None = None  # set by error_for_status; see hooks/retry.py
         self.endpoint = endpoint
         where = f" ({endpoint})" if endpoint else ""
         code = f"HTTP {status_code}" if status_code is not None else "no HTTP answer"
@@ -32,16 +40,23 @@ class BatchApiError(AirflowException):
         super().__init__(f"{code}{where}: {message}{detail}")
 
 
-class BatchApiAuthError(BatchApiError):
-    """401/403: the API key is missing or wrong. Retrying will not help; fix the connection."""
+class BatchApiAuthError(BatchApiError, AirflowFailException):
+    """401/403: the API key is missing or wrong. Retrying will not help (Airflow's retries are
+    skipped too); fix the connection."""
 
 
-class BatchApiRedirectError(BatchApiError):
-    """3xx: redirects are not followed, so the API key is never sent to a host it was not set for."""
+class BatchApiRedirectError(BatchApiError, AirflowFailException):
+    """3xx: redirects are not followed, so the API key is never sent to a host it was not set for.
+    Retrying will not help until the connection names the final address."""
 
 
-class BatchApiBadRequestError(BatchApiError):
-    """400/413/422: the API refused the request as sent. Nothing was processed."""
+class BatchApiBadRequestError(BatchApiError, AirflowFailException):
+    """400/413/422 (and other 4xx without a rule of their own), or a batch over the limits: the API
+    refused the request as sent, nothing was processed, and the same request gets the same answer."""
+
+
+class BatchApiConflictError(BatchApiError):
+    """409: a request with the same ``Idempotency-Key`` is still being handled; the batch may exist."""
 
 
 class BatchNotFoundError(BatchApiError):
@@ -57,7 +72,8 @@ class BatchApiRateLimitedError(BatchApiError):
 
 
 class BatchRouterUnavailableError(BatchApiError):
-    """503: the batch router is not configured or unavailable on the server."""
+    """The API's own 503, "batch router is not configured": this deployment cannot take batches.
+    Nothing was created; a quick retry does not fix configuration, so the hooks stop at once."""
 
     def __init__(self, *args, retry_after: float | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -65,7 +81,8 @@ class BatchRouterUnavailableError(BatchApiError):
 
 
 class BatchApiUpstreamError(BatchApiError):
-    """500/502/504 past the retry budget: the service failed."""
+    """500/502/504, or a 503 that is not the API's own (a proxy, a load balancer), past the retry
+    budget: the service or something in front of it failed."""
 
 
 class BatchApiConnectionError(BatchApiError):
@@ -126,30 +143,34 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 def error_for_status(status: int, message: str, *, body: str, endpoint: str,
                      retry_after: float | None = None, conn_id: str | None = None,
                      location: str | None = None, secrets: Iterable[str] = ()) -> BatchApiError:
-    """The typed error for an answer ``status``; ``secrets`` (the connection's) are removed from
-    the body excerpt."""
+    """The typed error for an answer ``status``, as :func:`~airflow_batch_provider.hooks.retry.rule_for`
+    classifies it. ``secrets`` (the connection's) are removed from the body excerpt."""
+    from airflow_batch_provider.hooks.retry import rule_for  # retry.py builds on these classes
+
     secrets = tuple(secrets)
     body = redact(body, secrets)
     message = redact(message, secrets)
-    if 300 <= status < 400:
+    rule = rule_for(status, body)
+    error: BatchApiError
+    if rule.error is BatchApiRedirectError:
         where = safe_url(location) if location else ""
-        return BatchApiRedirectError(
+        error = BatchApiRedirectError(
             f"the API answered with a redirect{f' to {where}' if where else ''}; redirects are not "
             "followed, so the API key is never sent to another host. Set the connection's host to the "
             "final address", status_code=status, endpoint=endpoint)
-    if status in (401, 403):
+    elif rule.error is BatchApiAuthError:
         which = f"connection {conn_id!r}" if conn_id else "the batch_api connection"
-        return BatchApiAuthError(
+        error = BatchApiAuthError(
             f"the API key was refused; set the password (API Key) of {which} or SCALEDOWN_API_KEY",
             status_code=status, body=body, endpoint=endpoint)
-    if status == 404:
-        return BatchNotFoundError(message, status_code=status, body=body, endpoint=endpoint)
-    if status == 429:
-        return BatchApiRateLimitedError(message, status_code=status, body=body, endpoint=endpoint,
-                                        retry_after=retry_after)
-    if status == 503:
-        return BatchRouterUnavailableError(message, status_code=status, body=body, endpoint=endpoint,
-                                           retry_after=retry_after)
-    if status >= 500:
-        return BatchApiUpstreamError(message, status_code=status, body=body, endpoint=endpoint)
-    return BatchApiBadRequestError(message, status_code=status, body=body, endpoint=endpoint)
+    elif rule.error is BatchRouterUnavailableError:
+        error = BatchRouterUnavailableError(
+            "the API says its batch router is not configured: this deployment cannot take batches. Check "
+            "that the connection's host is the batch API (default https://api.scaledown.xyz); if it is, ask "
+            "the API's operators to configure the batch router. Not retried at once (nothing was created; a "
+            "later try of the task may find it fixed)", status_code=status, body=body, endpoint=endpoint)
+    else:
+        error = rule.error(message, status_code=status, body=body, endpoint=endpoint)
+    error.rule = rule
+    error.retry_after = retry_after
+    return error

@@ -1,30 +1,49 @@
-"""The one retry policy of both hooks: what is retried, how long to wait, when to stop.
+"""The one retry rule of both hooks, and so of submit, wait and load: what an answer means, what
+is retried, how long to wait, when to stop.
 
-Retried: connection errors and timeouts, 429, 500, 502, 503, 504 — with exponential backoff and full
-jitter, honouring ``Retry-After`` (seconds or an HTTP date), bounded by attempts and by total time.
-400/401/403/404/413/422 fail at once.
+:func:`rule_for` maps every HTTP status (and, for 503, who sent it) to a :class:`Rule`: whether a
+POST so answered surely created no batch, whether trying again can help, and whether the failure is
+final (an ``AirflowFailException``: Airflow's own task retries are skipped too, as a setting must
+change first). docs/limits-and-retries.md has the table; a test keeps the two in step.
+
+Retried: connection errors and timeouts, 409, 429, 500, 502, 504 and a 503 that is not the API's own
+— with exponential backoff and full jitter, honouring ``Retry-After`` (seconds or an HTTP date),
+bounded by attempts and by total time. Everything else fails at once.
 
 A request the server may have acted on is *ambiguous*: a dropped connection after the body went out,
-a read timeout, a 500/502/504. Reads are always safe to repeat. A submission is repeated only when it
-is idempotent (the caller allows it; the hook then sends the same ``Idempotency-Key``), because
-repeating it otherwise could create — and bill — a second batch. 429 and 503 mean the request was
-not processed, and connection failures before anything was sent are safe too.
+a read timeout, a 409, a 5xx other than the API's own 503 (a proxy's 503 may come after it forwarded
+the request). Reads are always safe to repeat. A submission is repeated only when it is idempotent
+(the caller allows it; the hook then sends the same ``Idempotency-Key``), because repeating it
+otherwise could create — and bill — a second batch. 429, the API's own 503 and the refusals (4xx,
+307/308) mean the request was not processed, and connection failures before anything was sent are
+safe too.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
+import re
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal, overload
 
 import tenacity
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_batch_provider.hooks.errors import (
+    BatchApiAuthError,
+    BatchApiBadRequestError,
+    BatchApiConflictError,
     BatchApiConnectionError,
+    BatchApiError,
     BatchApiRateLimitedError,
+    BatchApiRedirectError,
     BatchApiUpstreamError,
+    BatchNotFoundError,
     BatchRouterUnavailableError,
+    SubmitOutcomeUnknownError,
 )
 from airflow_batch_provider.hooks.settings import ApiSettings
 from airflow_batch_provider.logs import TaskLog
@@ -40,13 +59,118 @@ class TransportError(BatchApiConnectionError):
         self.transient = transient
 
 
+@dataclass(frozen=True)
+class Rule:
+    """What one kind of answer means, for every caller (submit, wait, load).
+
+    :param not_created: a POST so answered surely created no batch (sending it again cannot pay twice).
+    :param retry: trying again may help: retried within the connection's retry budget (attempts and
+        total time, ``Retry-After`` honoured) — a POST that may have created a batch only when the
+        submit is idempotent (``retry_ambiguous_submits``).
+    :param error: the typed error raised once the hook stops; an ``AirflowFailException`` subclass
+        where no retry, not even Airflow's task retry, can help until a setting changes.
+    :param meaning: one line for docs and messages.
+    """
+
+    not_created: bool
+    retry: bool
+    error: type[BatchApiError]
+    meaning: str
+
+    @property
+    def fail_fast(self) -> bool:
+        """Final: fix a setting first; Airflow does not retry the task either."""
+        return issubclass(self.error, AirflowFailException)
+
+
+_REFUSED = Rule(True, False, BatchApiBadRequestError, "refused as sent; the same request gets the same answer")
+_SERVER_FAILED = Rule(False, True, BatchApiUpstreamError, "the service failed; it may have acted on the request")
+
+RULES: dict[int, Rule] = {
+    301: Rule(False, False, BatchApiRedirectError, "redirect; may mean 'created, look there'; not followed"),
+    302: Rule(False, False, BatchApiRedirectError, "redirect; may mean 'created, look there'; not followed"),
+    303: Rule(False, False, BatchApiRedirectError, "'see other': may mean 'created, look there'; not followed"),
+    307: Rule(True, False, BatchApiRedirectError, "'send it there instead': not processed here; not followed"),
+    308: Rule(True, False, BatchApiRedirectError, "'send it there instead': not processed here; not followed"),
+    400: _REFUSED,
+    401: Rule(True, False, BatchApiAuthError, "the API key is missing or wrong"),
+    403: Rule(True, False, BatchApiAuthError, "the API key is not allowed this"),
+    404: Rule(True, False, BatchNotFoundError,
+              "unknown batch, or (v2) output not ready; a later try of the task may find it"),
+    409: Rule(False, True, BatchApiConflictError,
+              "the same Idempotency-Key is still being handled: the batch may exist"),
+    413: _REFUSED,
+    422: _REFUSED,
+    429: Rule(True, True, BatchApiRateLimitedError, "rate limited before processing"),
+    500: _SERVER_FAILED,
+    502: Rule(False, True, BatchApiUpstreamError, "the API's call to its batch router failed; it may have acted"),
+    503: Rule(False, True, BatchApiUpstreamError,
+              "unavailable, said by a proxy or load balancer (not the API's own body): usually brief, but it "
+              "may come after the request was forwarded"),
+    504: Rule(False, True, BatchApiUpstreamError, "a gateway timed out waiting; the service may have acted"),
+}
+"""Every status with a rule of its own; other statuses take their class's (see :func:`rule_for`)."""
+
+ROUTER_NOT_CONFIGURED = Rule(
+    True, False, BatchRouterUnavailableError,
+    "the API's own 503, 'batch router is not configured': nothing was created, and a quick retry does not "
+    "fix configuration")
+
+_ROUTER_MESSAGE = re.compile(r"\brouter\b.*\bnot configured\b", re.IGNORECASE | re.DOTALL)
+
+
+def is_router_not_configured(body: str) -> bool:
+    """The API's own 503 (spec §2.3): a JSON error body whose message says the batch router is not
+    configured. A proxy's 503 has no such body (HTML, text, or nothing)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    if not isinstance(data, dict):
+        return False
+    texts = [data.get(k) for k in ("detail", "message", "error")]
+    texts += [data["error"].get("message")] if isinstance(data.get("error"), dict) else []
+    return any(isinstance(t, str) and _ROUTER_MESSAGE.search(t) for t in texts)
+
+
+def rule_for(status: int, body: str = "") -> Rule:
+    """The rule for an answer with ``status`` (>= 300) and ``body``."""
+    if status == 503 and is_router_not_configured(body):
+        return ROUTER_NOT_CONFIGURED
+    if status in RULES:
+        return RULES[status]
+    if 300 <= status < 400:
+        return RULES[301]  # an unknown redirect: not followed, and it may mean "created elsewhere"
+    if 400 <= status < 500:
+        return _REFUSED
+    return _SERVER_FAILED
+
+
+def _rule_of(exc: BatchApiError) -> Rule | None:
+    if exc.rule is not None:
+        return exc.rule
+    return rule_for(exc.status_code, exc.body_excerpt) if exc.status_code is not None else None
+
+
 def is_retryable(exc: BaseException, *, idempotent: bool) -> bool:
-    if isinstance(exc, (BatchApiRateLimitedError, BatchRouterUnavailableError)):
-        return True
-    if isinstance(exc, BatchApiUpstreamError):
-        return idempotent
     if isinstance(exc, TransportError):
         return exc.transient and (idempotent or not exc.request_sent)
+    if isinstance(exc, BatchApiError):
+        rule = _rule_of(exc)
+        return rule is not None and rule.retry and (idempotent or rule.not_created)
+    return False
+
+
+def surely_not_created(exc: BaseException) -> bool:
+    """True when a failed POST cannot have created a batch: it was refused, or never sent."""
+    if isinstance(exc, SubmitOutcomeUnknownError):
+        return False
+    if isinstance(exc, TransportError):
+        return not exc.request_sent
+    if isinstance(exc, BatchApiError):
+        rule = _rule_of(exc)
+        # No status: refused by the hook's own checks (limits, a header it cannot send), before sending.
+        return rule.not_created if rule is not None else True
     return False
 
 

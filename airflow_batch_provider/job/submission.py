@@ -28,8 +28,7 @@ import pyarrow.compute as pc
 from airflow.sdk import ObjectStoragePath
 
 from airflow_batch_provider.hooks.batch_api import ThreadHooks
-from airflow_batch_provider.hooks.errors import BatchApiBadRequestError, BatchApiError, SubmitOutcomeUnknownError
-from airflow_batch_provider.hooks.retry import TransportError
+from airflow_batch_provider.hooks.retry import surely_not_created as not_created_by
 from airflow_batch_provider.job.errors import (
     AmbiguousSubmissionError,
     InputChangedError,
@@ -133,26 +132,14 @@ def idempotency_key(job_id: str, chunk: int) -> str:
     return f"{job_id}:{chunk}"
 
 
-# Answers that say the request was not processed. 409 (a concurrent upload with the same key) and
-# 301/302/303 (which may mean "created, look there") are not among them.
-NOT_PROCESSED = frozenset({307, 308, 400, 401, 403, 404, 413, 422, 429, 503})
-
-
 class NotSent(Exception):
     """Raised on the way to the POST (connection lookup, reading the spool): nothing left."""
 
 
 def surely_not_created(exc: BaseException) -> bool:
-    """True when a failed POST cannot have created a batch (it was refused, or never sent)."""
-    if isinstance(exc, NotSent):
-        return True
-    if isinstance(exc, SubmitOutcomeUnknownError):
-        return False
-    if isinstance(exc, TransportError):
-        return not exc.request_sent
-    if isinstance(exc, BatchApiBadRequestError) and exc.status_code is None:
-        return True  # refused by the hook's own checks, before sending
-    return exc.status_code in NOT_PROCESSED if isinstance(exc, BatchApiError) else False
+    """True when a failed POST cannot have created a batch (it was refused, or never sent); which
+    answers say so is the hooks' one rule (:func:`airflow_batch_provider.hooks.retry.rule_for`)."""
+    return isinstance(exc, NotSent) or not_created_by(exc)
 
 
 AHEAD = 4  # chunks the ledger may show in flight, per concurrent call: queued + under way + settled, not yet written

@@ -20,13 +20,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook
-from airflow_batch_provider.hooks.errors import (
-    BatchApiAuthError,
-    BatchApiError,
-    BatchApiRedirectError,
-    BatchNotFoundError,
-)
-from airflow_batch_provider.hooks.retry import TransportError
+from airflow_batch_provider.hooks.errors import BatchApiError
+from airflow_batch_provider.hooks.retry import is_retryable
 from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.job.waiting import (
     BatchJobFailedError,
@@ -143,8 +138,10 @@ class BatchTrigger(BaseTrigger):
                         if isinstance(result, BatchStatus):
                             changed |= progress.update(result)
                             failures = 0
-                        elif isinstance(result, (BatchApiAuthError, BatchNotFoundError, BatchApiRedirectError)) or (
-                                isinstance(result, TransportError) and not result.transient):
+                        elif isinstance(result, BatchApiError) and not is_retryable(result, idempotent=True):
+                            # The hooks' one rule (hooks/retry.py): a poll it would not repeat (a
+                            # refused key, an unknown batch, a redirect, the router not configured,
+                            # a TLS or proxy failure) fails alike on every later cycle.
                             yield self._event("error", progress, f"polling batch {batch_id} of job {job_id} "
                                                                  f"failed and will not recover: {result}")
                             return
