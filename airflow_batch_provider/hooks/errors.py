@@ -104,7 +104,8 @@ def safe_url(url: str) -> str:
         port = parts.port
     except ValueError:  # unparseable: nothing of it is shown
         return "<a URL that cannot be parsed>"
-    host = f"{parts.hostname}:{port}" if parts.hostname and port else parts.hostname or ""
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname or ""  # IPv6
+    host = f"{host}:{port}" if host and port else host
     return urlunsplit((parts.scheme, host, parts.path, "", "")) if parts.netloc else parts.path
 
 

@@ -294,3 +294,18 @@ def test_generated_credentials_appear_in_no_message(capfd, values):
         texts = _fail_every_way("generated")
     captured = capfd.readouterr()
     assert _leaks([*texts, captured.out, captured.err], (password, token, key, extra)) == []
+
+
+@given(st.lists(st.text(alphabet=string.ascii_letters + string.digits, min_size=5, max_size=20), min_size=1,
+                max_size=3), st.text(max_size=200), st.text(alphabet=string.ascii_letters + string.digits + "-._~",
+                                                           min_size=1, max_size=20))
+def test_redact_leaves_no_secret_and_no_userinfo_or_query(secrets, around, hidden):
+    from airflow_batch_provider.hooks.errors import redact, safe_url
+
+    hidden = f"Qz{hidden}"  # a prefix no other part of the text holds by chance
+
+    text = f"{around}{' '.join(secrets)}{around} at https://u:{hidden}@host:1/p?token={hidden}#{hidden} {around}"
+    shown = redact(text, secrets)
+    assert [s for s in secrets if s in shown] == []
+    assert f":{hidden}@" not in shown and f"token={hidden}" not in shown
+    assert hidden not in safe_url(f"https://u:{hidden}@h.example:1/p?token={hidden}#{hidden}")
