@@ -32,7 +32,8 @@ def submit(server, monkeypatch, tmp_path, rows=100, per_batch=20, **extra):
     frame = pd.DataFrame({"id": range(rows), "text": [f"Row {i}. It is fine." for i in range(rows)]})
     op = DataFrameToBatchOperator(task_id="submit", dataframe=frame, id_column="id", text_column="text",
                                   request=Summarize(), max_items_per_batch=per_batch,
-                                  manifest_dir=str(tmp_path / "jobs"))
+                                  # a folder per server: the same input's manifest would be reused
+                                  manifest_dir=str(tmp_path / "jobs" / str(id(server))))
     return op.execute({"task_state_store": DictStateStore()})
 
 
@@ -241,7 +242,7 @@ def test_wait_for_completion_without_a_triggerer_polls_from_the_worker(make_emul
         frame = pd.DataFrame({"id": range(60), "text": [f"Row {i}. It is fine." for i in range(60)]})
         return DataFrameToBatchOperator(
             task_id="submit", dataframe=frame, id_column="id", text_column="text", request=Summarize(),
-            max_items_per_batch=20, manifest_dir=str(tmp_path / "jobs"), wait_for_completion=True,
+            max_items_per_batch=20, manifest_dir=str(tmp_path / "jobs" / str(id(server))), wait_for_completion=True,
             poll_interval=0.2).execute({"task_state_store": DictStateStore()})  # TaskDeferred would fail it
 
     job = submit_and_wait(make_emulator(items_per_second=300, start_delay=0.3))
