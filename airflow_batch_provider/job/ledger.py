@@ -32,7 +32,7 @@ from typing import Any
 
 from airflow.sdk.execution_time.context import NEVER_EXPIRE
 
-WINDOW_CHUNKS = 64
+WINDOW_CHUNKS = 256
 JOB_KEY = "scaledown:job"
 
 

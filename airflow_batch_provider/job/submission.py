@@ -213,7 +213,7 @@ class SendTracker:
         """Mark the next chunks in flight, with what came back since the last write, in one write
         made on the writer's thread; when too few can be marked to be worth a write, wait."""
         room = self.limit - len(self.running)
-        if not self.queue or room < min(self.concurrency, len(self.queue)):
+        if not self.queue or room < min(2 * self.concurrency, len(self.queue)):
             return
         self.marking = [self.queue.popleft() for _ in range(min(room, len(self.queue)))]
         for chunk in self.marking:

@@ -253,7 +253,7 @@ class ShowingStore(CountingStore):
 @pytest.mark.parametrize("concurrency", [1, 3, 8])
 def test_the_ledger_never_shows_more_than_four_calls_per_concurrent_slot_in_flight(billing, tmp_path, concurrency):
     """A try killed at any moment leaves at most 4 x max_concurrent_submits chunks ambiguous: the
-    state after every write is what a SIGKILL right after it would leave (70 chunks, windows of 64)."""
+    state after every write is what a SIGKILL right after it would leave (70 chunks: the old design marked a window of 64 at once)."""
     store = ShowingStore()
     run(op(tmp_path, 70 * 50, max_concurrent_submits=concurrency), store)
     assert 0 < store.most_in_flight <= 4 * concurrency
