@@ -62,8 +62,9 @@ def strictest(name: str, limits: Iterable[DestinationLimits]) -> DestinationLimi
 
 UNLIMITED = DestinationLimits("Parquet")
 # PostgreSQL: NAMEDATALEN 64 (63 bytes, longer names are truncated); a B-tree entry holds at most
-# 2,704 bytes, and an upsert table's unique index holds the id (kept below that, for the row's header).
-POSTGRES = DestinationLimits("PostgreSQL", key_bytes=2_700, identifier_bytes=63)
+# 2,704 bytes including its 8-byte tuple header and the text's 4-byte length, and an upsert table's
+# unique index holds the id (uncompressed at worst): 2,692 bytes, kept a little below.
+POSTGRES = DestinationLimits("PostgreSQL", key_bytes=2_688, identifier_bytes=63)
 # MySQL/MariaDB: 64-character names; the key is VARCHAR(768) (InnoDB's 3,072-byte key in utf8mb4).
 MYSQL = DestinationLimits("MySQL/MariaDB", key_chars=768, identifier_chars=64)
 SQLITE = DestinationLimits("SQLite")

@@ -178,6 +178,7 @@ class SendTracker:
         self.changed: set[int] = set()  # windows whose ledger key is out of date
         self.writing: Future | None = None
         self.marking: list[int] = []  # chunks the write under way marks: queued once it has landed
+        self.writing_windows: set[int] = set()  # the windows of the write under way
         self.stopped = threading.Event()  # set by the thread whose call failed, before a queued call can start
         self.logged = time.monotonic()
 
@@ -206,6 +207,7 @@ class SendTracker:
                 self._settle(future)
             self._unmark(self.marking)
             self.marking = []
+            self.changed |= self.writing_windows  # a write that failed or was never seen through: again
             self._write_now()
         return self.failed
 
@@ -221,18 +223,21 @@ class SendTracker:
                 self.entry.in_flight.add(chunk)
                 self.changed.add(self.entry.window_of(chunk))
         values = self._changed_values()  # taken now: the entry changes while the write is on its way
+        self.writing_windows = set(values)
         self.writing = writer.submit(self.ledger.write_values, values)
 
     def _written(self, pool: ThreadPoolExecutor) -> None:
         assert self.writing is not None
         writing, self.writing = self.writing, None
-        writing.result()  # a failed write stops the try (its chunks are unmarked by run's finally)
-        marked, self.marking = self.marking, []
+        writing.result()  # a failed write stops the try (run's finally unmarks its chunks, writes its windows)
+        self.writing_windows = set()
         if self.failed:
-            self._unmark(marked)
+            self._unmark(self.marking)
+            self.marking = []
             return
-        for chunk in marked:
-            self.running[pool.submit(self._call, chunk)] = chunk
+        while self.marking:  # each chunk leaves `marking` only once it is in `running`: a timeout loses none
+            self.running[pool.submit(self._call, self.marking[0])] = self.marking[0]
+            self.marking.pop(0)
 
     def _call(self, chunk: int) -> str:
         if self.stopped.is_set():
@@ -244,7 +249,7 @@ class SendTracker:
             raise
 
     def _settle(self, future: Future) -> None:
-        chunk = self.running.pop(future)
+        chunk = self.running[future]  # popped once the outcome is recorded: a timeout loses none
         self.changed.add(self.entry.window_of(chunk))
         try:
             if future.cancelled():
@@ -257,6 +262,7 @@ class SendTracker:
             self.failed[chunk] = exc
             if surely_not_created(exc) and chunk not in self.inherited:
                 self.entry.in_flight.discard(chunk)
+        del self.running[future]
 
     def _unmark(self, chunks: list[int]) -> None:
         """Chunks marked but never sent."""

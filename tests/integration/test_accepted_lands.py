@@ -60,7 +60,7 @@ def id_columns(draw) -> pa.Array:
         values = draw(st.lists(st.integers(low, high), min_size=min(n, high - low + 1), max_size=n, unique=True))
         array = pa.array(values, arrow_type)
     else:
-        # Up to 2,000 characters: past every key column's limit (MariaDB 768, PostgreSQL 2,700 bytes).
+        # Up to 2,000 characters: past every key column's limit (MariaDB 768, PostgreSQL 2,688 bytes).
         values = draw(st.lists(st.text(max_size=draw(st.sampled_from([12, 300, 2000]))), min_size=n, max_size=n,
                                unique=True))
         array = pa.array(values, draw(st.sampled_from(STRING_TYPES)) if kind == "string" else pa.string())

@@ -441,3 +441,29 @@ def test_abandoned_ambiguous_chunks_are_never_resent_and_land_as_missing(billing
     with sqlite3.connect(tmp_path / "w.db") as conn:
         assert conn.execute("SELECT MIN(review_id), MAX(review_id), COUNT(*) FROM t WHERE status = 'missing' "
                             "AND error_code = 'submit_outcome_unknown'").fetchall() == [(150, 199, 50)]
+
+
+class FailingStore(DictStateStore):
+    """A store whose write of window 0's last outcomes fails once (an ordinary error: the try goes
+    on to record what it knows), while the calls under way are all in window 1."""
+
+    failed = False
+
+    def set(self, key, value, **kwargs):
+        if not self.failed and key == "scaledown:window:0" and len(value["accepted"]) == 256:
+            self.failed = True
+            raise OSError("store unavailable")
+        super().set(key, value, **kwargs)
+
+
+def test_a_failed_ledger_write_loses_no_acceptance(billing, tmp_path):
+    """600 chunks over three ledger windows: the write that records window 0's last acceptances
+    (and marks chunks of window 1) fails mid-submit, and the try stops. Every batch the server made
+    is still recorded as accepted."""
+    store = FailingStore()
+    with pytest.raises(OSError, match="store unavailable"):
+        run(op(tmp_path, 600 * 10, max_items_per_batch=10), store)
+    assert store.failed
+    accepted = {chunk for key, window in store.items() if key.startswith("scaledown:window:")
+                for chunk in window["accepted"]}
+    assert len(accepted) == billing.stats()["batches"]
