@@ -96,12 +96,9 @@ class Ledger:
         self._set(JOB_KEY, {"job_id": entry.job_id, "identity": entry.identity, "chunks": entry.chunks,
                             "window": entry.window})
 
-    def write_window(self, entry: LedgerEntry, window: int) -> None:
-        """Write what ``entry`` knows of one window's chunks, in one call."""
-        self._set(_window_key(window), self.window_value(entry, window))
-
     @staticmethod
     def window_value(entry: LedgerEntry, window: int) -> dict[str, Any]:
+        """What ``entry`` knows of one window's chunks, as its key holds it."""
         chunks = range(window * entry.window, min((window + 1) * entry.window, entry.chunks))
         return {"accepted": {str(c): entry.accepted[c] for c in chunks if c in entry.accepted},
                 "in_flight": sorted(c for c in chunks if c in entry.in_flight)}

@@ -147,8 +147,10 @@ def submitting_marked(location: ObjectStoragePath) -> bool:
 
 def existing_manifest(location: ObjectStoragePath) -> JobManifest | None:
     """The manifest an earlier try wrote at ``location`` once its job was wholly accepted, if any."""
-    path = location / MANIFEST_FILE
-    return JobManifest.from_json(path.read_text()) if path.exists() else None
+    try:  # one read, not an existence check and a read: each is a round trip on object storage
+        return JobManifest.from_json((location / MANIFEST_FILE).read_text())
+    except FileNotFoundError:
+        return None
 
 
 def read_manifest(job: Mapping[str, Any] | str) -> tuple[JobManifest, ObjectStoragePath]:

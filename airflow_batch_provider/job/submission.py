@@ -373,8 +373,7 @@ class Submission:
                          "(cleared or expired): all %d chunks are treated as possibly paid for", self.job_id, chunks)
         entry = LedgerEntry(job_id=self.job_id, identity=self.identity, chunks=chunks, in_flight=set(range(chunks)))
         self.ledger.start(entry)
-        for window in range(entry.windows()):
-            self.ledger.write_window(entry, window)
+        self.ledger.write_values({window: self.ledger.window_value(entry, window) for window in range(entry.windows())})
         return entry
 
     def _check_in_flight(self, entry: LedgerEntry) -> None:
