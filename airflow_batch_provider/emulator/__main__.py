@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="let this many requests per route through before faults start")
     p.add_argument("--fault-max", type=int, default=None,
                    help="inject at most this many faults in all, then answer normally")
+    p.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (PEM), as behind a private CA")
+    p.add_argument("--ssl-keyfile", help="the certificate's private key (PEM)")
+    p.add_argument("--ssl-client-ca", help="require a client certificate signed by this CA (mutual TLS)")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     if not args.api_key:
@@ -84,7 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    server = EmulatorServer(config, host=args.host, port=args.port, log_level=args.log_level).start()
+    try:
+        server = EmulatorServer(config, host=args.host, port=args.port, log_level=args.log_level,
+                                ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
+                                ssl_client_ca=args.ssl_client_ca).start()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.port_file:
         args.port_file.write_text(str(server.port))
     print(f"ScaleDown emulator (API v{args.api_version}) listening on {server.url}", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from dataclasses import asdict
@@ -19,22 +20,36 @@ class EmulatorServer:
 
     ``port=0`` picks a free port. The server runs in a background thread of this process; the
     control helpers (:meth:`stats`, :meth:`set_faults`) call its ``/_emulator`` routes over HTTP.
+
+    ``ssl_certfile`` and ``ssl_keyfile`` serve HTTPS, as the API behind a private CA would be;
+    ``ssl_client_ca`` also requires a client certificate signed by that CA (mutual TLS). The
+    control helpers then pass ``control_options`` (``verify``, ``cert``) to ``requests``.
     """
 
     def __init__(self, config: EmulatorConfig, host: str = "127.0.0.1", port: int = 0,
-                 log_level: str = "warning") -> None:
+                 log_level: str = "warning", *, ssl_certfile: str | None = None, ssl_keyfile: str | None = None,
+                 ssl_client_ca: str | None = None, control_options: dict[str, Any] | None = None) -> None:
         self.config = config
         self.host = host
+        self.scheme = "https" if ssl_certfile else "http"
+        self.control_options = control_options or {}
+        tls: dict[str, Any] = {}
+        if ssl_certfile:
+            tls = {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile}
+            if ssl_client_ca:
+                tls |= {"ssl_ca_certs": ssl_client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}
+        elif ssl_keyfile or ssl_client_ca:
+            raise ValueError("ssl_keyfile and ssl_client_ca need ssl_certfile")
         self._server = uvicorn.Server(
             uvicorn.Config(create_app(config), host=host, port=port, log_level=log_level,
-                           access_log=False, lifespan="on")
+                           access_log=False, lifespan="on", **tls)
         )
         self._thread: threading.Thread | None = None
         self.port = port
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def api_key(self) -> str:
@@ -65,7 +80,7 @@ class EmulatorServer:
     # -- control ---------------------------------------------------------------------------------
     def _control(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = requests.request(method, self.url + path, headers={"x-api-key": self.api_key},
-                                    timeout=30, **kwargs)
+                                    timeout=30, **self.control_options, **kwargs)
         response.raise_for_status()
         return response.json()
 

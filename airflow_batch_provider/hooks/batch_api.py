@@ -8,6 +8,7 @@ back to ``SCALEDOWN_API_KEY``), extras the timeouts, batch limits and retry sett
 
 from __future__ import annotations
 
+import re
 import tempfile
 import threading
 import uuid
@@ -32,8 +33,15 @@ from airflow_batch_provider.hooks.errors import (
     redact,
     safe_url,
 )
-from airflow_batch_provider.hooks.retry import TransportError, is_retryable, parse_retry_after, retry_policy
+from airflow_batch_provider.hooks.retry import (
+    TransportError,
+    is_retryable,
+    misconfigured,
+    parse_retry_after,
+    retry_policy,
+)
 from airflow_batch_provider.hooks.settings import DEFAULT_BASE_URL, ApiSettings
+from airflow_batch_provider.hooks.transport import TRANSPORT_EXTRAS, tls_problem
 from airflow_batch_provider.protocol import (
     BATCHES_URL as BATCHES,
 )
@@ -57,27 +65,36 @@ SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
 # What a failed TLS handshake says (certificate, protocol, the peer not speaking TLS): nothing was
 # sent, and trying again cannot help. Other TLS errors (an EOF mid-answer) may come after the body.
+# A client certificate the server refused is only said after the handshake (TLS 1.3), before the
+# request is read.
 _HANDSHAKE_FAILURES = ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER", "UNSUPPORTED_PROTOCOL",
-                       "TLSV1_ALERT", "SSLV3_ALERT", "HANDSHAKE_FAILURE", "NO_PROTOCOLS_AVAILABLE",
+                       "TLSV1_ALERT", "TLSV13_ALERT", "SSLV3_ALERT", "HANDSHAKE_FAILURE", "NO_PROTOCOLS_AVAILABLE",
                        "hostname mismatch", "doesn't match")
+# What a proxy answered to CONNECT, as urllib3 quotes it: the status and the proxy's reason.
+_PROXY_ANSWER = re.compile(r"Tunnel connection failed: ((\d{3})(?: [A-Za-z][A-Za-z -]{0,60})?)")
 
 
-def _transport_error(exc: requests.RequestException, endpoint: str, host: str) -> TransportError:
-    """Classified by cause: a failed TLS handshake or proxy means nothing was sent, and a retry
-    cannot fix it; the message names the host (``host`` is already redacted) and the cause's type,
-    never its text: requests quotes the URL, query and all. Raise the result outside the ``except``
-    block, so ``exc`` does not ride along as ``__context__``."""
-    handshake = isinstance(exc, requests.exceptions.SSLError) and any(s in str(exc) for s in _HANDSHAKE_FAILURES)
-    if handshake or isinstance(exc, requests.exceptions.ProxyError):
-        cause = "the TLS handshake failed" if handshake else "the proxy refused"
-        return TransportError(f"cannot reach {host}: {cause} ({type(exc).__name__}); check the host, its "
-                              "certificate and the proxy settings", request_sent=False, endpoint=endpoint,
-                              transient=False)
+def _transport_error(exc: requests.RequestException, endpoint: str, settings: ApiSettings) -> TransportError:
+    """Classified by cause: a failed TLS handshake, or a proxy refusing our credentials, means
+    nothing was sent and no retry can help; a proxy that cannot be reached or cannot reach the API
+    may recover. Messages name the host (redacted), the cause and the CA bundle and proxy used, never
+    the exception's own text: requests quotes the URL, query and all. Raise the result outside the
+    ``except`` block, so ``exc`` does not ride along as ``__context__``."""
+    url = settings.base_url
+    if isinstance(exc, requests.exceptions.SSLError) and any(s in str(exc) for s in _HANDSHAKE_FAILURES):
+        return misconfigured(settings, url, f"the TLS handshake failed ({tls_problem(exc) or 'SSLError'})", endpoint)
+    if isinstance(exc, requests.exceptions.ProxyError):
+        answer = _PROXY_ANSWER.search(str(exc))
+        if answer and answer.group(2) in ("403", "407"):
+            return misconfigured(settings, url, f"the proxy refused ({answer.group(1)})", endpoint)
+        return TransportError(f"the proxy for {settings.shown_url} failed: "
+                              f"{f'it answered {answer.group(1)}' if answer else 'it could not be reached'}",
+                              request_sent=False, endpoint=endpoint)
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     never_sent = isinstance(exc, ConnectTimeout) or isinstance(reason, (NewConnectionError, ConnectTimeoutError))
     kind = "timed out" if isinstance(exc, (ConnectTimeout, ReadTimeout)) else "failed"
-    return TransportError(f"the request to {host} {kind}: {type(exc).__name__}", request_sent=not never_sent,
-                          endpoint=endpoint)
+    return TransportError(f"the request to {settings.shown_url} {kind}: {type(exc).__name__}",
+                          request_sent=not never_sent, endpoint=endpoint)
 
 
 class BatchApiHook(HttpHook):
@@ -105,10 +122,13 @@ class BatchApiHook(HttpHook):
 
     @cached_property
     def session(self) -> requests.Session:
-        """One session for the hook's life (connections pooled and reused), made by ``HttpHook``:
-        base URL, the connection's transport extras (``proxies``, ``verify``, ``cert``,
-        ``trust_env``) and the key as ``x-api-key``."""
-        return self.get_conn(headers={"x-api-key": self.settings.api_key})
+        """One session for the hook's life (connections pooled and reused), made by ``HttpHook``,
+        with the key as ``x-api-key``. CA bundle, client certificate and proxy are resolved by
+        :class:`~airflow_batch_provider.hooks.transport.TransportSettings` and given per request,
+        so requests does not read the environment again."""
+        session = self.get_conn(headers={"x-api-key": self.settings.api_key})
+        session.trust_env = False
+        return session
 
     def _extract_auth(self, connection: Any) -> None:
         return None  # the key goes in x-api-key, never as basic auth (HttpHook's default for a login)
@@ -120,7 +140,8 @@ class BatchApiHook(HttpHook):
 
     def _configure_session_from_extra(self, session: requests.Session, connection: Any,
                                       extra_options: dict[str, Any]) -> requests.Session:
-        # HttpHook sends every extra it does not know as a header; ours are settings, so it sees the rest.
+        # HttpHook sends every extra it does not know as a header; ours are settings, so it sees the
+        # rest (the transport extras are applied per request, see session).
         return super()._configure_session_from_extra(session, _TransportExtras(connection), extra_options)
 
     # -- one exchange ----------------------------------------------------------------------------
@@ -133,14 +154,16 @@ class BatchApiHook(HttpHook):
         failure: BatchApiError | None = None
         try:
             # Redirects are not followed: requests would carry x-api-key to any host a 3xx names.
+            url = self.url_from_endpoint(endpoint)
             response = session.request(
-                method, self.url_from_endpoint(endpoint), stream=stream, allow_redirects=False,
-                timeout=(settings.connect_timeout, settings.read_timeout), **kwargs)
+                method, url, stream=stream, allow_redirects=False,
+                timeout=(settings.connect_timeout, settings.read_timeout),
+                **settings.transport.requests_options(url), **kwargs)
         except requests.exceptions.InvalidHeader:  # its message would quote the header value
             failure = BatchApiError("a request header could not be sent (its value is not shown)",
                                     endpoint=f"{method} {endpoint}")
         except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError, ContentDecodingError) as exc:
-            failure = _transport_error(exc, f"{method} {endpoint}", settings.shown_url)
+            failure = _transport_error(exc, f"{method} {endpoint}", settings)
         except requests.RequestException as exc:  # an invalid URL, a missing schema: its text quotes the URL
             failure = BatchApiError(f"the request to {settings.shown_url} could not be made: {type(exc).__name__}",
                                     endpoint=f"{method} {endpoint}")
@@ -165,7 +188,7 @@ class BatchApiHook(HttpHook):
                 try:
                     return response.json()
                 except ChunkedEncodingError as exc:
-                    failure = _transport_error(exc, f"{method} {endpoint}", self.settings.shown_url)
+                    failure = _transport_error(exc, f"{method} {endpoint}", self.settings)
                 except ValueError:
                     failure = UnexpectedResponseError(
                         f"{method} {endpoint} answered with a body that is not JSON: "
@@ -250,7 +273,7 @@ class BatchApiHook(HttpHook):
                         yield from reader.close()
                     except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError) as exc:
                         reader.restart()
-                        broken = _transport_error(exc, f"GET {endpoint}", self.settings.shown_url)
+                        broken = _transport_error(exc, f"GET {endpoint}", self.settings)
                     if broken is not None:
                         raise broken  # outside the except block: no __context__ (see _send)
         self.log.debug("Read %d output lines of batch %s", reader.yielded, batch_id)
@@ -301,7 +324,8 @@ class _TransportExtras:
 
     def __init__(self, connection: Any) -> None:
         self.host = safe_url(connection.host or "")  # HttpHook logs it when an extra is unusable
-        self.extra_dejson = {k: v for k, v in connection.extra_dejson.items() if k not in ApiSettings.extra_fields()}
+        self.extra_dejson = {k: v for k, v in connection.extra_dejson.items()
+                             if k not in (*ApiSettings.extra_fields(), *TRANSPORT_EXTRAS)}
 
 
 class ThreadHooks:

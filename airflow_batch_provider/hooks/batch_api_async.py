@@ -14,8 +14,15 @@ from airflow.providers.common.compat.connection import get_async_connection
 from airflow.providers.http.hooks.http import HttpAsyncHook
 
 from airflow_batch_provider.hooks.errors import error_for_status
-from airflow_batch_provider.hooks.retry import TransportError, parse_retry_after, retry_policy
+from airflow_batch_provider.hooks.retry import (
+    TransportError,
+    TransportSetupError,
+    misconfigured,
+    parse_retry_after,
+    retry_policy,
+)
 from airflow_batch_provider.hooks.settings import ApiSettings
+from airflow_batch_provider.hooks.transport import tls_problem
 from airflow_batch_provider.protocol import BATCHES_URL, BatchStatus, UnexpectedResponseError
 
 
@@ -44,13 +51,17 @@ class BatchApiAsyncHook(HttpAsyncHook):
 
     async def client(self) -> aiohttp.ClientSession:
         # Not HttpAsyncHook.session(): it sends every extra as a header (ours are settings), sets no
-        # timeouts, and lasts one context; a trigger keeps this one session for all its polls.
+        # timeouts, ignores cert and trust_env, and lasts one context; a trigger keeps this one
+        # session for all its polls. The CA bundle, client certificate and proxy are the ones the
+        # sync hook uses (hooks/transport.py), so the environment is not read again (trust_env off).
         if self._client is None or self._client.closed:
             settings = await self.settings()
+            ssl_context = await asyncio.to_thread(settings.transport.ssl_context)  # reads files: off the loop
             self._client = aiohttp.ClientSession(
                 headers={"x-api-key": settings.api_key},
                 timeout=aiohttp.ClientTimeout(sock_connect=settings.connect_timeout,
                                               sock_read=settings.read_timeout),
+                connector=aiohttp.TCPConnector(ssl=ssl_context), trust_env=False,
             )
         return self._client
 
@@ -69,6 +80,8 @@ class BatchApiAsyncHook(HttpAsyncHook):
         settings = await self.settings()
         client = await self.client()
         what = f"GET {endpoint}"
+        url = settings.base_url + endpoint
+        proxy, proxy_headers = settings.transport.aiohttp_proxy(url)
         async for attempt in retry_policy(settings, idempotent=True, log=self.log, what=what,
                                           asynchronous=True):
             with attempt:
@@ -78,7 +91,8 @@ class BatchApiAsyncHook(HttpAsyncHook):
                 failure: Exception
                 try:
                     # Redirects are not followed: aiohttp would carry x-api-key to any host a 3xx names.
-                    async with client.get(settings.base_url + endpoint, allow_redirects=False) as response:
+                    async with client.get(url, allow_redirects=False, proxy=proxy,
+                                          proxy_headers=proxy_headers) as response:
                         if response.status >= 300:
                             raise error_for_status(
                                 response.status, response.reason or "request failed",
@@ -90,19 +104,24 @@ class BatchApiAsyncHook(HttpAsyncHook):
                             return await response.json(content_type=None)
                         except ValueError:
                             failure = UnexpectedResponseError(f"{what} answered with a body that is not JSON")
-                except (aiohttp.ClientSSLError, aiohttp.ClientProxyConnectionError) as exc:
-                    cause = ("the TLS handshake failed" if isinstance(exc, aiohttp.ClientSSLError)
-                             else "the proxy refused")
-                    failure = TransportError(f"cannot reach {settings.shown_url}: {cause} ({type(exc).__name__}); "
-                                             "check the host, its certificate and the proxy settings",
-                                             request_sent=False, endpoint=what, transient=False)
+                except aiohttp.ClientSSLError as exc:
+                    failure = misconfigured(settings, url, f"the TLS handshake failed "
+                                            f"({tls_problem(exc) or type(exc).__name__})", what)
+                except aiohttp.ClientHttpProxyError as exc:  # the proxy answered CONNECT with an error
+                    answer = f"{exc.status} {exc.message}"[:80]
+                    failure = (misconfigured(settings, url, f"the proxy refused ({answer})", what)
+                               if exc.status in (403, 407) else
+                               TransportError(f"the proxy for {settings.shown_url} failed: it answered {answer}",
+                                              request_sent=False, endpoint=what))
+                except aiohttp.ClientProxyConnectionError:
+                    failure = TransportError(f"the proxy for {settings.shown_url} failed: it could not be reached",
+                                             request_sent=False, endpoint=what)
                 except aiohttp.ClientConnectorError as exc:  # connect failed: nothing was sent
                     failure = TransportError(f"the request to {settings.shown_url} failed: {type(exc).__name__}",
                                              request_sent=False, endpoint=what)
                 except (aiohttp.InvalidURL, ValueError) as exc:  # a host aiohttp cannot use: nothing was sent
-                    failure = TransportError(f"the request to {settings.shown_url} could not be made: "
-                                             f"{type(exc).__name__}", request_sent=False, endpoint=what,
-                                             transient=False)
+                    failure = TransportSetupError(f"the request to {settings.shown_url} could not be made: "
+                                                  f"{type(exc).__name__}", endpoint=what)
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                     failure = TransportError(f"the request to {settings.shown_url} failed: {type(exc).__name__}",
                                              request_sent=True, endpoint=what)

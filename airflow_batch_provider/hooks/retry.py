@@ -59,6 +59,24 @@ class TransportError(BatchApiConnectionError):
         self.transient = transient
 
 
+class TransportSetupError(TransportError, AirflowFailException):
+    """The API cannot be reached as configured: its certificate is not trusted, a client certificate
+    is refused or missing, the proxy wants other credentials, the URL is unusable. Nothing was sent,
+    and no retry, not even the task's, helps until a setting changes."""
+
+    def __init__(self, message: str, *, endpoint: str = "") -> None:
+        super().__init__(message, request_sent=False, endpoint=endpoint, transient=False)
+
+
+def misconfigured(settings: ApiSettings, url: str, cause: str, endpoint: str) -> TransportSetupError:
+    """The error for a TLS or proxy set-up that fails, the same from both hooks: it names the host,
+    the cause, and the CA bundle and proxy the request used (never a credential)."""
+    return TransportSetupError(
+        f"cannot reach {settings.shown_url}: {cause}; used {settings.transport.describe(url)}. Check the "
+        "connection's verify, cert and proxies extras (or REQUESTS_CA_BUNDLE, HTTPS_PROXY on this machine)",
+        endpoint=endpoint)
+
+
 @dataclass(frozen=True)
 class Rule:
     """What one kind of answer means, for every caller (submit, wait, load).

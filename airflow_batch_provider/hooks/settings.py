@@ -14,6 +14,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_batch_provider.hooks.errors import MIN_SECRET, safe_url, url_secrets
+from airflow_batch_provider.hooks.transport import TransportSettings
 from airflow_batch_provider.protocol.output import DEFAULT_MAX_OUTPUT_LINE_BYTES
 
 DEFAULT_BASE_URL = "https://api.scaledown.xyz"
@@ -77,6 +78,8 @@ class ApiSettings:
     # Every credential the connection holds (key, host userinfo and query, secret-named extras):
     # what :func:`~airflow_batch_provider.hooks.errors.redact` removes from answer bodies.
     secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    # CA bundle, client certificate, proxy: the connection's transport extras and the environment.
+    transport: TransportSettings = field(default_factory=TransportSettings, repr=False, compare=False)
 
     def __repr__(self) -> str:  # no credential may reach a log line
         return f"ApiSettings(base_url={self.shown_url!r}, api_key='***')"
@@ -88,7 +91,7 @@ class ApiSettings:
 
     @classmethod
     def extra_fields(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls) if f.name not in ("base_url", "api_key", "secrets"))
+        return tuple(f.name for f in fields(cls) if f.name not in ("base_url", "api_key", "secrets", "transport"))
 
     @staticmethod
     def base_url_of(conn: Any) -> str:
@@ -113,13 +116,14 @@ class ApiSettings:
                 f"the API key of connection {conn.conn_id!r} (or {API_KEY_ENV}) holds characters an HTTP "
                 "header cannot carry (whitespace, control or non-ASCII characters inside it); paste it again")
         extra = conn.extra_dejson or {}
-        secrets = tuple(sorted({api_key, *url_secrets(host), *_secret_extras(extra)}))
+        transport = TransportSettings.from_extra(extra)
+        secrets = tuple(sorted({api_key, *url_secrets(host), *_secret_extras(extra), *transport.secrets()}))
         _mask(api_key, secrets)
         values: dict[str, Any] = {}
         for name in cls.extra_fields():
             if name in extra and extra[name] not in (None, ""):
                 values[name] = _coerce(name, extra[name], type(getattr(cls, name)))
-        return cls(base_url=host, api_key=api_key, secrets=secrets, **values)
+        return cls(base_url=host, api_key=api_key, secrets=secrets, transport=transport, **values)
 
 
 def _coerce(name: str, value: Any, kind: type) -> Any:

@@ -305,7 +305,7 @@ def test_extract_and_classify_requests_build_from_the_same_types(make_emulator, 
     assert results["e"].entities[0].text == "Tim Cook" and results["c"].top_label == "Negative"
 
 
-def test_the_session_is_httphooks_with_transport_extras_and_without_settings_as_headers(monkeypatch):
+def test_the_session_is_httphooks_without_settings_or_transport_extras_as_headers(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", json.dumps({
         "conn_type": "batch_api", "host": "api.example.test", "password": "sk-test",
         "extra": {"verify": False, "trust_env": False, "retry_max_attempts": 3, "read_timeout": 5}}))
@@ -313,6 +313,8 @@ def test_the_session_is_httphooks_with_transport_extras_and_without_settings_as_
     session = hook.session
     assert session.headers["x-api-key"] == "sk-test" and session.auth is None
     assert not {"retry_max_attempts", "read_timeout", "verify", "trust_env"} & set(session.headers)
-    assert session.verify is False and session.trust_env is False  # HttpHook's own extras still apply
+    # Transport extras are resolved once (hooks/transport.py) and given per request; the session does
+    # not read the environment again.
+    assert session.trust_env is False and hook.settings.transport.verify is False
     assert hook.url_from_endpoint("/v1/batches/x") == "https://api.example.test/v1/batches/x"  # https by default
     assert hook.settings.retry_max_attempts == 3 and hook.settings.read_timeout == 5

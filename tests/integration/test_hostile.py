@@ -264,13 +264,16 @@ def test_a_tls_failure_is_not_retried_and_names_the_host(monkeypatch):
         plain.shutdown()
 
 
-def test_a_proxy_failure_is_not_retried(monkeypatch):
+def test_a_proxy_that_cannot_be_reached_is_named_and_retried_like_a_host(monkeypatch, caplog):
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("NO_PROXY", "")
     monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", json.dumps({
-        "conn_type": "batch_api", "host": "https://api.example.invalid", "password": KEY}))
-    with pytest.raises(BatchApiConnectionError, match="the proxy refused"):
+        "conn_type": "batch_api", "host": "https://api.example.invalid", "password": KEY,
+        "extra": {"retry_max_attempts": 2, "retry_initial_wait": 0.01, "retry_max_wait": 0.01}}))
+    with pytest.raises(BatchApiConnectionError, match="the proxy for https://api.example.invalid failed: it could "
+                                                      "not be reached") as raised:
         BatchApiHook().get_batch("x")
+    assert not isinstance(raised.value, AirflowFailException)  # a proxy restarting comes back: the task retries
 
 
 # -- 8. errors retrying cannot fix fail without retries --------------------------------------------------

@@ -1,0 +1,207 @@
+"""How the hooks reach the API: CA bundle, client certificate and proxy, decided once for both.
+
+A company's Airflow sits behind a private CA and a proxy, set in the connection or in the
+environment (``REQUESTS_CA_BUNDLE``, ``HTTPS_PROXY``, ``NO_PROXY`` …). ``requests`` and ``aiohttp``
+read that environment differently (``requests`` lets ``REQUESTS_CA_BUNDLE`` override a session's
+``verify``, psf/requests#3829; ``aiohttp`` ignores it, and ignores proxies unless told to trust the
+environment). So neither library is left to look: :class:`TransportSettings` resolves every setting
+here, the connection's explicit extra first, then the environment (when ``trust_env``), then the
+default, and both hooks are given the result explicitly. The worker's submit and load and the
+triggerer's wait then reach the API the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import certifi
+from airflow.sdk.exceptions import AirflowFailException
+from requests.utils import get_environ_proxies, select_proxy
+
+from airflow_batch_provider.hooks.errors import safe_url, url_secrets
+
+# The connection extras this module reads (the HTTP provider's names, and its aliases).
+TRANSPORT_EXTRAS = ("verify", "verify_ssl", "cert", "proxies", "proxy", "trust_env")
+# CA bundle variables, in the order requests reads them; SSL_CERT_FILE is OpenSSL's own.
+CA_BUNDLE_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
+
+_FALSE = ("false", "0", "no", "off")
+_TRUE = ("true", "1", "yes", "on")
+
+
+class TransportSettingsError(AirflowFailException, ValueError):
+    """A transport extra that cannot be used (retrying cannot help); the message names the extra,
+    never a credential."""
+
+
+@dataclass(frozen=True)
+class TransportSettings:
+    """Resolved transport settings.
+
+    :param verify: False (no verification: never for production), or the CA bundle file or
+        directory to verify the API's certificate with.
+    :param cert: the client certificate, and its key when in a separate file.
+    :param proxies: the connection's own proxies, ``requests``-style (``{"https": url}``, ``"all"``,
+        ``"https://host"``), ``no_proxy`` included.
+    :param trust_env: whether the environment's proxy and CA variables apply.
+    """
+
+    verify: bool | str = field(default_factory=certifi.where)
+    cert: str | tuple[str, str] | None = None
+    proxies: Mapping[str, str] = field(default_factory=dict)
+    trust_env: bool = True
+
+    @classmethod
+    def from_extra(cls, extra: Mapping[str, Any]) -> TransportSettings:
+        """From a connection's extras, and the environment of this process."""
+        trust_env = _flag("trust_env", extra.get("trust_env", True))
+        verify: bool | str
+        explicit = extra.get("verify", extra.get("verify_ssl"))
+        if explicit not in (None, ""):
+            verify = _verify(explicit)
+            if verify is True:  # "verify": true only says to verify: with what is decided below
+                verify = _environment_ca() if trust_env else certifi.where()
+        else:
+            verify = _environment_ca() if trust_env else certifi.where()
+        return cls(verify=verify, cert=_cert(extra.get("cert")), proxies=_proxies(extra), trust_env=trust_env)
+
+    # -- for the hooks ---------------------------------------------------------------------------
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy a request to ``url`` goes through, as ``requests`` would choose it: the
+        connection's for its schemes, the environment's (``HTTPS_PROXY`` and the like, unless
+        ``NO_PROXY`` names the host) for the others, else none."""
+        proxies = dict(self.proxies)
+        if self.trust_env:
+            for scheme, proxy in get_environ_proxies(url, no_proxy=proxies.get("no_proxy")).items():
+                proxies.setdefault(scheme, proxy)
+        return select_proxy(url, proxies) or None
+
+    def requests_options(self, url: str) -> dict[str, Any]:
+        """Per-request keyword arguments for ``requests``: per request, because a session's own
+        ``verify`` loses to the environment (psf/requests#3829)."""
+        proxy = self.proxy_for(url)
+        return {"verify": self.verify, "cert": self.cert, "proxies": {"all": proxy} if proxy else {}}
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """What ``aiohttp`` takes as ``ssl=``: False when verification is off, else a context
+        trusting exactly the CA bundle ``requests`` is given, with the client certificate loaded."""
+        if self.verify is False:
+            if self.cert is None:
+                return False
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        elif os.path.isdir(str(self.verify)):
+            context = ssl.create_default_context(capath=str(self.verify))
+        else:
+            context = ssl.create_default_context(cafile=str(self.verify))
+        if self.cert is not None:
+            certfile, keyfile = (self.cert, None) if isinstance(self.cert, str) else self.cert
+            context.load_cert_chain(certfile, keyfile)
+        return context
+
+    def aiohttp_proxy(self, url: str) -> tuple[str | None, dict[str, str] | None]:
+        """The proxy for ``url`` as ``aiohttp`` takes it: the URL without its userinfo, and the
+        userinfo as a ``Proxy-Authorization`` header (aiohttp ignores a proxy URL's userinfo)."""
+        proxy = self.proxy_for(url)
+        if proxy is None:
+            return None, None
+        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if parts.username is None:
+            return parts.geturl(), None
+        import aiohttp
+
+        netloc = parts.hostname or ""
+        netloc = f"[{netloc}]" if ":" in netloc else netloc
+        netloc = f"{netloc}:{parts.port}" if parts.port else netloc
+        auth = aiohttp.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
+        return parts._replace(netloc=netloc).geturl(), {"Proxy-Authorization": auth.encode()}
+
+    def secrets(self) -> set[str]:
+        """Credentials the settings carry (a proxy's userinfo): to be masked and redacted."""
+        found: set[str] = set()
+        for url in self.proxies.values():
+            found |= url_secrets(url if "://" in url else f"http://{url}")
+        return found
+
+    def describe(self, url: str) -> str:
+        """For messages: the CA bundle and the proxy a request to ``url`` uses, never a credential."""
+        proxy = self.proxy_for(url)
+        ca = "verification off" if self.verify is False else f"CA bundle {self.verify}"
+        return f"{ca}; {f'proxy {safe_url(proxy)}' if proxy else 'no proxy'}"
+
+
+def _environment_ca() -> str:
+    for name in CA_BUNDLE_ENV:
+        if os.environ.get(name):
+            return os.environ[name]
+    return certifi.where()
+
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _FALSE + _TRUE:
+        return value.strip().lower() in _TRUE
+    raise TransportSettingsError(f"connection extra {name!r} must be true or false, got {value!r}")
+
+
+def _verify(value: Any) -> bool | str:
+    """``verify``: a boolean, or a CA bundle path (URI-style connections give "false" as a string)."""
+    if isinstance(value, str) and value.strip().lower() not in _FALSE + _TRUE:
+        if not os.path.exists(value):
+            raise TransportSettingsError(f"connection extra 'verify' names {value!r}, which does not exist: "
+                                         "give the path of the CA bundle (PEM) on every worker and triggerer")
+        return value
+    return _flag("verify", value)
+
+
+def _cert(value: Any) -> str | tuple[str, str] | None:
+    """``cert``: one PEM file with certificate and key, or a [certificate, key] pair."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, str) for v in value):
+        return (value[0], value[1])
+    raise TransportSettingsError("connection extra 'cert' must be a PEM file's path, or a [certificate, key] "
+                                 "pair of paths")
+
+
+def _proxies(extra: Mapping[str, Any]) -> dict[str, str]:
+    value = extra.get("proxies", extra.get("proxy"))
+    if value in (None, "", {}):
+        return {}
+    if isinstance(value, str):  # one proxy for every scheme
+        return {"all": value}
+    if isinstance(value, Mapping) and all(isinstance(v, str) for v in value.values()):
+        return {str(k): v for k, v in value.items()}
+    raise TransportSettingsError("connection extra 'proxies' must be a proxy URL, or a mapping like "
+                                 '{"https": "http://proxy:3128", "no_proxy": "internal.example"}')
+
+
+
+def tls_problem(exc: BaseException) -> str | None:
+    """What a failed TLS exchange says went wrong ("certificate verify failed: unable to get local
+    issuer certificate", "TLSV13_ALERT_CERTIFICATE_REQUIRED"), found in the chain of a ``requests``
+    or ``aiohttp`` error; OpenSSL's text names the problem, never the URL's path or query."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        error = pending.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        # aiohttp's own errors subclass these without their attributes: their cause is looked in.
+        if isinstance(error, ssl.SSLCertVerificationError) and getattr(error, "verify_message", None):
+            return f"certificate verify failed: {error.verify_message}"
+        if isinstance(error, ssl.SSLError) and getattr(error, "reason", None):
+            return str(error.reason)
+        pending += [e for e in (error.__cause__, error.__context__, getattr(error, "reason", None),
+                                getattr(error, "certificate_error", None), getattr(error, "os_error", None),
+                                *error.args) if isinstance(e, BaseException)]
+    return None

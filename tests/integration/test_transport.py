@@ -1,0 +1,222 @@
+"""Both hooks reach the API as a company network serves it: HTTPS from a private CA, mutual TLS, an
+HTTP CONNECT proxy with a password, and the CA variables of a corporate machine set around them.
+The emulator serves real TLS on loopback; proxy.py is a real proxy process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import certifi
+import pytest
+
+from airflow_batch_provider.emulator import EmulatorConfig, EmulatorServer
+from airflow_batch_provider.hooks.batch_api import BatchApiAsyncHook, BatchApiHook
+from airflow_batch_provider.hooks.retry import TransportError, TransportSetupError
+from airflow_batch_provider.hooks.transport import TransportSettings, TransportSettingsError
+from airflow_batch_provider.protocol import LineEncoder, Summarize
+from tests.tls_helpers import PROXY_PASSWORD, ConnectProxy, corporate_environment, private_ca
+
+FAST_RETRIES = {"retry_initial_wait": 0.01, "retry_max_wait": 0.05, "retry_max_attempts": 3}
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
+                   "NO_PROXY", "no_proxy")
+
+
+@pytest.fixture(scope="module")
+def corp(tmp_path_factory):
+    return private_ca(tmp_path_factory.mktemp("corp-ca"))
+
+
+@pytest.fixture
+def corporate_machine(monkeypatch):
+    """The CA variables point at the system bundle (no private CA in it); no proxy variables."""
+    for name, value in corporate_environment().items():
+        monkeypatch.setenv(name, value)
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def https_emulator(corp):
+    servers = []
+
+    def start(*, mutual: bool = False) -> EmulatorServer:
+        server = EmulatorServer(EmulatorConfig(api_key="tls-key"), ssl_certfile=corp.server_cert,
+                                ssl_keyfile=corp.server_key, ssl_client_ca=corp.ca if mutual else None,
+                                control_options={"verify": corp.ca, "cert": corp.client_cert}).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def proxy(tmp_path):
+    running = ConnectProxy(tmp_path).start()
+    yield running
+    running.stop()
+
+
+def use(monkeypatch, server, **extra):
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", json.dumps(
+        {"conn_type": "batch_api", "host": server.url, "password": server.api_key,
+         "extra": {**FAST_RETRIES, **extra}}))
+
+
+def submit_and_read(hook: BatchApiHook) -> tuple[str, list[str]]:
+    """Submit three rows, wait, read the output: the batch's id and the ids read back."""
+    encoder = LineEncoder(Summarize())
+    batch = hook.submit_batch([encoder.encode(f"r{i}", f"Row {i} is fine. It works.") for i in range(3)])
+    while not (status := hook.get_batch(batch.batch_id)).terminal:
+        pass
+    return batch.batch_id, [line.custom_id for line in hook.iter_output(status.batch_id)]
+
+
+def poll_async(batch_id: str):
+    async def go():
+        async with BatchApiAsyncHook() as hook:
+            return await hook.get_batch(batch_id)
+    return asyncio.run(go())
+
+
+def test_the_connections_ca_wins_over_the_machines_bundle_in_both_hooks(corporate_machine, https_emulator,
+                                                                        corp, monkeypatch):
+    """The reproduction: REQUESTS_CA_BUNDLE is set, the connection's ``verify`` names the private CA.
+    requests let the variable override the session's verify; aiohttp ignored verify altogether."""
+    server = https_emulator()
+    use(monkeypatch, server, verify=corp.ca)
+    batch_id, read = submit_and_read(BatchApiHook())
+    assert read == ["r0", "r1", "r2"]
+    assert poll_async(batch_id).completed == 3
+
+
+def test_mutual_tls_through_a_proxy_with_a_password(corporate_machine, https_emulator, proxy, corp, monkeypatch,
+                                                    caplog):
+    server = https_emulator(mutual=True)
+    use(monkeypatch, server, verify=corp.ca, cert=corp.client_cert, proxies={"https": proxy.url()})
+    caplog.set_level(logging.DEBUG)
+    hook = BatchApiHook()
+    batch_id, read = submit_and_read(hook)
+    assert read == ["r0", "r1", "r2"]
+    through_sync = proxy.tunnels_to(server.port)
+    assert through_sync >= 1
+    assert poll_async(batch_id).completed == 3
+    assert proxy.tunnels_to(server.port) == through_sync + 1  # the async hook's own tunnel
+    assert PROXY_PASSWORD not in caplog.text and PROXY_PASSWORD not in repr(hook.settings)
+    assert PROXY_PASSWORD in hook.settings.secrets  # so an answer quoting it is redacted
+
+
+def test_the_environment_alone_configures_both_hooks(https_emulator, proxy, corp, monkeypatch):
+    """No transport extras: a machine whose REQUESTS_CA_BUNDLE holds the private CA and whose
+    HTTPS_PROXY names the proxy. NO_PROXY and trust_env=false are honoured by both hooks alike."""
+    server = https_emulator()
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", corp.ca)
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url())
+    use(monkeypatch, server)
+    batch_id, _ = submit_and_read(BatchApiHook())
+    assert poll_async(batch_id).completed == 3
+    tunnels = proxy.tunnels_to(server.port)
+    assert tunnels >= 2
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    BatchApiHook().get_batch(batch_id)
+    poll_async(batch_id)
+    assert proxy.tunnels_to(server.port) == tunnels  # both went direct
+
+    use(monkeypatch, server, trust_env=False)  # the environment is ignored: certifi's bundle, no proxy
+    for attempt in (lambda: BatchApiHook().get_batch(batch_id), lambda: poll_async(batch_id)):
+        with pytest.raises(TransportSetupError, match="certificate verify failed"):
+            attempt()
+
+
+def test_without_the_ca_both_hooks_fail_fast_naming_host_and_problem(corporate_machine, https_emulator, corp,
+                                                                      monkeypatch, caplog):
+    server = https_emulator(mutual=True)
+    use(monkeypatch, server, cert=corp.client_cert)
+    caplog.set_level(logging.WARNING)
+    for attempt in (lambda: BatchApiHook().submit_batch([LineEncoder(Summarize()).encode("r", "Text here.")]),
+                    lambda: BatchApiHook().get_batch("b-1"), lambda: poll_async("b-1")):
+        with pytest.raises(TransportSetupError) as raised:
+            attempt()
+        message = str(raised.value)
+        assert f"cannot reach https://127.0.0.1:{server.port}: the TLS handshake failed (certificate verify " \
+               f"failed: " in message and f"CA bundle {certifi.where()}" in message, message
+        assert not raised.value.request_sent
+    assert "Retrying" not in caplog.text  # failed at once: no retry can fix a certificate
+    assert server.stats()["batches"] == 0  # nothing billed
+
+
+def test_without_the_client_certificate_nothing_is_billed(corporate_machine, https_emulator, corp, monkeypatch):
+    """A TLS 1.3 server refuses a missing client certificate after the client's side of the
+    handshake; uvicorn then closes without an alert, which looks like a dropped connection (so the
+    submit reports an unknown outcome rather than a certificate problem). Nothing is accepted."""
+    from airflow_batch_provider.hooks.errors import BatchApiError
+
+    server = https_emulator(mutual=True)
+    use(monkeypatch, server, verify=corp.ca, retry_max_attempts=1)
+    for attempt in (lambda: BatchApiHook().submit_batch([LineEncoder(Summarize()).encode("r", "Text here.")]),
+                    lambda: BatchApiHook().get_batch("b-1"), lambda: poll_async("b-1")):
+        with pytest.raises(BatchApiError):
+            attempt()
+    assert server.stats()["batches"] == 0
+
+
+def test_a_proxy_refusing_the_credentials_fails_fast_without_showing_them(corporate_machine, https_emulator,
+                                                                          proxy, corp, monkeypatch):
+    server = https_emulator()
+    use(monkeypatch, server, verify=corp.ca, proxies={"https": proxy.url(password="wrong-password-9")})
+    for attempt in (lambda: BatchApiHook().get_batch("b-1"), lambda: poll_async("b-1")):
+        with pytest.raises(TransportSetupError, match="the proxy refused [(]407") as raised:
+            attempt()
+        assert "wrong-password-9" not in str(raised.value)
+        assert f"proxy http://127.0.0.1:{proxy.port}" in str(raised.value)
+
+
+def test_a_proxy_that_cannot_be_reached_is_a_transient_failure(corporate_machine, https_emulator, corp,
+                                                               monkeypatch):
+    from tests.e2e.airflow_processes import free_port
+
+    server = https_emulator()
+    use(monkeypatch, server, verify=corp.ca, proxies={"https": f"http://127.0.0.1:{free_port()}"},
+        retry_max_attempts=1)
+    for attempt in (lambda: BatchApiHook().get_batch("b-1"), lambda: poll_async("b-1")):
+        with pytest.raises(TransportError, match="could not be reached") as raised:
+            attempt()
+        assert not isinstance(raised.value, TransportSetupError) and raised.value.transient
+
+
+class TestTransportSettings:
+    def test_explicit_extras_win_and_uri_style_strings_are_typed(self, corp, monkeypatch):
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+        assert TransportSettings.from_extra({"verify": corp.ca}).verify == corp.ca
+        assert TransportSettings.from_extra({"verify": "false"}).verify is False
+        assert TransportSettings.from_extra({"verify_ssl": "True"}).verify == certifi.where()
+        assert TransportSettings.from_extra({}).verify == certifi.where()
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", corp.ca)
+        assert TransportSettings.from_extra({}).verify == corp.ca
+        assert TransportSettings.from_extra({"trust_env": "false"}).verify == certifi.where()
+        assert TransportSettings.from_extra({"cert": [corp.client_cert, corp.client_cert]}).cert == (
+            corp.client_cert, corp.client_cert)
+
+    def test_a_proxy_string_serves_every_scheme_and_the_environment_fills_the_rest(self, monkeypatch):
+        for name in PROXY_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", "http://env-proxy:3128")
+        settings = TransportSettings.from_extra({"proxies": {"https": "http://u:p@corp-proxy:8080"}})
+        assert settings.proxy_for("https://api.example") == "http://u:p@corp-proxy:8080"
+        assert settings.proxy_for("http://api.example") == "http://env-proxy:3128"
+        assert settings.aiohttp_proxy("https://api.example") == (
+            "http://corp-proxy:8080", {"Proxy-Authorization": "Basic dTpw"})
+        assert TransportSettings.from_extra({"proxy": "http://one:3128"}).proxy_for("https://x") == "http://one:3128"
+        assert TransportSettings.from_extra({"trust_env": False}).proxy_for("http://api.example") is None
+
+    @pytest.mark.parametrize("extra", [{"verify": "/no/such/ca.pem"}, {"verify": "maybe-later"},
+                                       {"trust_env": "sometimes"}, {"cert": {"file": "x"}}, {"proxies": 3128}])
+    def test_unusable_extras_are_refused_by_name(self, extra):
+        with pytest.raises(TransportSettingsError, match=repr(next(iter(extra)))):
+            TransportSettings.from_extra(extra)
