@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install mysql-client-headers test demo benchmarks reliability-page clean
+.PHONY: install mysql-client-headers test demo benchmarks stress reliability-page clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@pkg-config --exists mariadb || pkg-config --exists mysqlclient || $(MAKE) mysql-client-headers
@@ -31,6 +31,10 @@ demo: $(STAMP)
 
 benchmarks: $(STAMP)
 	$(PY) -m pytest -q -s -m benchmark tests/benchmarks
+
+# The example DAG 20 times on real Airflow components under a CPU hog; see tests/e2e/stress_example_dag.py.
+stress: $(STAMP)
+	$(PY) -m tests.e2e.stress_example_dag $(ARGS)
 
 # Runs the reliability suite and renders docs/reliability.md from what it recorded.
 reliability-page: $(STAMP)

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -43,10 +43,11 @@ class EmulatorProcess:
     api_key: str = "process-key"
     process: subprocess.Popen | None = None
     port: int | None = None
+    control_options: dict = field(default_factory=dict)  # verify, cert: for an emulator serving HTTPS
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if '--ssl-certfile' in self.args else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> EmulatorProcess:
         port_file = self.workdir / f"port-{time.monotonic_ns()}"
@@ -80,7 +81,12 @@ class EmulatorProcess:
 
     def stats(self) -> dict:
         return requests.get(self.url + "/_emulator/stats", headers={"x-api-key": self.api_key},
-                            timeout=10).json()
+                            timeout=10, **self.control_options).json()
+
+    def control(self, path: str, **body) -> None:
+        """PUT to a control route: ``control("/_emulator/capacity", items_per_second=10)``."""
+        requests.put(self.url + path, json=body, headers={"x-api-key": self.api_key}, timeout=10,
+                     **self.control_options).raise_for_status()
 
 
 def wait_for_job(job, timeout: float = 60) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
 
@@ -106,3 +107,15 @@ class JobProgress:
         if deadline is not None and now >= deadline:
             return Verdict.TIMEOUT
         return Verdict.RUNNING
+
+
+def stopped_waiting(job: dict[str, Any], progress: JobProgress | None) -> str:
+    """What a wait stopped by a user says (the sensor's on_kill, the trigger's): the API has no
+    cancel endpoint, so the batches go on and are billed; which were still running when last looked."""
+    running = progress.running() if progress is not None else []
+    where = (f"{len(running)} still running when last looked: {', '.join(running[:20])}"
+             f"{' …' if len(running) > 20 else ''}" if running
+             else f"its batches are listed in {job.get('manifest', '?')}")
+    return (f"Stopped waiting for job {job.get('job_id', '?')}; its batches keep running on the server and are "
+            f"billed (the API has no cancel): {where}. A new run of the task waits for them again; nothing is "
+            "resubmitted.")

@@ -275,7 +275,7 @@ class BaseBatchSubmitOperator(BaseOperator):
                                log=self.log)
                 return reference
             defer_until_done(self, reference, poll_interval=self.poll_interval,
-                             timeout=self.wait_timeout, method_name="execute_complete")
+                             timeout=self.wait_timeout, method_name="execute_complete", end_with="job")
         return reference
 
     def _encoder(self, request: Request) -> RowEncoder:

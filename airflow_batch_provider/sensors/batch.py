@@ -26,6 +26,7 @@ from airflow_batch_provider.job.waiting import (
     BatchPollingError,
     JobProgress,
     Verdict,
+    stopped_waiting,
 )
 from airflow_batch_provider.triggers.batch import check_event, defer_until_done
 
@@ -102,22 +103,17 @@ class BatchSensor(BaseSensorOperator):
         self.log.info("Job %s: %s; deferring", self.job.get("job_id"), self._job_progress().counts().describe())
         defer_until_done(self, self.job, poll_interval=self.poll_interval,
                          timeout=timedelta(seconds=self.timeout), method_name="execute_complete",
-                         max_poll_interval=self.max_poll_interval, max_concurrency=self.max_concurrency,
-                         requests_per_minute=self.requests_per_minute,
+                         end_with="counts", max_poll_interval=self.max_poll_interval,
+                         max_concurrency=self.max_concurrency, requests_per_minute=self.requests_per_minute,
                          max_consecutive_failures=self.max_consecutive_failures)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         return check_event(event)
 
     def on_kill(self) -> None:
-        # The API has no cancel endpoint: stopping the wait leaves the batches running, and billed.
+        # Poke and reschedule modes; a deferred wait is stopped on the triggerer (BatchTrigger.on_kill).
         job = self.job if isinstance(self.job, dict) else {}
-        running = self._progress.running() if self._progress is not None else []
-        where = (f"Still running when last looked: {len(running)}: {', '.join(running[:20])}"
-                 f"{' …' if len(running) > 20 else ''}" if running
-                 else f"Its batches are listed in {job.get('manifest', '?')}.")
-        self.log.warning("Stopped waiting for job %s; its batches keep running on the server and are billed "
-                         "(the API has no cancel). %s", job.get("job_id", "?"), where)
+        self.log.warning(stopped_waiting(job, self._progress))
 
     def poke(self, context: Context) -> PokeReturnValue:
         self.job = job_reference(self.job)

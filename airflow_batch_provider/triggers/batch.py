@@ -7,6 +7,13 @@ changes the interval grows gently (x1.5 up to ``max_poll_interval``). Its deadli
 wall-clock time fixed on the worker at submission and carried in the trigger's kwargs, so a
 triggerer restart neither resets nor extends it. It yields exactly one terminal event — success,
 failed, timeout or error — with ids and counts only, then returns.
+
+Success ends the task from the triggerer (``end_with``): the return value is written as the task's
+XCom and a ``TaskSuccessEvent`` sets it to success, so no resumed try exists. A resumed try is what
+Airflow 3.3's stale defer-exit executor event fails ("finished with state success, but the task
+instance's state attribute is queued/running": apache/airflow#66374, #67287, #71580, #72716), at
+random on a busy scheduler. Failure, timeout and error still resume the task, which raises the
+typed error (its retries, callbacks and lineage run on the worker as for any failure).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook
 from airflow_batch_provider.hooks.errors import BatchApiError
@@ -29,6 +36,7 @@ from airflow_batch_provider.job.waiting import (
     BatchPollingError,
     JobProgress,
     Verdict,
+    stopped_waiting,
 )
 from airflow_batch_provider.protocol import BatchStatus, ProtocolError
 
@@ -68,12 +76,15 @@ class BatchTrigger(BaseTrigger):
     :param max_concurrency: status requests in flight at once.
     :param requests_per_minute: status requests budget.
     :param max_consecutive_failures: transient poll failures in a row tolerated before giving up.
+    :param end_with: on success, end the task from here with this return value: ``"counts"`` (the
+        success event's payload, what the sensor returns) or ``"job"`` (the job reference, what a
+        submit that waits returns); None resumes the task with the event.
     """
 
     def __init__(self, *, job: dict[str, Any], batch_api_conn_id: str = "batch_api_default",
                  deadline: float | None = None, poll_interval: float = 5.0, max_poll_interval: float = 60.0,
                  max_concurrency: int = 8, requests_per_minute: int = 600,
-                 max_consecutive_failures: int = 10) -> None:
+                 max_consecutive_failures: int = 10, end_with: str | None = None) -> None:
         super().__init__()
         self.job = job
         self.batch_api_conn_id = batch_api_conn_id
@@ -83,13 +94,17 @@ class BatchTrigger(BaseTrigger):
         self.max_concurrency = max_concurrency
         self.requests_per_minute = requests_per_minute
         self.max_consecutive_failures = max_consecutive_failures
+        if end_with not in (None, "counts", "job"):
+            raise ValueError(f"end_with must be None, 'counts' or 'job', not {end_with!r}")
+        self.end_with = end_with
+        self._progress: JobProgress | None = None  # for on_kill: what was still running
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}", {
             "job": self.job, "batch_api_conn_id": self.batch_api_conn_id, "deadline": self.deadline,
             "poll_interval": self.poll_interval, "max_poll_interval": self.max_poll_interval,
             "max_concurrency": self.max_concurrency, "requests_per_minute": self.requests_per_minute,
-            "max_consecutive_failures": self.max_consecutive_failures,
+            "max_consecutive_failures": self.max_consecutive_failures, "end_with": self.end_with,
         })
 
     def _event(self, status: str, progress: JobProgress | None, message: str) -> TriggerEvent:
@@ -106,17 +121,16 @@ class BatchTrigger(BaseTrigger):
         except (OSError, ValueError, KeyError) as exc:
             yield self._event("error", None, f"cannot read the manifest of job {job_id}: {exc}")
             return
-        progress = JobProgress.of(manifest)
+        progress = self._progress = JobProgress.of(manifest)
         self.log.info("Waiting for job %s: %d batches, %d rows; deadline %s", job_id,
                       len(manifest.batches), manifest.total_rows,
                       time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.deadline)) if self.deadline else "none")
         interval, failures, cycles = self.poll_interval, 0, 0
         limit = asyncio.Semaphore(self.max_concurrency)
-        # The first look comes one interval after deferral, not at once: a job that finished within
-        # the scheduler's loop would resume the task before the scheduler has seen the deferring try
-        # end, and Airflow 3.3's LocalExecutor then fails the resumed try ("finished with state
-        # success, but the task instance's state attribute is running"). A short job loses one interval.
-        await asyncio.sleep(self._pause(self.poll_interval))
+        if not self._ends_task():
+            # Resuming: the first look comes one interval after deferral, which narrows (without
+            # closing) the window of the stale executor event (module docstring).
+            await asyncio.sleep(self._pause(self.poll_interval))
         async with BatchApiAsyncHook(self.batch_api_conn_id) as hook:
 
             async def poll(batch_id: str) -> BatchStatus | BaseException:
@@ -167,10 +181,36 @@ class BatchTrigger(BaseTrigger):
                                          f"{counts}",
                     }
                     self.log.info(messages[verdict])
-                    yield self._event(verdict.value, progress, messages[verdict])
+                    event = self._event(verdict.value, progress, messages[verdict])
+                    if verdict is Verdict.SUCCESS and self._ends_task():
+                        await self._set_return_value(event.payload if self.end_with == "counts" else self.job)
+                        yield TaskSuccessEvent()
+                    else:
+                        yield event
                     return
                 interval = self.poll_interval if changed else min(interval * 1.5, self.max_poll_interval)
                 await asyncio.sleep(self._pause(interval))
+
+    def _ends_task(self) -> bool:
+        # No task instance under `airflow dags test`, which runs triggers in line and resumes the
+        # task with whatever they yield (and has no stale executor event to avoid).
+        return self.end_with is not None and getattr(self, "task_instance", None) is not None
+
+    async def _set_return_value(self, value: Any) -> None:
+        """The XCom the resumed task would have returned, written through the SDK (the XCom backend
+        configured, values kept as they are; ``TaskSuccessEvent(xcoms=...)`` would store JSON text)."""
+        from airflow.sdk.execution_time.xcom import resolve_xcom_backend
+
+        ti = self.task_instance
+        assert ti is not None  # _ends_task() said so
+        await resolve_xcom_backend().aset("return_value", value, dag_id=ti.dag_id, task_id=ti.task_id,
+                                          run_id=ti.run_id, map_index=ti.map_index)
+
+    async def on_kill(self) -> None:
+        """A user marked the deferred task failed or success, or cleared it (Airflow 3.3 calls this
+        only then): say, in the task's log, that the batches go on and are billed (the API has no
+        cancel endpoint) and which ones were still running."""
+        self.log.warning(stopped_waiting(self.job, self._progress))
 
     def _pause(self, interval: float) -> float:
         """Sleep for ``interval``, but never past the deadline."""
@@ -178,12 +218,14 @@ class BatchTrigger(BaseTrigger):
 
 
 def defer_until_done(operator: BaseOperator, job: dict[str, Any], *, poll_interval: float,
-                     timeout: timedelta, method_name: str, **trigger_kwargs: Any) -> None:
-    """Defer ``operator`` to a :class:`BatchTrigger`; the deadline is fixed here, on the worker, once."""
+                     timeout: timedelta, method_name: str, end_with: str, **trigger_kwargs: Any) -> None:
+    """Defer ``operator`` to a :class:`BatchTrigger`; the deadline is fixed here, on the worker, once.
+    On success the trigger ends the task with ``end_with``'s value; ``method_name`` (which must
+    return the same) runs for the other outcomes, and under ``airflow dags test``."""
     deadline = time.time() + timeout.total_seconds()
     operator.defer(
         trigger=BatchTrigger(job=job, batch_api_conn_id=job.get("conn_id", "batch_api_default"),
-                             deadline=deadline, poll_interval=poll_interval, **trigger_kwargs),
+                             deadline=deadline, poll_interval=poll_interval, end_with=end_with, **trigger_kwargs),
         method_name=method_name,
         timeout=timeout + DEFERRAL_GRACE,  # a backstop only: the trigger's own deadline decides
     )

@@ -149,7 +149,7 @@ class AirflowProcesses:
         response.raise_for_status()
         return response.json() if response.content else {}
 
-    def trigger_dag(self, dag_id: str, timeout: float = 90) -> str:
+    def trigger_dag(self, dag_id: str, timeout: float = 90, conf: dict | None = None) -> str:
         deadline = time.monotonic() + timeout
         while True:  # the dag-processor must have parsed the file first
             try:
@@ -159,7 +159,7 @@ class AirflowProcesses:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(1)
-        return self.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None})["dag_run_id"]
+        return self.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})["dag_run_id"]
 
     def task_state(self, dag_id: str, run_id: str, task_id: str) -> str | None:
         return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}").get("state")

@@ -260,7 +260,7 @@ def test_on_kill_names_the_job_and_the_batches_still_running(make_emulator, monk
     capfd.readouterr()
     sensor.on_kill()
     said = "".join(capfd.readouterr())
-    assert job["job_id"] in said and "billed" in said and "Still running when last looked: 5" in said
+    assert job["job_id"] in said and "billed" in said and "5 still running when last looked" in said
     assert all(ref.batch_id in said for ref in read_manifest(job)[0].batches)
 
 
