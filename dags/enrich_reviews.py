@@ -10,6 +10,7 @@ DbApiHook database; the demo points it at a SQLite file).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -44,6 +45,9 @@ with DAG(
     catchup=False,
     tags=["scaledown", "example"],
     doc_md=__doc__,
+    # Retries are safe by design: a retried submit re-attaches to what its ledger recorded and never
+    # pays for a row twice, a retried wait only reads, and a retried load lands each row once.
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
 ) as dag:
     classify = ParquetToBatchOperator(
         task_id="submit_sentiment", path=REVIEWS, id_column="review_id", text_column="body",

@@ -9,6 +9,7 @@ partition land each row exactly once.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pendulum
@@ -28,6 +29,9 @@ with DAG(
     catchup=False,
     tags=["scaledown", "example"],
     doc_md=__doc__,
+    # Retries are safe by design: a retried submit re-attaches to what its ledger recorded and never
+    # pays for a row twice, a retried wait only reads, and a retried load lands each row once.
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
 ) as dag:
 
     @task

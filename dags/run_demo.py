@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / ".demo"
+DEMO = Path(os.environ.get("SCALEDOWN_DEMO_DIR", ROOT / ".demo"))  # elsewhere for tests
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 PROGRESS = re.compile(r"Job job-|Submitted \d+ of|Waiting for job|finished:|landed:|Resuming"
                       r"|DAG TEST\] (starting|end) task|ERROR|Traceback|Error:")
@@ -56,6 +56,8 @@ def environment(url: str, key: str) -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
         "AIRFLOW__SCALEDOWN__MANIFEST_DIR": str(DEMO / "jobs"),
         "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",  # a triggerer runs (inline with `dags test`)
+        # `dags test` registers the DAG too: paused, a later `--airflow standalone` run would only queue.
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW_CONN_BATCH_API_DEFAULT": json.dumps({"conn_type": "batch_api", "host": url, "password": key}),
         "AIRFLOW_CONN_REVIEWS_DB": json.dumps({"conn_type": "sqlite", "host": str(DEMO / "reviews.db")}),
     }
@@ -98,8 +100,7 @@ def report(db: Path) -> bool:
 
 def standalone(env: dict[str, str]) -> int:
     # standalone starts its components as `airflow ...` commands: they must be found on PATH.
-    env = {**env, "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-           "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{env.get('PATH', '')}"}
+    env = {**env, "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{env.get('PATH', '')}"}
     print("starting `airflow standalone`: UI on http://localhost:8080 (its admin password is printed below "
           "and kept in .demo/airflow/); trigger enrich_reviews there. Ctrl-C stops everything.", flush=True)
     process = subprocess.Popen([AIRFLOW, "standalone"], env=env, start_new_session=True)
@@ -129,6 +130,10 @@ def main() -> int:
     try:
         env = environment(url, key)
         subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
+        # The demo's DAGs, if an earlier demo (before DAGS_ARE_PAUSED_AT_CREATION above) left them
+        # paused; on a fresh home none is registered yet, which the command reports and we ignore.
+        subprocess.run([AIRFLOW, "dags", "unpause", "--yes", "--treat-dag-id-as-regex", ".*"], env=env,
+                       capture_output=True)
         if args.airflow == "standalone":
             return standalone(env)
         code = run_dags_test(env)

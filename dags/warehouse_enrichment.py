@@ -10,6 +10,8 @@ Connections: ``batch_api_default`` and ``warehouse`` (PostgreSQL).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pendulum
 from airflow.sdk import DAG
 
@@ -32,6 +34,9 @@ with DAG(
     catchup=False,
     tags=["scaledown", "example"],
     doc_md=__doc__,
+    # Retries are safe by design: a retried submit re-attaches to what its ledger recorded and never
+    # pays for a row twice, a retried wait only reads, and a retried load lands each row once.
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
 ) as dag:
     submit = SqlToBatchOperator(
         task_id="submit_new_tickets", conn_id="warehouse",

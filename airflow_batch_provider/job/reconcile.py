@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 from airflow.sdk import ObjectStoragePath
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_batch_provider.hooks.batch_api import ThreadHooks
 from airflow_batch_provider.job.manifest import ABANDONED_CODE, ROWS_FILE, BatchRef, JobManifest
@@ -84,6 +84,11 @@ class BatchDownloadError(AirflowException):
     """A batch's status or output could not be read, after the hook's retries; nothing was landed."""
 
 
+class BatchDownloadRefusedError(BatchDownloadError, AirflowFailException):
+    """A batch cannot be read as the connection is set (a refused key, an untrusted certificate, a
+    proxy refusing its credentials): a retry of the task cannot help until the connection changes."""
+
+
 class Reconciliation:
     """Iterate for record batches of typed result rows (of about ``RECORD_BATCH_ROWS`` rows, whatever
     the size of the API batches); :attr:`counts` holds the
@@ -125,8 +130,10 @@ class Reconciliation:
                 try:
                     status, lines = future.result()
                 except Exception as exc:
-                    raise BatchDownloadError(f"batch {ref.batch_id} of job {self.manifest.job_id} could not be "
-                                             f"read after retries, so nothing was landed: {exc}") from exc
+                    error = BatchDownloadRefusedError if isinstance(exc, AirflowFailException) else BatchDownloadError
+                    when = "" if error is BatchDownloadRefusedError else " after retries"
+                    raise error(f"batch {ref.batch_id} of job {self.manifest.job_id} could not be read{when}, "
+                                f"so nothing was landed: {exc}") from exc
                 following = next(refs, None)
                 if following is not None:
                     ahead.append((following, pool.submit(self._fetch, following)))

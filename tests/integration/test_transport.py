@@ -220,3 +220,48 @@ class TestTransportSettings:
     def test_unusable_extras_are_refused_by_name(self, extra):
         with pytest.raises(TransportSettingsError, match=repr(next(iter(extra)))):
             TransportSettings.from_extra(extra)
+
+
+def test_without_the_ca_submit_wait_and_load_each_fail_fast_and_nothing_is_paid_twice(
+        corporate_machine, https_emulator, corp, monkeypatch, tmp_path):
+    """The job is submitted with the CA; then the CA is gone from the connection. The submit of new
+    rows, the wait (on the worker and on the triggerer) and the load each stop at once, naming the
+    host and the certificate problem, and the server bills nothing more."""
+    import pandas as pd
+
+    from airflow_batch_provider.operators.load import BatchOutputToParquetOperator
+    from airflow_batch_provider.operators.submit import DataFrameToBatchOperator
+    from airflow_batch_provider.sensors.batch import BatchSensor
+    from airflow_batch_provider.triggers.batch import BatchTrigger
+    from tests.state_store import DictStateStore
+
+    server = https_emulator()
+
+    def submit(rows: int):
+        frame = pd.DataFrame({"id": range(rows), "text": [f"Row {i}. It is fine." for i in range(rows)]})
+        return DataFrameToBatchOperator(
+            task_id="submit", dataframe=frame, id_column="id", text_column="text", request=Summarize(),
+            max_items_per_batch=10, manifest_dir=str(tmp_path / "jobs")).execute({"task_state_store": DictStateStore()})
+
+    use(monkeypatch, server, verify=corp.ca)
+    job = submit(30)
+    billed = server.stats()["batches"]
+    assert billed == 3
+    use(monkeypatch, server)  # the CA is gone; the machine's bundle does not hold it
+    problem = f"cannot reach https://127.0.0.1:{server.port}: the TLS handshake failed (certificate verify failed"
+
+    with pytest.raises(TransportSetupError, match=problem.replace("(", "[(]")):
+        submit(40)
+    with pytest.raises(TransportSetupError, match=problem.replace("(", "[(]")):
+        BatchSensor(task_id="wait", job=job, deferrable=True).execute({})
+
+    async def trigger_events():
+        return [e.payload async for e in BatchTrigger(job=job, poll_interval=0.01).run()]
+    [event] = asyncio.run(trigger_events())
+    assert event["status"] == "error" and problem in event["message"] and "will not recover" in event["message"]
+
+    from airflow_batch_provider.job.reconcile import BatchDownloadRefusedError
+
+    with pytest.raises(BatchDownloadRefusedError, match=problem.replace("(", "[(]")):  # fails the task: no retry
+        BatchOutputToParquetOperator(task_id="load", job=job, path=str(tmp_path / "out.parquet")).execute({})
+    assert server.stats()["batches"] == billed
