@@ -157,3 +157,12 @@ def sql_lineage(db: Database | None, sql: str, rows: int | None = None) -> tuple
                                                    database_info=info, namespace=db.namespace)
     one = rows if len(tables) == 1 else None  # a per-table count is known only for a single table
     return [ol_input(t.namespace, t.name, rows=one) for t in tables], job_facets
+
+
+def openlineage_enabled() -> bool:
+    """Whether this deployment emits OpenLineage events: the provider installed and configured."""
+    try:
+        from airflow.providers.openlineage.conf import is_disabled
+    except ImportError:
+        return False
+    return not is_disabled()

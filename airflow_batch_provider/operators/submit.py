@@ -60,7 +60,14 @@ from airflow_batch_provider.job.submission import (
     spool_rows,
     task_identity,
 )
-from airflow_batch_provider.operators.lineage import database_of, ol_input, ol_output, path_location, sql_lineage
+from airflow_batch_provider.operators.lineage import (
+    database_of,
+    ol_input,
+    ol_output,
+    openlineage_enabled,
+    path_location,
+    sql_lineage,
+)
 from airflow_batch_provider.protocol import Classify, Extract, InvalidRequestError, Label, Request, Summarize
 from airflow_batch_provider.sensors.batch import default_deferrable, wait_on_worker
 from airflow_batch_provider.tabular.columns import require_columns
@@ -274,8 +281,11 @@ class BaseBatchSubmitOperator(BaseOperator):
                 wait_on_worker(reference, manifest, poll_interval=self.poll_interval, timeout=self.wait_timeout,
                                log=self.log)
                 return reference
-            defer_until_done(self, reference, poll_interval=self.poll_interval,
-                             timeout=self.wait_timeout, method_name="execute_complete", end_with="job")
+            # The trigger ends the task on success, out of reach of Airflow 3.3's stale executor event
+            # (docs/troubleshooting.md); but Airflow then emits no OpenLineage event for it, so where
+            # lineage is collected the task resumes to report it (submit >> BatchSensor has both).
+            defer_until_done(self, reference, poll_interval=self.poll_interval, timeout=self.wait_timeout,
+                             method_name="execute_complete", end_with=None if openlineage_enabled() else "job")
         return reference
 
     def _encoder(self, request: Request) -> RowEncoder:

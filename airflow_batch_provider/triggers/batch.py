@@ -218,10 +218,11 @@ class BatchTrigger(BaseTrigger):
 
 
 def defer_until_done(operator: BaseOperator, job: dict[str, Any], *, poll_interval: float,
-                     timeout: timedelta, method_name: str, end_with: str, **trigger_kwargs: Any) -> None:
+                     timeout: timedelta, method_name: str, end_with: str | None, **trigger_kwargs: Any) -> None:
     """Defer ``operator`` to a :class:`BatchTrigger`; the deadline is fixed here, on the worker, once.
-    On success the trigger ends the task with ``end_with``'s value; ``method_name`` (which must
-    return the same) runs for the other outcomes, and under ``airflow dags test``."""
+    On success the trigger ends the task with ``end_with``'s value (None: it resumes it);
+    ``method_name``, which must return the same, runs for the other outcomes and under
+    ``airflow dags test``."""
     deadline = time.time() + timeout.total_seconds()
     operator.defer(
         trigger=BatchTrigger(job=job, batch_api_conn_id=job.get("conn_id", "batch_api_default"),
