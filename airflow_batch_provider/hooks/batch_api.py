@@ -41,7 +41,7 @@ from airflow_batch_provider.hooks.retry import (
     retry_policy,
 )
 from airflow_batch_provider.hooks.settings import DEFAULT_BASE_URL, ApiSettings
-from airflow_batch_provider.hooks.transport import TRANSPORT_EXTRAS, tls_problem
+from airflow_batch_provider.hooks.transport import TRANSPORT_EXTRAS, tls_setup_problem
 from airflow_batch_provider.protocol import (
     BATCHES_URL as BATCHES,
 )
@@ -63,13 +63,6 @@ from airflow_batch_provider.protocol.results import parse_result
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
 
-# What a failed TLS handshake says (certificate, protocol, the peer not speaking TLS): nothing was
-# sent, and trying again cannot help. Other TLS errors (an EOF mid-answer) may come after the body.
-# A client certificate the server refused is only said after the handshake (TLS 1.3), before the
-# request is read.
-_HANDSHAKE_FAILURES = ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER", "UNSUPPORTED_PROTOCOL",
-                       "TLSV1_ALERT", "TLSV13_ALERT", "SSLV3_ALERT", "HANDSHAKE_FAILURE", "NO_PROTOCOLS_AVAILABLE",
-                       "hostname mismatch", "doesn't match")
 # What a proxy answered to CONNECT, as urllib3 quotes it: the status and the proxy's reason.
 _PROXY_ANSWER = re.compile(r"Tunnel connection failed: ((\d{3})(?: [A-Za-z][A-Za-z -]{0,60})?)")
 
@@ -81,8 +74,9 @@ def _transport_error(exc: requests.RequestException, endpoint: str, settings: Ap
     the exception's own text: requests quotes the URL, query and all. Raise the result outside the
     ``except`` block, so ``exc`` does not ride along as ``__context__``."""
     url = settings.base_url
-    if isinstance(exc, requests.exceptions.SSLError) and any(s in str(exc) for s in _HANDSHAKE_FAILURES):
-        return misconfigured(settings, url, f"the TLS handshake failed ({tls_problem(exc) or 'SSLError'})", endpoint)
+    problem = tls_setup_problem(exc) if isinstance(exc, requests.exceptions.SSLError) else None
+    if problem:
+        return misconfigured(settings, url, f"the TLS handshake failed ({problem})", endpoint)
     if isinstance(exc, requests.exceptions.ProxyError):
         answer = _PROXY_ANSWER.search(str(exc))
         if answer and answer.group(2) in ("403", "407"):
@@ -130,6 +124,11 @@ class BatchApiHook(HttpHook):
         session.trust_env = False
         return session
 
+    @cached_property
+    def _transport(self) -> dict[str, Any]:
+        # Every request goes to the one host of the base URL: its CA bundle and proxy, resolved once.
+        return self.settings.transport.requests_options(self.settings.base_url)
+
     def _extract_auth(self, connection: Any) -> None:
         return None  # the key goes in x-api-key, never as basic auth (HttpHook's default for a login)
 
@@ -157,8 +156,7 @@ class BatchApiHook(HttpHook):
             url = self.url_from_endpoint(endpoint)
             response = session.request(
                 method, url, stream=stream, allow_redirects=False,
-                timeout=(settings.connect_timeout, settings.read_timeout),
-                **settings.transport.requests_options(url), **kwargs)
+                timeout=(settings.connect_timeout, settings.read_timeout), **self._transport, **kwargs)
         except requests.exceptions.InvalidHeader:  # its message would quote the header value
             failure = BatchApiError("a request header could not be sent (its value is not shown)",
                                     endpoint=f"{method} {endpoint}")

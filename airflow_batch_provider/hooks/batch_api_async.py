@@ -22,7 +22,7 @@ from airflow_batch_provider.hooks.retry import (
     retry_policy,
 )
 from airflow_batch_provider.hooks.settings import ApiSettings
-from airflow_batch_provider.hooks.transport import tls_problem
+from airflow_batch_provider.hooks.transport import tls_setup_problem
 from airflow_batch_provider.protocol import BATCHES_URL, BatchStatus, UnexpectedResponseError
 
 
@@ -39,6 +39,7 @@ class BatchApiAsyncHook(HttpAsyncHook):
         self.batch_api_conn_id = batch_api_conn_id
         self._settings: ApiSettings | None = None
         self._client: aiohttp.ClientSession | None = None
+        self._proxy: tuple[str | None, dict[str, str] | None] = (None, None)  # set with the client
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(batch_api_conn_id={self.batch_api_conn_id!r})"
@@ -46,6 +47,8 @@ class BatchApiAsyncHook(HttpAsyncHook):
     async def settings(self) -> ApiSettings:
         if self._settings is None:
             conn = await get_async_connection(self.batch_api_conn_id, hook=self)
+            # On the loop, not in a thread: it registers secrets with the masker, which talks to the
+            # triggerer's supervisor. Loading the CA bundle to check it blocks the loop once (~20 ms).
             self._settings = ApiSettings.from_connection(conn)
         return self._settings
 
@@ -57,6 +60,7 @@ class BatchApiAsyncHook(HttpAsyncHook):
         if self._client is None or self._client.closed:
             settings = await self.settings()
             ssl_context = await asyncio.to_thread(settings.transport.ssl_context)  # reads files: off the loop
+            self._proxy = await asyncio.to_thread(settings.transport.aiohttp_proxy, settings.base_url)
             self._client = aiohttp.ClientSession(
                 headers={"x-api-key": settings.api_key},
                 timeout=aiohttp.ClientTimeout(sock_connect=settings.connect_timeout,
@@ -81,7 +85,7 @@ class BatchApiAsyncHook(HttpAsyncHook):
         client = await self.client()
         what = f"GET {endpoint}"
         url = settings.base_url + endpoint
-        proxy, proxy_headers = settings.transport.aiohttp_proxy(url)
+        proxy, proxy_headers = self._proxy
         async for attempt in retry_policy(settings, idempotent=True, log=self.log, what=what,
                                           asynchronous=True):
             with attempt:
@@ -104,9 +108,11 @@ class BatchApiAsyncHook(HttpAsyncHook):
                             return await response.json(content_type=None)
                         except ValueError:
                             failure = UnexpectedResponseError(f"{what} answered with a body that is not JSON")
-                except aiohttp.ClientSSLError as exc:
-                    failure = misconfigured(settings, url, f"the TLS handshake failed "
-                                            f"({tls_problem(exc) or type(exc).__name__})", what)
+                except aiohttp.ClientSSLError as exc:  # while connecting: nothing was sent
+                    problem = tls_setup_problem(exc)
+                    failure = (misconfigured(settings, url, f"the TLS handshake failed ({problem})", what) if problem
+                               else TransportError(f"the TLS connection to {settings.shown_url} failed: "
+                                                   f"{type(exc).__name__}", request_sent=False, endpoint=what))
                 except aiohttp.ClientHttpProxyError as exc:  # the proxy answered CONNECT with an error
                     answer = f"{exc.status} {exc.message}"[:80]
                     failure = (misconfigured(settings, url, f"the proxy refused ({answer})", what)

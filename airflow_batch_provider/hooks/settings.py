@@ -79,7 +79,8 @@ class ApiSettings:
     # what :func:`~airflow_batch_provider.hooks.errors.redact` removes from answer bodies.
     secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)
     # CA bundle, client certificate, proxy: the connection's transport extras and the environment.
-    transport: TransportSettings = field(default_factory=TransportSettings, repr=False, compare=False)
+    transport: TransportSettings = field(default_factory=lambda: TransportSettings.from_extra({}), repr=False,
+                                         compare=False)
 
     def __repr__(self) -> str:  # no credential may reach a log line
         return f"ApiSettings(base_url={self.shown_url!r}, api_key='***')"

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_batch_provider.job.manifest import JobManifest
 from airflow_batch_provider.protocol.status import BatchState, BatchStatus
@@ -30,6 +30,11 @@ class BatchJobTimeoutError(AirflowException):
 
 class BatchPollingError(AirflowException):
     """Polling gave up (key refused, batch unknown, or too many failures in a row)."""
+
+
+class BatchPollingRefusedError(BatchPollingError, AirflowFailException):
+    """Polling failed for a cause no retry fixes until a setting changes (a refused key, an untrusted
+    certificate, a proxy refusing its credentials): the task fails without Airflow's retries."""
 
 
 class Verdict(str, enum.Enum):

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk.exceptions import AirflowFailException
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook
@@ -34,6 +35,7 @@ from airflow_batch_provider.job.waiting import (
     BatchJobFailedError,
     BatchJobTimeoutError,
     BatchPollingError,
+    BatchPollingRefusedError,
     JobProgress,
     Verdict,
     stopped_waiting,
@@ -77,8 +79,9 @@ class BatchTrigger(BaseTrigger):
     :param requests_per_minute: status requests budget.
     :param max_consecutive_failures: transient poll failures in a row tolerated before giving up.
     :param end_with: on success, end the task from here with this return value: ``"counts"`` (the
-        success event's payload, what the sensor returns) or ``"job"`` (the job reference, what a
-        submit that waits returns); None resumes the task with the event.
+        success event's payload, what the sensor returns), ``"job"`` (the job reference, what a
+        submit that waits returns) or ``"no_xcom"`` (none: the operator's ``do_xcom_push`` is off);
+        None resumes the task with the event.
     """
 
     def __init__(self, *, job: dict[str, Any], batch_api_conn_id: str = "batch_api_default",
@@ -94,8 +97,8 @@ class BatchTrigger(BaseTrigger):
         self.max_concurrency = max_concurrency
         self.requests_per_minute = requests_per_minute
         self.max_consecutive_failures = max_consecutive_failures
-        if end_with not in (None, "counts", "job"):
-            raise ValueError(f"end_with must be None, 'counts' or 'job', not {end_with!r}")
+        if end_with not in (None, "counts", "job", "no_xcom"):
+            raise ValueError(f"end_with must be None, 'counts', 'job' or 'no_xcom', not {end_with!r}")
         self.end_with = end_with
         self._progress: JobProgress | None = None  # for on_kill: what was still running
 
@@ -128,8 +131,8 @@ class BatchTrigger(BaseTrigger):
         interval, failures, cycles = self.poll_interval, 0, 0
         limit = asyncio.Semaphore(self.max_concurrency)
         if not self._ends_task():
-            # Resuming: the first look comes one interval after deferral, which narrows (without
-            # closing) the window of the stale executor event (module docstring).
+            # Resuming on success too: the first look comes one interval after deferral, which
+            # narrows (without closing) the window of the stale executor event (module docstring).
             await asyncio.sleep(self._pause(self.poll_interval))
         async with BatchApiAsyncHook(self.batch_api_conn_id) as hook:
 
@@ -156,8 +159,11 @@ class BatchTrigger(BaseTrigger):
                             # The hooks' one rule (hooks/retry.py): a poll it would not repeat (a
                             # refused key, an unknown batch, a redirect, the router not configured,
                             # a TLS or proxy failure) fails alike on every later cycle.
-                            yield self._event("error", progress, f"polling batch {batch_id} of job {job_id} "
-                                                                 f"failed and will not recover: {result}")
+                            event = self._event("error", progress, f"polling batch {batch_id} of job {job_id} "
+                                                                   f"failed and will not recover: {result}")
+                            # A setting no retry fixes (a key, a certificate): the task fails at once.
+                            event.payload["refused"] = isinstance(result, AirflowFailException)
+                            yield event
                             return
                         else:
                             failures += 1
@@ -182,8 +188,7 @@ class BatchTrigger(BaseTrigger):
                     }
                     self.log.info(messages[verdict])
                     event = self._event(verdict.value, progress, messages[verdict])
-                    if verdict is Verdict.SUCCESS and self._ends_task():
-                        await self._set_return_value(event.payload if self.end_with == "counts" else self.job)
+                    if verdict is Verdict.SUCCESS and self._ends_task() and await self._set_return_value(event):
                         yield TaskSuccessEvent()
                     else:
                         yield event
@@ -196,15 +201,26 @@ class BatchTrigger(BaseTrigger):
         # task with whatever they yield (and has no stale executor event to avoid).
         return self.end_with is not None and getattr(self, "task_instance", None) is not None
 
-    async def _set_return_value(self, value: Any) -> None:
-        """The XCom the resumed task would have returned, written through the SDK (the XCom backend
-        configured, values kept as they are; ``TaskSuccessEvent(xcoms=...)`` would store JSON text)."""
+    async def _set_return_value(self, event: TriggerEvent) -> bool:
+        """Write the XCom the resumed task would have returned, through the SDK (the configured
+        XCom backend, values kept as they are: ``TaskSuccessEvent(xcoms=...)`` would store JSON
+        text). False if it could not be written: the task is then resumed with the event instead,
+        and returns the same value itself."""
+        if self.end_with == "no_xcom":  # the operator's do_xcom_push=False
+            return True
         from airflow.sdk.execution_time.xcom import resolve_xcom_backend
 
         ti = self.task_instance
         assert ti is not None  # _ends_task() said so
-        await resolve_xcom_backend().aset("return_value", value, dag_id=ti.dag_id, task_id=ti.task_id,
-                                          run_id=ti.run_id, map_index=ti.map_index)
+        value = event.payload if self.end_with == "counts" else self.job
+        try:
+            await resolve_xcom_backend().aset("return_value", value, dag_id=ti.dag_id, task_id=ti.task_id,
+                                              run_id=ti.run_id, map_index=ti.map_index)
+        except Exception as exc:  # noqa: BLE001 - any backend's failure: resuming still returns the value
+            self.log.warning("Could not write the task's return value from the triggerer (%s: %s); resuming the "
+                             "task to return it", type(exc).__name__, exc)
+            return False
+        return True
 
     async def on_kill(self) -> None:
         """A user marked the deferred task failed or success, or cleared it (Airflow 3.3 calls this
@@ -218,12 +234,15 @@ class BatchTrigger(BaseTrigger):
 
 
 def defer_until_done(operator: BaseOperator, job: dict[str, Any], *, poll_interval: float,
-                     timeout: timedelta, method_name: str, end_with: str | None, **trigger_kwargs: Any) -> None:
+                     timeout: timedelta, method_name: str, end_with: str | None = None,
+                     **trigger_kwargs: Any) -> None:
     """Defer ``operator`` to a :class:`BatchTrigger`; the deadline is fixed here, on the worker, once.
     On success the trigger ends the task with ``end_with``'s value (None: it resumes it);
     ``method_name``, which must return the same, runs for the other outcomes and under
     ``airflow dags test``."""
     deadline = time.time() + timeout.total_seconds()
+    if end_with is not None and not operator.do_xcom_push:
+        end_with = "no_xcom"
     operator.defer(
         trigger=BatchTrigger(job=job, batch_api_conn_id=job.get("conn_id", "batch_api_default"),
                              deadline=deadline, poll_interval=poll_interval, end_with=end_with, **trigger_kwargs),
@@ -245,5 +264,5 @@ def check_event(event: dict[str, Any] | None) -> dict[str, Any]:
     if status == "timeout":
         raise BatchJobTimeoutError(message)
     if status == "error":
-        raise BatchPollingError(message)
+        raise (BatchPollingRefusedError if event.get("refused") else BatchPollingError)(message)
     raise BatchPollingError(f"the trigger returned an unknown status {status!r}: {event!r}")

@@ -75,7 +75,7 @@ def run(runs: int, workdir: Path, hogs: int) -> dict:
                             "seconds": round(time.monotonic() - started)})
             print(f"run {number}/{runs}: {state} in {results[-1]['seconds']} s", flush=True)
         with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-            ours = tuple(r["run_id"] for r in results)  # not the scheduled run unpausing creates
+            ours = tuple(r["run_id"] for r in results) or ("",)  # not the scheduled run unpausing creates
             cur.execute("SELECT task_id, state FROM task_instance_history WHERE dag_id = %s AND run_id IN %s",
                         (DAG_ID, ours))
             earlier_tries = cur.fetchall()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 import certifi
 import pytest
@@ -70,8 +71,10 @@ def submit_and_read(hook: BatchApiHook) -> tuple[str, list[str]]:
     """Submit three rows, wait, read the output: the batch's id and the ids read back."""
     encoder = LineEncoder(Summarize())
     batch = hook.submit_batch([encoder.encode(f"r{i}", f"Row {i} is fine. It works.") for i in range(3)])
+    deadline = time.monotonic() + 30
     while not (status := hook.get_batch(batch.batch_id)).terminal:
-        pass
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     return batch.batch_id, [line.custom_id for line in hook.iter_output(status.batch_id)]
 
 
@@ -106,6 +109,7 @@ def test_mutual_tls_through_a_proxy_with_a_password(corporate_machine, https_emu
     assert poll_async(batch_id).completed == 3
     assert proxy.tunnels_to(server.port) == through_sync + 1  # the async hook's own tunnel
     assert PROXY_PASSWORD not in caplog.text and PROXY_PASSWORD not in repr(hook.settings)
+    assert PROXY_PASSWORD not in repr(hook.settings.transport)
     assert PROXY_PASSWORD in hook.settings.secrets  # so an answer quoting it is redacted
 
 
@@ -147,22 +151,25 @@ def test_without_the_ca_both_hooks_fail_fast_naming_host_and_problem(corporate_m
         assert f"cannot reach https://127.0.0.1:{server.port}: the TLS handshake failed (certificate verify " \
                f"failed: " in message and f"CA bundle {certifi.where()}" in message, message
         assert not raised.value.request_sent
-    assert "Retrying" not in caplog.text  # failed at once: no retry can fix a certificate
+    assert "retrying in" not in caplog.text  # failed at once: no retry can fix a certificate
     assert server.stats()["batches"] == 0  # nothing billed
 
 
 def test_without_the_client_certificate_nothing_is_billed(corporate_machine, https_emulator, corp, monkeypatch):
     """A TLS 1.3 server refuses a missing client certificate after the client's side of the
-    handshake; uvicorn then closes without an alert, which looks like a dropped connection (so the
-    submit reports an unknown outcome rather than a certificate problem). Nothing is accepted."""
-    from airflow_batch_provider.hooks.errors import BatchApiError
+    handshake; uvicorn then closes without an alert, which looks like a dropped connection: the
+    submit reports an unknown outcome, reads are retried as transient. Nothing is accepted.
+    (docs/connection.md says so.)"""
+    from airflow_batch_provider.hooks.errors import SubmitOutcomeUnknownError
 
     server = https_emulator(mutual=True)
     use(monkeypatch, server, verify=corp.ca, retry_max_attempts=1)
-    for attempt in (lambda: BatchApiHook().submit_batch([LineEncoder(Summarize()).encode("r", "Text here.")]),
-                    lambda: BatchApiHook().get_batch("b-1"), lambda: poll_async("b-1")):
-        with pytest.raises(BatchApiError):
+    with pytest.raises(SubmitOutcomeUnknownError):
+        BatchApiHook().submit_batch([LineEncoder(Summarize()).encode("r", "Text here.")])
+    for attempt in (lambda: BatchApiHook().get_batch("b-1"), lambda: poll_async("b-1")):
+        with pytest.raises(TransportError) as raised:
             attempt()
+        assert raised.value.transient and not isinstance(raised.value, TransportSetupError)
     assert server.stats()["batches"] == 0
 
 
@@ -203,17 +210,41 @@ class TestTransportSettings:
         assert TransportSettings.from_extra({"cert": [corp.client_cert, corp.client_cert]}).cert == (
             corp.client_cert, corp.client_cert)
 
-    def test_a_proxy_string_serves_every_scheme_and_the_environment_fills_the_rest(self, monkeypatch):
+    def test_the_connections_proxy_wins_over_the_environment_and_its_no_proxy_is_honoured(self, monkeypatch):
         for name in PROXY_VARIABLES:
             monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", "http://env-proxy:3128")
         monkeypatch.setenv("HTTP_PROXY", "http://env-proxy:3128")
+        one = TransportSettings.from_extra({"proxy": "http://corp:3128"})  # a string: every scheme
+        assert one.proxy_for("https://api.example") == "http://corp:3128"
         settings = TransportSettings.from_extra({"proxies": {"https": "http://u:p@corp-proxy:8080"}})
         assert settings.proxy_for("https://api.example") == "http://u:p@corp-proxy:8080"
-        assert settings.proxy_for("http://api.example") == "http://env-proxy:3128"
+        assert settings.proxy_for("http://api.example") == "http://env-proxy:3128"  # none of its own
         assert settings.aiohttp_proxy("https://api.example") == (
             "http://corp-proxy:8080", {"Proxy-Authorization": "Basic dTpw"})
-        assert TransportSettings.from_extra({"proxy": "http://one:3128"}).proxy_for("https://x") == "http://one:3128"
+        bypass = TransportSettings.from_extra({"proxies": {"https": "http://corp:3128", "no_proxy": "api.example"}})
+        assert bypass.proxy_for("https://api.example") is None and bypass.proxy_for("https://other") is not None
         assert TransportSettings.from_extra({"trust_env": False}).proxy_for("http://api.example") is None
+        monkeypatch.setenv("NO_PROXY", "api.example")
+        assert TransportSettings.from_extra({}).proxy_for("https://api.example") is None
+
+    def test_proxy_credentials_never_show(self, monkeypatch):
+        monkeypatch.setenv("HTTPS_PROXY", "http://envuser:env-secret-77@env-proxy:3128")
+        settings = TransportSettings.from_extra({"proxies": {"https": "corp:s3cret-pw-9@corp:3128"}})  # no scheme
+        assert "s3cret-pw-9" not in repr(settings) and "s3cret-pw-9" not in settings.describe("https://api.x")
+        assert settings.describe("https://api.x").endswith("proxy http://corp:3128")
+        assert {"s3cret-pw-9", "env-secret-77"} <= settings.secrets()
+
+    def test_unusable_certificate_files_are_refused_naming_where_they_were_set(self, corp, tmp_path, monkeypatch):
+        not_pem = tmp_path / "not.pem"
+        not_pem.write_text("hello")
+        with pytest.raises(TransportSettingsError, match="connection extra 'cert' .* no such file"):
+            TransportSettings.from_extra({"verify": corp.ca, "cert": str(tmp_path / "missing.pem")})
+        with pytest.raises(TransportSettingsError, match="from connection extra 'verify'.* not a PEM"):
+            TransportSettings.from_extra({"verify": str(not_pem)})
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "gone.pem"))
+        with pytest.raises(TransportSettingsError, match="from REQUESTS_CA_BUNDLE.* no such file"):
+            TransportSettings.from_extra({})
 
     @pytest.mark.parametrize("extra", [{"verify": "/no/such/ca.pem"}, {"verify": "maybe-later"},
                                        {"trust_env": "sometimes"}, {"cert": {"file": "x"}}, {"proxies": 3128}])
@@ -259,6 +290,17 @@ def test_without_the_ca_submit_wait_and_load_each_fail_fast_and_nothing_is_paid_
         return [e.payload async for e in BatchTrigger(job=job, poll_interval=0.01).run()]
     [event] = asyncio.run(trigger_events())
     assert event["status"] == "error" and problem in event["message"] and "will not recover" in event["message"]
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_batch_provider.job.waiting import BatchPollingError, BatchPollingRefusedError
+    from airflow_batch_provider.triggers.batch import check_event
+
+    with pytest.raises(BatchPollingRefusedError) as resumed:  # the resumed task: failed without retries
+        BatchSensor(task_id="wait", job=job).execute_complete({}, event)
+    assert isinstance(resumed.value, AirflowFailException)
+    with pytest.raises(BatchPollingError) as plain:  # a batch unknown, say: the task's retries apply
+        check_event({**event, "refused": False})
+    assert not isinstance(plain.value, AirflowFailException)
 
     from airflow_batch_provider.job.reconcile import BatchDownloadRefusedError
 

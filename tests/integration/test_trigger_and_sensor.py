@@ -130,12 +130,93 @@ def test_request_budget_bounds_polling(make_emulator, monkeypatch, tmp_path):
 def test_serialises_and_round_trips_without_secrets(make_emulator, monkeypatch, tmp_path):
     server = make_emulator()
     job = submit(server, monkeypatch, tmp_path)
-    trigger = BatchTrigger(job=job, deadline=1_900_000_000.5, poll_interval=3, max_concurrency=2)
+    trigger = BatchTrigger(job=job, deadline=1_900_000_000.5, poll_interval=3, max_concurrency=2, end_with="counts")
     classpath, kwargs = trigger.serialize()
     module, name = classpath.rsplit(".", 1)
     rebuilt = getattr(importlib.import_module(module), name)(**json.loads(json.dumps(kwargs)))
     assert rebuilt.serialize() == (classpath, kwargs)
     assert server.api_key not in json.dumps(kwargs) and len(json.dumps(kwargs)) < 2000
+
+
+class RecordingXCom:
+    """Stands for the configured XCom backend on the triggerer (its supervisor is not here)."""
+
+    written: list[tuple] = []
+    fail = False
+
+    @classmethod
+    async def aset(cls, key, value, **where):
+        if cls.fail:
+            raise ConnectionError("the API server is unreachable")
+        cls.written.append((key, value, where))
+
+
+@pytest.fixture
+def triggerer_ti(monkeypatch):
+    """The trigger as the triggerer runs it: with its task instance, and the XCom backend recorded."""
+    from types import SimpleNamespace
+
+    import airflow.sdk.execution_time.xcom as xcom
+
+    RecordingXCom.written, RecordingXCom.fail = [], False
+    monkeypatch.setattr(xcom, "resolve_xcom_backend", lambda: RecordingXCom)
+    return SimpleNamespace(dag_id="d", task_id="wait", run_id="r1", map_index=3, try_number=1)
+
+
+@pytest.mark.parametrize("end_with", ["counts", "job"])
+def test_success_ends_the_task_with_what_execute_complete_returns(make_emulator, monkeypatch, tmp_path,
+                                                                  triggerer_ti, end_with):
+    from airflow.triggers.base import TaskSuccessEvent
+
+    server = make_emulator()
+    job = submit(server, monkeypatch, tmp_path)
+    wait_for_job(job)
+    [resumed] = events(BatchTrigger(job=job, poll_interval=0.01, end_with=end_with))  # no task instance: dags test
+    trigger = BatchTrigger(job=job, poll_interval=0.01, end_with=end_with)
+    trigger.task_instance = triggerer_ti
+
+    async def collect():
+        return [event async for event in trigger.run()]
+    [ended] = asyncio.run(collect())
+    assert isinstance(ended, TaskSuccessEvent)
+    [(key, value, where)] = RecordingXCom.written
+    returned = (BatchSensor(task_id="wait", job=job).execute_complete({}, resumed) if end_with == "counts"
+                else job)
+    assert key == "return_value" and value == returned and isinstance(value, dict)
+    assert where == {"dag_id": "d", "task_id": "wait", "run_id": "r1", "map_index": 3}
+
+
+def test_a_return_value_that_cannot_be_written_resumes_the_task_instead(make_emulator, monkeypatch, tmp_path,
+                                                                        triggerer_ti):
+    server = make_emulator()
+    job = submit(server, monkeypatch, tmp_path)
+    wait_for_job(job)
+    RecordingXCom.fail = True
+    trigger = BatchTrigger(job=job, poll_interval=0.01, end_with="counts")
+    trigger.task_instance = triggerer_ti
+
+    async def collect():
+        return [event async for event in trigger.run()]
+    [event] = asyncio.run(collect())
+    assert type(event).__name__ == "TriggerEvent" and check_event(event.payload)["items_completed"] == 100
+
+
+def test_a_deferred_wait_stopped_by_a_user_logs_what_keeps_running(make_emulator, monkeypatch, tmp_path, capfd):
+    server = make_emulator(start_delay=300)
+    job = submit(server, monkeypatch, tmp_path)
+    trigger = BatchTrigger(job=job, poll_interval=0.05)
+
+    async def run_then_kill():
+        running = asyncio.ensure_future(anext(trigger.run()))
+        await asyncio.sleep(0.5)  # it has read the manifest and polled
+        running.cancel()
+        await trigger.on_kill()
+    capfd.readouterr()
+    asyncio.run(run_then_kill())
+    said = "".join(capfd.readouterr())
+    assert f"Stopped waiting for job {job['job_id']}" in said and "billed" in said
+    assert "5 still running when last looked" in said
+    assert all(ref.batch_id in said for ref in read_manifest(job)[0].batches)
 
 
 def test_check_event_refuses_what_it_cannot_read():
