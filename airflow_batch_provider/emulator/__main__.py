@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"comma-separated, from: {','.join(FAULT_KINDS)}")
     p.add_argument("--fault-routes", default="submit,status,output,realtime")
     p.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds on 429")
+    p.add_argument("--rate-limit-per-minute", type=float,
+                   help="API requests a minute (a token bucket, one second's burst); beyond it 429 with Retry-After")
     p.add_argument("--slow-seconds", type=float, default=2.0)
     p.add_argument("--fault-seed", type=int)
     p.add_argument("--fault-skip-first", type=int, default=0,
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_failure_rate=args.batch_failure_rate, output_drop_rate=args.output_drop_rate,
             output_duplicate_rate=args.output_duplicate_rate,
             ignore_idempotency_key=args.ignore_idempotency_key, max_body_bytes=args.max_body_bytes,
+            rate_limit_per_minute=args.rate_limit_per_minute,
             latency=args.latency, latency_jitter=args.latency_jitter,
             faults=FaultSettings(
                 rate=args.fault_rate, kinds=tuple(filter(None, args.fault_kinds.split(","))),

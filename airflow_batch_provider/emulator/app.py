@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from airflow_batch_provider.emulator import batch_routes, control_routes, realtime_routes
 from airflow_batch_provider.emulator.config import EmulatorConfig
 from airflow_batch_provider.emulator.faults import FaultInjector, FaultState
+from airflow_batch_provider.emulator.rate_limit import RateLimit
 from airflow_batch_provider.emulator.state import ApiError, EmulatorState
 from airflow_batch_provider.emulator.store import BatchStore
 from airflow_batch_provider.emulator.worker import Processor
@@ -53,6 +54,7 @@ def create_app(config: EmulatorConfig) -> FastAPI:
     store = BatchStore(data_dir / "batches.sqlite3")
     processor = Processor(store, config)
     faults = FaultState(config.faults)
+    rate_limit = RateLimit(config.rate_limit_per_minute)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -67,7 +69,7 @@ def create_app(config: EmulatorConfig) -> FastAPI:
 
     app = FastAPI(title="ScaleDown Batch API emulator", lifespan=lifespan, docs_url=None, redoc_url=None)
     v1 = config.api_version == 1
-    app.state.emulator = EmulatorState(config=config, store=store, faults=faults,
+    app.state.emulator = EmulatorState(config=config, store=store, faults=faults, rate_limit=rate_limit,
                                        shape=batch_routes.v1_shape if v1 else batch_routes.v2_shape,
                                        id_prefix="batch-" if v1 else "batch_")
 
@@ -84,6 +86,6 @@ def create_app(config: EmulatorConfig) -> FastAPI:
 
     for routes in (batch_routes, realtime_routes, control_routes):
         app.include_router(routes.router)
-    app.add_middleware(FaultInjector, state=faults, api_key=config.api_key, latency=config.latency,
-                       jitter=config.latency_jitter)  # added last, so it runs first
+    app.add_middleware(FaultInjector, state=faults, rate_limit=rate_limit, api_key=config.api_key,
+                       latency=config.latency, jitter=config.latency_jitter)  # added last, so it runs first
     return app

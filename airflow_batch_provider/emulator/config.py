@@ -74,6 +74,7 @@ class EmulatorConfig:
     latency: float = 0.0          # seconds added before every API answer (a real network's round trip)
     latency_jitter: float = 0.0   # plus up to this many seconds, drawn uniformly per request
     ignore_idempotency_key: bool = False  # a server that does not honour Idempotency-Key
+    rate_limit_per_minute: float | None = None  # API requests a minute beyond which the answer is 429
     faults: FaultSettings = field(default_factory=FaultSettings)
 
     def __post_init__(self) -> None:

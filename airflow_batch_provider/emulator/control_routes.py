@@ -1,5 +1,5 @@
-"""The emulator's own routes (``/_emulator/...``) that tests use: counts, faults, capacity. Faults
-never hit them."""
+"""The emulator's own routes (``/_emulator/...``) that tests use: counts, faults, capacity, rate
+limit. Faults and the rate limit never hit them."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ router = APIRouter(prefix="/_emulator")
 @router.get("/stats")
 async def stats(state: EmulatorState = Depends(emulator)) -> dict[str, Any]:
     counts = await run_in_threadpool(state.store.counts)
-    return {**counts, "requests": dict(state.faults.requests), "faults_injected": dict(state.faults.injected)}
+    return {**counts, "requests": dict(state.faults.requests), "faults_injected": dict(state.faults.injected),
+            "rate_limited": state.rate_limit.limited}
 
 
 @router.put("/faults")
@@ -46,3 +47,16 @@ async def set_capacity(request: Request, state: EmulatorState = Depends(emulator
     for name, value in data.items():
         setattr(config, name, value)
     return {"items_per_second": config.items_per_second, "start_delay": config.start_delay}
+
+
+@router.put("/rate-limit")
+async def set_rate_limit(request: Request, state: EmulatorState = Depends(emulator)) -> dict[str, Any]:
+    """Change the rate limit while running: ``{"per_minute": 6000}``, or ``{"per_minute": null}``."""
+    data = await read_json(request, state.config.max_body_bytes)
+    if set(data) != {"per_minute"}:
+        raise ApiError(422, 'give exactly {"per_minute": <number > 0 or null>}')
+    try:
+        state.rate_limit.configure(data["per_minute"])
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+    return {"per_minute": state.rate_limit.per_minute}

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import random
 from collections import Counter
 
 from airflow_batch_provider.emulator.config import FaultSettings
+from airflow_batch_provider.emulator.rate_limit import RateLimit
 from airflow_batch_provider.protocol import BATCHES_URL
 
 _UNCOMPLETED = "ASGI callable returned without completing response."
@@ -67,12 +69,15 @@ class FaultState:
 
 
 class FaultInjector:
-    """Counts every API request and injects faults into those that carry the right key: a wrong
-    key is answered 401 by the app, never with a fault (a fault would hide the real problem)."""
+    """Counts every API request, answers 429 beyond the rate limit, and injects faults into those
+    that carry the right key: a wrong key is answered 401 by the app, never with a fault or a 429
+    (either would hide the real problem)."""
 
-    def __init__(self, app, state: FaultState, api_key: str, latency: float = 0.0, jitter: float = 0.0) -> None:
+    def __init__(self, app, state: FaultState, rate_limit: RateLimit, api_key: str, latency: float = 0.0,
+                 jitter: float = 0.0) -> None:
         self.app = app
         self.state = state
+        self.rate_limit = rate_limit
         self.api_key = api_key.encode()
         self.latency = latency
         self.jitter = jitter
@@ -89,7 +94,13 @@ class FaultInjector:
             if self.latency or self.jitter:  # a network round trip: awaited, so other requests go on
                 await asyncio.sleep(self.latency + self._random.uniform(0.0, self.jitter))
         given = dict(scope["headers"]).get(b"x-api-key", b"")
-        kind = self.state.draw(route) if hmac.compare_digest(given, self.api_key) else None
+        keyed = route is not None and hmac.compare_digest(given, self.api_key)
+        wait = self.rate_limit.take() if keyed else None
+        if wait is not None:
+            await _error(send, 429, wait, scope["path"],
+                         detail=f"rate limit exceeded: {self.rate_limit.per_minute:g} requests per minute")
+            return
+        kind = self.state.draw(route) if keyed else None
         if kind is None:
             await self.app(scope, receive, send)
             return
@@ -105,8 +116,8 @@ class FaultInjector:
             await _error(send, int(kind), self.state.settings.retry_after, scope["path"])
 
 
-async def _error(send, status: int, retry_after: float, path: str) -> None:
-    body = b'{"detail":"injected fault: HTTP %d"}' % status
+async def _error(send, status: int, retry_after: float, path: str, detail: str | None = None) -> None:
+    body = json.dumps({"detail": detail or f"injected fault: HTTP {status}"}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status in (429, 503):  # both say "come back later"; real servers send it with either
         headers.append((b"retry-after", str(max(0, round(retry_after))).encode()))

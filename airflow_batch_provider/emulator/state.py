@@ -12,6 +12,7 @@ from fastapi import Request
 
 from airflow_batch_provider.emulator.config import EmulatorConfig
 from airflow_batch_provider.emulator.faults import FaultState
+from airflow_batch_provider.emulator.rate_limit import RateLimit
 from airflow_batch_provider.emulator.store import BatchRow, BatchStore
 
 
@@ -29,6 +30,7 @@ class EmulatorState:
     config: EmulatorConfig
     store: BatchStore
     faults: FaultState
+    rate_limit: RateLimit
     shape: Callable[[BatchRow], dict[str, Any]]  # a batch as the API version answers it
     id_prefix: str
 

@@ -287,3 +287,36 @@ def test_two_emulators_cannot_share_a_data_dir(make_emulator, tmp_path):
     make_emulator(data_dir=tmp_path / "shared")
     with pytest.raises(RuntimeError, match="another emulator is using"):
         make_emulator(data_dir=tmp_path / "shared")
+
+
+def test_the_rate_limit_answers_429_with_retry_after_beyond_its_rate(make_emulator):
+    server = make_emulator(rate_limit_per_minute=600)  # 10 a second, a burst of 10
+    started = time.monotonic()
+    answers = [requests.get(f"{server.url}/v1/batches/b-{i}", headers=_headers(server), timeout=10)
+               for i in range(30)]
+    elapsed = time.monotonic() - started
+    limited = [a for a in answers if a.status_code == 429]
+    passed = len(answers) - len(limited)
+    assert 10 <= passed <= 10 + elapsed * 10 + 1 and limited  # the burst, then the rate (however slow this ran)
+    assert all(a.status_code == 404 for a in answers if a not in limited)
+    assert all(int(a.headers["Retry-After"]) >= 1 for a in limited)
+    assert limited[0].json()["detail"] == "rate limit exceeded: 600 requests per minute"
+    stats = server.stats()  # control routes are never limited
+    assert stats["rate_limited"] == len(limited) and stats["requests"]["status"] == 30
+    wrong = requests.get(f"{server.url}/v1/batches/b-0", headers={"x-api-key": "wrong"}, timeout=10)
+    assert wrong.status_code == 401  # a wrong key is said as such, not hidden behind a 429
+    time.sleep(1.1)
+    assert requests.get(f"{server.url}/v1/batches/b-0", headers=_headers(server), timeout=10).status_code == 404
+
+
+def test_the_rate_limit_can_be_changed_while_running(make_emulator):
+    server = make_emulator()
+    control = f"{server.url}/_emulator/rate-limit"
+    assert requests.put(control, json={"per_minute": 60}, headers=_headers(server), timeout=10).json() == {
+        "per_minute": 60}
+    codes = [requests.get(f"{server.url}/v1/batches/b", headers=_headers(server), timeout=10).status_code
+             for _ in range(3)]
+    assert codes == [404, 429, 429]
+    assert requests.put(control, json={"per_minute": None}, headers=_headers(server), timeout=10).ok
+    assert requests.get(f"{server.url}/v1/batches/b", headers=_headers(server), timeout=10).status_code == 404
+    assert requests.put(control, json={"per_minute": -1}, headers=_headers(server), timeout=10).status_code == 422
