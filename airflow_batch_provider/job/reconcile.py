@@ -20,9 +20,10 @@ import pyarrow as pa
 from airflow.sdk import ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from airflow_batch_provider.hooks.batch_api import ThreadHooks
+from airflow_batch_provider.hooks.batch_api import BatchApiHook, ThreadHooks
+from airflow_batch_provider.hooks.errors import BatchNotFoundError
 from airflow_batch_provider.job.manifest import ABANDONED_CODE, ROWS_FILE, BatchRef, JobManifest
-from airflow_batch_provider.protocol import BatchState, BatchStatus, OutputLine
+from airflow_batch_provider.protocol import BatchState, OutputLine
 from airflow_batch_provider.tabular.results_to_columns import RECORD_BATCH_ROWS, ResultColumns
 
 
@@ -110,16 +111,25 @@ class Reconciliation:
         self.counts = LoadCounts()
         self._hooks = ThreadHooks(conn_id)
 
-    def _fetch(self, ref: BatchRef) -> tuple[BatchStatus | None, list[OutputLine]]:
+    def _fetch(self, ref: BatchRef) -> tuple[BatchState | None, str, list[OutputLine]]:
+        """A batch's state, as the API spells it, and its output lines. The output is asked for
+        first: a completed batch (the common case, right after the wait) costs one request. Only
+        when there is none yet (404: not finished, failed, or unknown) is the status read."""
         if ref.abandoned:  # no batch id came back: nothing to ask for
-            return None, []
+            return None, "", []
         hook = self._hooks.get()
-        status = hook.get_batch(ref.batch_id)
+        try:
+            return BatchState.COMPLETED, "completed", self._output(hook, ref)
+        except BatchNotFoundError:
+            status = hook.get_batch(ref.batch_id)  # an unknown batch raises BatchNotFoundError again
         if status.state is not BatchState.COMPLETED:
-            return status, []
-        return status, list(hook.iter_output(ref.batch_id, expected_model=self.manifest.model))
+            return status.state, status.raw_status, []
+        return status.state, status.raw_status, self._output(hook, ref)  # it completed in between
 
-    def _downloads(self) -> Iterator[tuple[BatchRef, BatchStatus | None, list[OutputLine]]]:
+    def _output(self, hook: BatchApiHook, ref: BatchRef) -> list[OutputLine]:
+        return list(hook.iter_output(ref.batch_id, expected_model=self.manifest.model))
+
+    def _downloads(self) -> Iterator[tuple[BatchRef, BatchState | None, str, list[OutputLine]]]:
         refs = iter(self.manifest.batches)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="scaledown-download")
         try:
@@ -128,7 +138,7 @@ class Reconciliation:
             while ahead:
                 ref, future = ahead.popleft()
                 try:
-                    status, lines = future.result()
+                    state, raw_status, lines = future.result()
                 except Exception as exc:
                     error = BatchDownloadRefusedError if isinstance(exc, AirflowFailException) else BatchDownloadError
                     when = "" if error is BatchDownloadRefusedError else " after retries"
@@ -137,7 +147,7 @@ class Reconciliation:
                 following = next(refs, None)
                 if following is not None:
                     ahead.append((following, pool.submit(self._fetch, following)))
-                yield ref, status, lines
+                yield ref, state, raw_status, lines
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -163,14 +173,14 @@ class Reconciliation:
         cursor = _RowsCursor(self.location / ROWS_FILE)
         buffer = columns.buffer()
         try:
-            for number, (ref, status, output) in enumerate(self._downloads(), start=1):
+            for number, (ref, state, raw_status, output) in enumerate(self._downloads(), start=1):
                 custom_ids, ids, fingerprints = cursor.take(ref.rows)
                 absent: list[int] = []  # positions of rows that came back with no line
-                if status is None:
+                if state is None:
                     absent = list(range(len(ids)))
                     code, message = ABANDONED_CODE, ("this row's chunk was sent, but no batch id came back; it was "
                                                      "abandoned (on_ambiguous='abandon') and may have been billed")
-                elif status.state is BatchState.COMPLETED:
+                elif state is BatchState.COMPLETED:
                     if [line.custom_id for line in output] == custom_ids:  # the common case: a line a row, in order
                         lines = output
                         ok = buffer.add_lines(ref.batch_id, ids, fingerprints, lines)
@@ -186,8 +196,8 @@ class Reconciliation:
                     code, message = "no_output_line", "the batch completed without a line for this row"
                 else:
                     absent = list(range(len(ids)))
-                    code = "batch_failed" if status.state is BatchState.FAILED else "batch_not_finished"
-                    message = f"batch {ref.batch_id} is {status.raw_status}; its rows did not come back"
+                    code = "batch_failed" if state is BatchState.FAILED else "batch_not_finished"
+                    message = f"batch {ref.batch_id} is {raw_status}; its rows did not come back"
                 if absent:
                     buffer.add_missing(ref.batch_id, [ids[i] for i in absent], [fingerprints[i] for i in absent],
                                        code, message)

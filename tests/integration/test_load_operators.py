@@ -389,3 +389,17 @@ def test_a_dag_loading_an_incremental_job_with_replace_is_refused_when_it_is_bui
                                        skip_landed_table="review_labels")
         BatchOutputToTableOperator(task_id="load", job=job.output, conn_id="warehouse", table="daily_copy",
                                    mode="replace")
+
+
+def test_the_load_asks_once_per_finished_batch(env, tmp_path):
+    """Output first: a completed batch costs one request (its output), not a status read and then
+    the output; the status is read only for a batch with no output (here: failed ones)."""
+    for failure_rate, status_reads in ((0.0, 0), (1.0, 10)):
+        server = env(batch_failure_rate=failure_rate)
+        job = submit(tmp_path / str(failure_rate), frame(100))  # 10 batches
+        before = dict(server.stats()["requests"])
+        summary = BatchOutputToParquetOperator(task_id="load", job=job, path=str(tmp_path / "out.parquet"),
+                                               max_failed_ratio=1.0).execute({})
+        asked = {route: count - before.get(route, 0) for route, count in server.stats()["requests"].items()}
+        assert (asked.get("output"), asked.get("status", 0)) == (10, status_reads), asked
+        assert summary["rows"] == 100 and summary["missing"] == (100 if failure_rate else 0)
