@@ -3,6 +3,7 @@ logger) and a standard ``logging.Logger`` both fit."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 
@@ -11,3 +12,43 @@ class TaskLog(Protocol):
     def info(self, msg: Any, /, *args: Any) -> Any: ...
     def warning(self, msg: Any, /, *args: Any) -> Any: ...
     def error(self, msg: Any, /, *args: Any) -> Any: ...
+
+
+class ProgressLog:
+    """A progress line at most every ``every`` seconds (and at the end), the same for submit, wait
+    and load: done of total, the share, the rate since the start and the time left at that rate.
+
+    ``ProgressLog(log, "Submitted", "batches", total).update(done, "12 in flight")`` logs
+    ``Submitted 1,200 of 20,000 batches (6.0 %), 41.3 a second, about 6 min 47 s left; 12 in flight``.
+    """
+
+    def __init__(self, log: TaskLog, verb: str, unit: str, total: int, every: float = 5.0) -> None:
+        self.log, self.verb, self.unit, self.total, self.every = log, verb, unit, total, every
+        self.started = self.logged = time.monotonic()
+        self.first: int | None = None  # done at the first update: what an earlier try had done
+
+    def update(self, done: int, detail: str = "", *, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.first is None:
+            self.first = done
+        if not (force or done >= self.total or now - self.logged >= self.every):
+            return
+        self.logged = now
+        self.log.info("%s", self.line(done, now) + (f"; {detail}" if detail else ""))
+
+    def line(self, done: int, now: float) -> str:
+        share = f" ({100 * done / self.total:.1f} %)" if self.total else ""
+        text = f"{self.verb} {done:,} of {self.total:,} {self.unit}{share}"
+        rate = (done - (self.first or 0)) / max(now - self.started, 1e-9)
+        if rate > 0 and done < self.total:
+            text += f", {rate:,.1f} a second, about {_duration((self.total - done) / rate)} left"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = Path(os.environ.get("SCALEDOWN_DEMO_DIR", ROOT / ".demo"))  # elsewhere for tests
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
-PROGRESS = re.compile(r"Job job-|Submitted \d+ of|Waiting for job|finished:|landed:|Resuming"
+PROGRESS = re.compile(r"Job job-|Submitted [\d,]+ of|Waiting for job|finished:|landed:|Resuming"
                       r"|DAG TEST\] (starting|end) task|ERROR|Traceback|Error:")
 
 

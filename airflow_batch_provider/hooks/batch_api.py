@@ -236,7 +236,7 @@ class BatchApiHook(HttpHook):
                     f"have been created (Idempotency-Key {key}). Not resubmitted, to avoid paying twice; "
                     "set retry_ambiguous_submits on the connection if the server honours Idempotency-Key",
                     status_code=exc.status_code, endpoint=f"POST {BATCHES}") from exc
-        self.log.info("Submitted batch %s: %d requests, %d bytes", status.batch_id, items, size)
+        self.log.debug("Submitted batch %s: %d requests, %d bytes", status.batch_id, items, size)
         return status
 
     @staticmethod

@@ -23,6 +23,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_batch_provider.hooks.batch_api import BatchApiHook, ThreadHooks
 from airflow_batch_provider.hooks.errors import BatchNotFoundError
 from airflow_batch_provider.job.manifest import ABANDONED_CODE, ROWS_FILE, BatchRef, JobManifest
+from airflow_batch_provider.logs import ProgressLog
 from airflow_batch_provider.protocol import BatchState, OutputLine
 from airflow_batch_provider.tabular.results_to_columns import RECORD_BATCH_ROWS, ResultColumns
 
@@ -171,6 +172,7 @@ class Reconciliation:
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         manifest, columns, counts = self.manifest, self.columns, self.counts
         cursor = _RowsCursor(self.location / ROWS_FILE)
+        progress = ProgressLog(self.log, "Read", "batches", len(manifest.batches))
         buffer = columns.buffer()
         try:
             for number, (ref, state, raw_status, output) in enumerate(self._downloads(), start=1):
@@ -203,8 +205,7 @@ class Reconciliation:
                                        code, message)
                 counts.missing += len(absent)
                 counts.rows += len(ids)
-                if number % 100 == 0 or number == len(manifest.batches):
-                    self.log.info("Read %d of %d batches: %s", number, len(manifest.batches), counts.describe())
+                progress.update(number, counts.describe())
                 if len(buffer) >= RECORD_BATCH_ROWS:
                     yield buffer.to_record_batch()
                     buffer = columns.buffer()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -44,7 +43,7 @@ from airflow_batch_provider.job.manifest import (
     submitting_marked,
 )
 from airflow_batch_provider.job.spool import RequestSpool
-from airflow_batch_provider.logs import TaskLog
+from airflow_batch_provider.logs import ProgressLog, TaskLog
 from airflow_batch_provider.protocol import InvalidRequestError, Request
 from airflow_batch_provider.tabular.rows_to_requests import InvalidRow, RowEncoder
 
@@ -162,7 +161,6 @@ class SendTracker:
     failed ledger write).
     """
 
-    PROGRESS_SECONDS = 5.0
 
     def __init__(self, submission: Submission, entry: LedgerEntry, pending: list[int]) -> None:
         self.submission = submission
@@ -180,7 +178,7 @@ class SendTracker:
         self.marking: list[int] = []  # chunks the write under way marks: queued once it has landed
         self.writing_windows: set[int] = set()  # the windows of the write under way
         self.stopped = threading.Event()  # set by the thread whose call failed, before a queued call can start
-        self.logged = time.monotonic()
+        self.progress = ProgressLog(submission.log, "Submitted", "batches", entry.chunks)
 
     def run(self) -> dict[int, BaseException]:
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="scaledown-submit")
@@ -286,9 +284,7 @@ class SendTracker:
             self.ledger.write_values(self._changed_values())
 
     def _progress(self) -> None:
-        if time.monotonic() - self.logged >= self.PROGRESS_SECONDS:
-            self.logged = time.monotonic()
-            self.submission.log.info("Submitted %d of %d batches", len(self.entry.accepted), self.entry.chunks)
+        self.progress.update(len(self.entry.accepted), f"{len(self.entry.in_flight)} in flight")
 
 
 class Submission:

@@ -28,6 +28,7 @@ from airflow_batch_provider.job.waiting import (
     Verdict,
     stopped_waiting,
 )
+from airflow_batch_provider.logs import ProgressLog
 from airflow_batch_provider.triggers.batch import check_event, defer_until_done
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ class BatchSensor(BaseSensorOperator):
         self.requests_per_minute = requests_per_minute
         self.max_consecutive_failures = max_consecutive_failures
         self._progress: JobProgress | None = None
+        self._progress_log: ProgressLog | None = None
 
     def _job_progress(self) -> JobProgress:
         if self._progress is None:
@@ -118,7 +120,11 @@ class BatchSensor(BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue:
         self.job = job_reference(self.job)
         verdict = self._check(inline=False)
-        self.log.info("Job %s: %s", self.job.get("job_id"), self._job_progress().counts().describe())
+        if self._progress_log is None:  # poke mode keeps it between pokes: the rate is the wait's
+            self._progress_log = ProgressLog(self.log, f"Job {self.job.get('job_id')}: finished", "batches",
+                                             len(self._job_progress().batch_ids), every=0)
+        seen = self._job_progress().counts()
+        self._progress_log.update(seen.batches_done, seen.describe())
         if verdict is Verdict.RUNNING:
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=self._result(verdict))
@@ -168,10 +174,12 @@ def wait_on_worker(job: dict[str, Any], manifest: JobManifest, *, poll_interval:
     """Poll from this worker until every batch has finished: waiting without a triggerer."""
     progress, hook = JobProgress.of(manifest), _hook_for(job)
     deadline = time.time() + timeout.total_seconds()
+    progress_log = ProgressLog(log, f"Job {job.get('job_id')}: finished", "batches", len(progress.batch_ids))
     while True:
         look(progress, hook)
         verdict = progress.verdict(time.time(), deadline)
         if verdict is not Verdict.RUNNING:
             return outcome(job, progress, verdict, log)
-        log.info("Job %s: %s", job.get("job_id"), progress.counts().describe())
+        seen = progress.counts()
+        progress_log.update(seen.batches_done, seen.describe())
         time.sleep(max(0.0, min(poll_interval, deadline - time.time())))

@@ -40,6 +40,7 @@ from airflow_batch_provider.job.waiting import (
     Verdict,
     stopped_waiting,
 )
+from airflow_batch_provider.logs import ProgressLog
 from airflow_batch_provider.protocol import BatchStatus, ProtocolError
 
 if TYPE_CHECKING:
@@ -129,6 +130,7 @@ class BatchTrigger(BaseTrigger):
                       len(manifest.batches), manifest.total_rows,
                       time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.deadline)) if self.deadline else "none")
         interval, failures, cycles = self.poll_interval, 0, 0
+        progress_log = ProgressLog(self.log, f"Job {job_id}: finished", "batches", len(progress.batch_ids))
         limit = asyncio.Semaphore(self.max_concurrency)
         if not self._ends_task():
             # Resuming on success too: the first look comes one interval after deferral, which
@@ -172,8 +174,8 @@ class BatchTrigger(BaseTrigger):
                                 yield self._event("error", progress, f"gave up polling job {job_id} after "
                                                                      f"{failures} failures in a row: {result}")
                                 return
-                    if changed:
-                        self.log.info("Job %s: %s", job_id, progress.counts().describe())
+                    seen = progress.counts()
+                    progress_log.update(seen.batches_done, seen.describe())
                     verdict = progress.verdict(time.time(), self.deadline)
                 if verdict is not Verdict.RUNNING:
                     counts = progress.counts().describe()
