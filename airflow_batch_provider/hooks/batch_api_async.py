@@ -7,19 +7,21 @@ call blocks the triggerer's event loop. Same retry policy and typed errors as th
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import aiohttp
 from airflow.providers.common.compat.connection import get_async_connection
 from airflow.providers.http.hooks.http import HttpAsyncHook
 
-from airflow_batch_provider.hooks.errors import error_for_status
+from airflow_batch_provider.hooks.errors import BatchApiError, error_for_status
 from airflow_batch_provider.hooks.retry import (
     TransportError,
     TransportSetupError,
     misconfigured,
     parse_retry_after,
     retry_policy,
+    slowed_down,
 )
 from airflow_batch_provider.hooks.settings import ApiSettings
 from airflow_batch_provider.hooks.transport import tls_setup_problem
@@ -40,6 +42,8 @@ class BatchApiAsyncHook(HttpAsyncHook):
         self._settings: ApiSettings | None = None
         self._client: aiohttp.ClientSession | None = None
         self._proxy: tuple[str | None, dict[str, str] | None] = (None, None)  # set with the client
+        self.throttled = 0  # times the API said to slow down (429, Retry-After): a wait's budget reads it
+        self._resume_at = 0.0  # monotonic time before which no request is sent: a 429 pauses them all
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(batch_api_conn_id={self.batch_api_conn_id!r})"
@@ -69,6 +73,12 @@ class BatchApiAsyncHook(HttpAsyncHook):
             )
         return self._client
 
+    def _note_retry(self, failure: BaseException) -> None:
+        if slowed_down(failure):
+            self.throttled += 1
+            wait = failure.retry_after if isinstance(failure, BatchApiError) and failure.retry_after else 1.0
+            self._resume_at = max(self._resume_at, time.monotonic() + wait)
+
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
@@ -87,8 +97,11 @@ class BatchApiAsyncHook(HttpAsyncHook):
         url = settings.base_url + endpoint
         proxy, proxy_headers = self._proxy
         async for attempt in retry_policy(settings, idempotent=True, log=self.log, what=what,
-                                          asynchronous=True):
+                                          asynchronous=True, on_retry=self._note_retry):
             with attempt:
+                # The requests of one wait share this hook: when the API asked one of them to slow
+                # down, the others wait too, instead of each meeting its own 429.
+                await asyncio.sleep(max(0.0, self._resume_at - time.monotonic()))
                 # Messages name the redacted URL and the cause's type, never aiohttp's text (it quotes
                 # the URL, userinfo and query included); and the error is raised after the except
                 # blocks, so aiohttp's exception does not stay attached as __context__.

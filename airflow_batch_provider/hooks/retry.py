@@ -25,6 +25,7 @@ import email.utils
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal, overload
@@ -179,6 +180,11 @@ def is_retryable(exc: BaseException, *, idempotent: bool) -> bool:
     return False
 
 
+def slowed_down(exc: BaseException) -> bool:
+    """The API asked the client to slow down: a 429, or an answer naming a ``Retry-After``."""
+    return isinstance(exc, BatchApiRateLimitedError) or (isinstance(exc, BatchApiError) and exc.retry_after is not None)
+
+
 def surely_not_created(exc: BaseException) -> bool:
     """True when a failed POST cannot have created a batch: it was refused, or never sent."""
     if isinstance(exc, SubmitOutcomeUnknownError):
@@ -252,13 +258,22 @@ class _RetryAfterPastBudget(tenacity.stop.stop_base):
 
 @overload
 def retry_policy(settings: ApiSettings, *, idempotent: bool, log: TaskLog, what: str,
-                 asynchronous: Literal[False] = False) -> tenacity.Retrying: ...
+                 asynchronous: Literal[False] = False,
+                 on_retry: Callable[[BaseException], None] | None = None) -> tenacity.Retrying: ...
 @overload
 def retry_policy(settings: ApiSettings, *, idempotent: bool, log: TaskLog, what: str,
-                 asynchronous: Literal[True]) -> tenacity.AsyncRetrying: ...
+                 asynchronous: Literal[True],
+                 on_retry: Callable[[BaseException], None] | None = None) -> tenacity.AsyncRetrying: ...
 def retry_policy(settings: ApiSettings, *, idempotent: bool, log: TaskLog, what: str,
-                 asynchronous: bool = False) -> tenacity.Retrying | tenacity.AsyncRetrying:
+                 asynchronous: bool = False,
+                 on_retry: Callable[[BaseException], None] | None = None) -> tenacity.Retrying | tenacity.AsyncRetrying:
+    """``on_retry`` is told of each failure about to be retried (a wait's request budget learns
+    from the 429s the hook absorbs)."""
+
     def before_sleep(state: tenacity.RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome else None
+        if on_retry is not None and failure is not None:
+            on_retry(failure)
         log.warning("%s failed (%s); retrying in %.1f s (attempt %d of %d)", what,
                     state.outcome and state.outcome.exception(), state.next_action.sleep if state.next_action else 0.0,
                     state.attempt_number + 1, settings.retry_max_attempts)

@@ -75,6 +75,9 @@ class ApiSettings:
     retry_total_timeout: float = 600.0
     retry_ambiguous_submits: bool = False
     max_output_line_bytes: int = DEFAULT_MAX_OUTPUT_LINE_BYTES  # longer output lines are dropped and counted
+    # A wait's status requests: the rate it starts at, and the most it may grow to (job/budget.py).
+    requests_per_minute: float = 600.0
+    max_requests_per_minute: float = float("inf")
     # Every credential the connection holds (key, host userinfo and query, secret-named extras):
     # what :func:`~airflow_batch_provider.hooks.errors.redact` removes from answer bodies.
     secrets: tuple[str, ...] = field(default=(), repr=False, compare=False)

@@ -49,7 +49,9 @@ class BatchSensor(BaseSensorOperator):
         ``poke_interval``, the argument every sensor takes, may be given instead.
     :param max_poll_interval: the longest interval while nothing changes (deferrable mode).
     :param max_concurrency: status requests in flight at once (deferrable mode).
-    :param requests_per_minute: status request budget (deferrable mode).
+    :param requests_per_minute: the most status requests a minute (deferrable mode); default: the
+        connection's ``max_requests_per_minute``. The rate starts at the connection's
+        ``requests_per_minute`` and grows while the API keeps up.
     :param max_consecutive_failures: transient poll failures in a row tolerated (deferrable mode).
     :param timeout: longest wait (seconds or timedelta), from when the sensor starts waiting; the
         deadline is fixed then and survives triggerer restarts.
@@ -62,7 +64,7 @@ class BatchSensor(BaseSensorOperator):
 
     def __init__(self, *, job: Any, deferrable: bool | None = None, poll_interval: float | None = None,
                  poke_interval: float | timedelta | None = None,  # every sensor's argument: the same thing
-                 max_poll_interval: float = 60.0, max_concurrency: int = 8, requests_per_minute: int = 600,
+                 max_poll_interval: float = 60.0, max_concurrency: int = 8, requests_per_minute: float | None = None,
                  max_consecutive_failures: int = 10, timeout: float | timedelta = timedelta(hours=24),
                  **kwargs: Any) -> None:
         if poll_interval is not None and poke_interval is not None:

@@ -28,8 +28,9 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook
-from airflow_batch_provider.hooks.errors import BatchApiError
+from airflow_batch_provider.hooks.errors import BatchApiError, BatchApiRateLimitedError
 from airflow_batch_provider.hooks.retry import is_retryable
+from airflow_batch_provider.job.budget import RequestBudget
 from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.job.waiting import (
     BatchJobFailedError,
@@ -77,7 +78,9 @@ class BatchTrigger(BaseTrigger):
     :param poll_interval: seconds between cycles while batches progress (the API docs advise 5).
     :param max_poll_interval: longest interval the backoff reaches while nothing changes.
     :param max_concurrency: status requests in flight at once.
-    :param requests_per_minute: status requests budget.
+    :param requests_per_minute: the most status requests a minute (None: the connection's
+        ``max_requests_per_minute``); the rate starts at the connection's ``requests_per_minute`` and
+        grows while the API keeps up (job/budget.py).
     :param max_consecutive_failures: transient poll failures in a row tolerated before giving up.
     :param end_with: on success, end the task from here with this return value: ``"counts"`` (the
         success event's payload, what the sensor returns), ``"job"`` (the job reference, what a
@@ -87,7 +90,7 @@ class BatchTrigger(BaseTrigger):
 
     def __init__(self, *, job: dict[str, Any], batch_api_conn_id: str = "batch_api_default",
                  deadline: float | None = None, poll_interval: float = 5.0, max_poll_interval: float = 60.0,
-                 max_concurrency: int = 8, requests_per_minute: int = 600,
+                 max_concurrency: int = 8, requests_per_minute: float | None = None,
                  max_consecutive_failures: int = 10, end_with: str | None = None) -> None:
         super().__init__()
         self.job = job
@@ -137,6 +140,10 @@ class BatchTrigger(BaseTrigger):
             # narrows (without closing) the window of the stale executor event (module docstring).
             await asyncio.sleep(self._pause(self.poll_interval))
         async with BatchApiAsyncHook(self.batch_api_conn_id) as hook:
+            settings = await hook.settings()
+            ceiling = min(settings.max_requests_per_minute, self.requests_per_minute or float("inf"))
+            budget = RequestBudget(settings.requests_per_minute, None if ceiling == float("inf") else ceiling,
+                                   self.max_concurrency, self.log)
 
             async def poll(batch_id: str) -> BatchStatus | BaseException:
                 async with limit:
@@ -149,11 +156,17 @@ class BatchTrigger(BaseTrigger):
                 verdict = progress.verdict(time.time(), self.deadline)
                 running = progress.running()
                 if verdict is Verdict.RUNNING:
-                    budget = max(1, int(self.requests_per_minute * interval / 60))
-                    chosen = choose(running, budget, cycles)
+                    chosen = choose(running, budget.per_cycle(interval), cycles)
                     cycles += 1
                     changed = False
-                    for batch_id, result in zip(chosen, await asyncio.gather(*map(poll, chosen)), strict=True):
+                    hook.throttled, started = 0, time.monotonic()
+                    results = await asyncio.gather(*map(poll, chosen))
+                    waves = -(-len(chosen) // self.max_concurrency)  # requests one after another, at most
+                    answered = sum(isinstance(r, BatchStatus) for r in results)
+                    budget.cycle_done(answered, hook.throttled + sum(isinstance(r, BatchApiRateLimitedError)
+                                                                     for r in results),
+                                      (time.monotonic() - started) / waves, saturated=len(running) > len(chosen))
+                    for batch_id, result in zip(chosen, results, strict=True):
                         if isinstance(result, BatchStatus):
                             changed |= progress.update(result)
                             failures = 0

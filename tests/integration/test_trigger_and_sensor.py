@@ -9,6 +9,7 @@ import time
 
 import pandas as pd
 import pytest
+import requests
 from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_batch_provider.emulator.pytest_plugin import connection_json
@@ -352,3 +353,26 @@ def test_poke_interval_from_default_args_is_honoured():
     with DAG("d", schedule=None, start_date=pendulum.datetime(2026, 1, 1), default_args={"poke_interval": 60}):
         sensor = BatchSensor(task_id="wait", job={})
     assert sensor.poll_interval == 60 and sensor.poke_interval == 60
+
+
+def test_the_waits_budget_grows_to_the_apis_limit_and_backs_off_from_it(make_emulator, monkeypatch, tmp_path,
+                                                                        capfd):
+    """600 finished batches, a server limited to 3,000 requests a minute: the rate starts at the
+    connection's 600, doubles while answers come back, halves at the 429s, and the job is confirmed
+    with few requests refused."""
+    server = make_emulator()
+    job = submit(server, monkeypatch, tmp_path, rows=6000, per_batch=10)
+    wait_for_job(job, timeout=60)
+    requests.put(f"{server.url}/_emulator/rate-limit", json={"per_minute": 3000},
+                 headers={"x-api-key": server.api_key}, timeout=10).raise_for_status()
+    before = server.stats()
+    capfd.readouterr()
+    [event] = events(BatchTrigger(job=job, poll_interval=1, max_poll_interval=1))
+    said = "".join(capfd.readouterr())
+    after = server.stats()
+    status_requests = after["requests"]["status"] - before["requests"].get("status", 0)
+    refused = after["rate_limited"] - before["rate_limited"]
+    assert event["status"] == "success" and event["batches_done"] == 600
+    assert "Status requests: 1,200 a minute (answers come back quickly)" in said
+    assert "the API asked to slow down" in said
+    assert refused <= 0.05 * status_requests, (refused, status_requests)  # one 429 pauses the others

@@ -1,0 +1,69 @@
+"""How many status requests a wait may make: a rate that finds the API's limit instead of guessing it.
+
+It starts at a polite rate and, after each cycle whose answers all came back without being
+throttled and about as quickly as the quickest cycles, doubles; once the API has throttled it, it
+grows by the starting rate a cycle instead, from half the rate that was throttled (as TCP finds a
+link's capacity: a quick search, then a careful approach). A throttle (a 429, or any answer with
+``Retry-After``, which the hooks honour before retrying) halves it, never below the starting rate
+(so random faults cannot starve a job); it never goes above the ceiling (the connection's, or the
+sensor's ``requests_per_minute``). From 600 a minute it reaches 6,000 in 4 cycles and 60,000 in 7.
+"""
+
+from __future__ import annotations
+
+from airflow_batch_provider.logs import TaskLog
+
+GROWTH = 2.0
+# A cycle whose answers took longer than this many times the quickest cycle's is a server slowing
+# down: the rate holds instead of growing.
+SLOW = 2.0
+
+
+class RequestBudget:
+    """:param start: requests a minute to begin with; :param ceiling: never more (None: no ceiling
+    but the API's answers); :param concurrency: requests in flight at once, which bounds what a
+    cycle can ask for in its interval."""
+
+    def __init__(self, start: float, ceiling: float | None, concurrency: int, log: TaskLog) -> None:
+        self.start = start if ceiling is None else min(start, ceiling)
+        self.ceiling = ceiling
+        self.concurrency = concurrency
+        self.rate = self.start
+        self.log = log
+        self._quickest: float | None = None  # seconds per answer of the quickest cycle
+        self._careful_from: float | None = None  # half the last rate throttled: grow slowly above it
+
+    def per_cycle(self, interval: float) -> int:
+        """Requests a cycle ``interval`` seconds long may make (at least one): what the rate allows,
+        and no more than ``concurrency`` requests in flight can answer within the interval."""
+        allowed = self.rate * interval / 60
+        if self._quickest:
+            allowed = min(allowed, self.concurrency * interval / self._quickest)
+        return max(1, int(allowed))
+
+    def cycle_done(self, answered: int, throttled: int, seconds_per_answer: float | None, *,
+                   saturated: bool) -> None:
+        """Adapt to one cycle: ``answered`` requests came back, ``throttled`` times the API said to
+        slow down, answers took ``seconds_per_answer`` on average, and ``saturated`` says the
+        cycle asked for all the rate allowed (more batches were waiting): only then can more help."""
+        if throttled:
+            lowered = max(self.start, self.rate / GROWTH)
+            self._careful_from = lowered
+            if lowered < self.rate:
+                self.log.info("Status requests: %s a minute (the API asked to slow down %d time(s))",
+                              f"{lowered:,.0f}", throttled)
+            self.rate = lowered
+            return
+        if not answered or seconds_per_answer is None:
+            return
+        self._quickest = min(self._quickest or seconds_per_answer, seconds_per_answer)
+        if not saturated or seconds_per_answer > SLOW * self._quickest:
+            return
+        if self.rate / 60 > self.concurrency / self._quickest:  # the requests in flight bound it, not the rate
+            return
+        careful = self._careful_from is not None and self.rate >= self._careful_from
+        raised = self.rate + self.start if careful else self.rate * GROWTH
+        raised = raised if self.ceiling is None else min(self.ceiling, raised)
+        if raised > self.rate:
+            self.log.info("Status requests: %s a minute (answers come back quickly)", f"{raised:,.0f}")
+        self.rate = raised
