@@ -19,7 +19,7 @@ router = APIRouter(prefix="/_emulator")
 async def stats(state: EmulatorState = Depends(emulator)) -> dict[str, Any]:
     counts = await run_in_threadpool(state.store.counts)
     return {**counts, "requests": dict(state.faults.requests), "faults_injected": dict(state.faults.injected),
-            "rate_limited": state.rate_limit.limited}
+            "rate_limited": state.rate_limit.limited, "in_flight_peak": dict(state.faults.in_flight_peak)}
 
 
 @router.put("/faults")

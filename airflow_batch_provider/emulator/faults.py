@@ -45,6 +45,8 @@ class FaultState:
     def __init__(self, settings: FaultSettings) -> None:
         self.requests: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()
+        self.in_flight: Counter[str] = Counter()
+        self.in_flight_peak: Counter[str] = Counter()  # requests a route answered at once, at most
         self.configure(settings)
 
     def configure(self, settings: FaultSettings) -> None:
@@ -89,10 +91,20 @@ class FaultInjector:
             await self.app(scope, receive, send)
             return
         route = route_of(scope["method"], scope["path"])
-        if route is not None:
-            self.state.requests[route] += 1
+        if route is None:
+            await self._answer(route, scope, receive, send)
+            return
+        self.state.requests[route] += 1
+        self.state.in_flight[route] += 1  # how concurrent the client is, per route
+        self.state.in_flight_peak[route] = max(self.state.in_flight_peak[route], self.state.in_flight[route])
+        try:
             if self.latency or self.jitter:  # a network round trip: awaited, so other requests go on
                 await asyncio.sleep(self.latency + self._random.uniform(0.0, self.jitter))
+            await self._answer(route, scope, receive, send)
+        finally:
+            self.state.in_flight[route] -= 1
+
+    async def _answer(self, route: str | None, scope, receive, send) -> None:
         given = dict(scope["headers"]).get(b"x-api-key", b"")
         keyed = route is not None and hmac.compare_digest(given, self.api_key)
         wait = self.rate_limit.take() if keyed else None

@@ -39,6 +39,7 @@ from airflow_batch_provider.hooks.retry import (
     misconfigured,
     parse_retry_after,
     retry_policy,
+    slowed_down,
 )
 from airflow_batch_provider.hooks.settings import DEFAULT_BASE_URL, ApiSettings
 from airflow_batch_provider.hooks.transport import TRANSPORT_EXTRAS, tls_setup_problem
@@ -106,6 +107,7 @@ class BatchApiHook(HttpHook):
     def __init__(self, batch_api_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(method="GET", http_conn_id=batch_api_conn_id, **kwargs)
         self.batch_api_conn_id = batch_api_conn_id
+        self.throttled = 0  # times the API said to slow down (429, Retry-After) on status reads
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(batch_api_conn_id={self.batch_api_conn_id!r})"
@@ -178,8 +180,13 @@ class BatchApiHook(HttpHook):
                 location=response.headers.get("Location"), secrets=settings.secrets)
         return response
 
+    def _note_retry(self, failure: BaseException) -> None:
+        if slowed_down(failure):
+            self.throttled += 1  # a wait's request budget reads it (job/polling.py)
+
     def _json(self, method: str, endpoint: str, **kwargs: Any) -> Any:
-        for attempt in retry_policy(self.settings, idempotent=True, log=self.log, what=f"{method} {endpoint}"):
+        for attempt in retry_policy(self.settings, idempotent=True, log=self.log, what=f"{method} {endpoint}",
+                                    on_retry=self._note_retry):
             with attempt:
                 response = self._send(method, endpoint, **kwargs)
                 failure: Exception
@@ -333,12 +340,21 @@ class ThreadHooks:
     def __init__(self, batch_api_conn_id: str) -> None:
         self.batch_api_conn_id = batch_api_conn_id
         self._local = threading.local()
+        self._all: list[BatchApiHook] = []
 
     def get(self) -> BatchApiHook:
         hook = getattr(self._local, "hook", None)
         if hook is None:
             hook = self._local.hook = BatchApiHook(self.batch_api_conn_id)
+            self._all.append(hook)
         return hook
+
+    def take_throttled(self) -> int:
+        """Times any of the threads' hooks was told to slow down since the last call."""
+        taken = 0
+        for hook in list(self._all):
+            taken, hook.throttled = taken + hook.throttled, 0
+        return taken
 
 
 __all__ = ["BatchApiAsyncHook", "BatchApiHook"]

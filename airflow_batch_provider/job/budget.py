@@ -11,6 +11,9 @@ sensor's ``requests_per_minute``). From 600 a minute it reaches 6,000 in 4 cycle
 
 from __future__ import annotations
 
+import math
+
+from airflow_batch_provider.hooks.settings import ApiSettings
 from airflow_batch_provider.logs import TaskLog
 
 GROWTH = 2.0
@@ -67,3 +70,10 @@ class RequestBudget:
         if raised > self.rate:
             self.log.info("Status requests: %s a minute (answers come back quickly)", f"{raised:,.0f}")
         self.rate = raised
+
+
+def budget_for(settings: ApiSettings, ceiling: float | None, concurrency: int, log: TaskLog) -> RequestBudget:
+    """A wait's budget: the connection's starting rate, under the lower of the connection's
+    ``max_requests_per_minute`` and the wait's own ``requests_per_minute`` (either may be unset)."""
+    lowest = min(settings.max_requests_per_minute, ceiling or math.inf)
+    return RequestBudget(settings.requests_per_minute, None if lowest == math.inf else lowest, concurrency, log)

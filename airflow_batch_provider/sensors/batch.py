@@ -17,13 +17,16 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
+from airflow_batch_provider.job.budget import budget_for
 from airflow_batch_provider.job.manifest import JobManifest, job_reference, read_manifest
+from airflow_batch_provider.job.polling import Poller, WorkerPolling
 
 # What the sensor raises (itself, or through check_event), importable from its module.
 from airflow_batch_provider.job.waiting import (
     BatchJobFailedError,
     BatchJobTimeoutError,
     BatchPollingError,
+    BatchPollingRefusedError,
     JobProgress,
     Verdict,
     stopped_waiting,
@@ -83,16 +86,24 @@ class BatchSensor(BaseSensorOperator):
         self.max_consecutive_failures = max_consecutive_failures
         self._progress: JobProgress | None = None
         self._progress_log: ProgressLog | None = None
+        self._polling: WorkerPolling | None = None  # poke mode keeps it (and what it learned) between pokes
 
     def _job_progress(self) -> JobProgress:
         if self._progress is None:
             self._progress = JobProgress.of(read_manifest(self.job)[0])
         return self._progress
 
-    def _check(self, *, inline: bool) -> Verdict:
+    def _check_inline(self) -> Verdict:
         progress = self._job_progress()
-        look(progress, _hook_for(self.job), inline=inline)
+        look(progress, _hook_for(self.job), inline=True)
         return progress.verdict(time.time(), None)
+
+    def _worker_polling(self) -> WorkerPolling:
+        if self._polling is None:
+            self._polling = worker_polling(self.job, self._job_progress(), max_concurrency=self.max_concurrency,
+                                           requests_per_minute=self.requests_per_minute,
+                                           max_consecutive_failures=self.max_consecutive_failures, log=self.log)
+        return self._polling
 
     def _result(self, verdict: Verdict) -> dict[str, Any]:
         return outcome(self.job, self._job_progress(), verdict, self.log)
@@ -101,7 +112,7 @@ class BatchSensor(BaseSensorOperator):
         self.job = job_reference(self.job)  # a template may have rendered it into a string
         if not self.deferrable:
             return super().execute(context)
-        verdict = self._check(inline=True)
+        verdict = self._check_inline()
         if verdict is not Verdict.RUNNING:
             return self._result(verdict)
         self.log.info("Job %s: %s; deferring", self.job.get("job_id"), self._job_progress().counts().describe())
@@ -120,8 +131,17 @@ class BatchSensor(BaseSensorOperator):
         self.log.warning(stopped_waiting(job, self._progress))
 
     def poke(self, context: Context) -> PokeReturnValue:
+        """One cycle of the wait's polling (job/polling.py, as on the triggerer): the batches chosen
+        within the request budget, ``max_concurrency`` at a time."""
         self.job = job_reference(self.job)
-        verdict = self._check(inline=False)
+        polling = self._worker_polling()
+        _, stop = polling.cycle(self.poll_interval)
+        verdict = self._job_progress().verdict(time.time(), None)
+        if stop is not None or verdict is not Verdict.RUNNING:
+            polling.close()
+            self._polling = None
+        if stop is not None:
+            raise (BatchPollingRefusedError if stop.refused else BatchPollingError)(stop.message)
         if self._progress_log is None:  # poke mode keeps it between pokes: the rate is the wait's
             self._progress_log = ProgressLog(self.log, f"Job {self.job.get('job_id')}: finished", "batches",
                                              len(self._job_progress().batch_ids), every=0)
@@ -171,17 +191,35 @@ def outcome(job: dict[str, Any], progress: JobProgress, verdict: Verdict, log: A
     return {"status": "success", "job": job, **vars(counts)}
 
 
+def worker_polling(job: dict[str, Any], progress: JobProgress, *, max_concurrency: int,
+                   requests_per_minute: float | None, max_consecutive_failures: int, log: Any) -> WorkerPolling:
+    """The wait's polling from a worker: the trigger's choice of batches, budget and concurrency."""
+    conn_id = job.get("conn_id", BatchApiHook.default_conn_name)
+    budget = budget_for(BatchApiHook(conn_id).settings, requests_per_minute, max_concurrency, log)
+    poller = Poller(progress, budget, max_concurrency=max_concurrency,
+                    max_consecutive_failures=max_consecutive_failures, job_id=str(job.get("job_id")), log=log)
+    return WorkerPolling(poller, conn_id)
+
+
 def wait_on_worker(job: dict[str, Any], manifest: JobManifest, *, poll_interval: float, timeout: timedelta,
-                   log: Any) -> dict[str, Any]:
-    """Poll from this worker until every batch has finished: waiting without a triggerer."""
-    progress, hook = JobProgress.of(manifest), _hook_for(job)
+                   log: Any, max_poll_interval: float = 60.0, max_concurrency: int = 8,
+                   requests_per_minute: float | None = None, max_consecutive_failures: int = 10) -> dict[str, Any]:
+    """Poll from this worker until every batch has finished: waiting without a triggerer, as the
+    trigger waits (job/polling.py), the interval growing while nothing changes."""
+    progress = JobProgress.of(manifest)
     deadline = time.time() + timeout.total_seconds()
     progress_log = ProgressLog(log, f"Job {job.get('job_id')}: finished", "batches", len(progress.batch_ids))
-    while True:
-        look(progress, hook)
-        verdict = progress.verdict(time.time(), deadline)
-        if verdict is not Verdict.RUNNING:
-            return outcome(job, progress, verdict, log)
-        seen = progress.counts()
-        progress_log.update(seen.batches_done, seen.describe())
-        time.sleep(max(0.0, min(poll_interval, deadline - time.time())))
+    interval = poll_interval
+    with worker_polling(job, progress, max_concurrency=max_concurrency, requests_per_minute=requests_per_minute,
+                        max_consecutive_failures=max_consecutive_failures, log=log) as polling:
+        while True:
+            changed, stop = polling.cycle(interval)
+            if stop is not None:
+                raise (BatchPollingRefusedError if stop.refused else BatchPollingError)(stop.message)
+            verdict = progress.verdict(time.time(), deadline)
+            if verdict is not Verdict.RUNNING:
+                return outcome(job, progress, verdict, log)
+            seen = progress.counts()
+            progress_log.update(seen.batches_done, seen.describe())
+            interval = poll_interval if changed else min(interval * 1.5, max(max_poll_interval, poll_interval))
+            time.sleep(max(0.0, min(interval, deadline - time.time())))

@@ -1,8 +1,9 @@
 """``BatchTrigger``: waits for every batch of a job on the triggerer, without a worker slot.
 
 One trigger per job. Each cycle it polls only the batches still running — the newest one, and the
-oldest ones with the rest of the budget (:func:`choose`) — at most ``max_concurrency`` at a time and
-within ``requests_per_minute``; while nothing
+oldest ones with the rest of the budget (``job/polling.py``, shared with the worker-side wait) — at
+most ``max_concurrency`` at a time, within a request rate that finds the API's limit
+(``job/budget.py``); while nothing
 changes the interval grows gently (x1.5 up to ``max_poll_interval``). Its deadline is an absolute
 wall-clock time fixed on the worker at submission and carried in the trigger's kwargs, so a
 triggerer restart neither resets nor extends it. It yields exactly one terminal event — success,
@@ -24,14 +25,13 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowFailException
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook
-from airflow_batch_provider.hooks.errors import BatchApiError, BatchApiRateLimitedError
-from airflow_batch_provider.hooks.retry import is_retryable
-from airflow_batch_provider.job.budget import RequestBudget
+from airflow_batch_provider.hooks.errors import BatchApiError
+from airflow_batch_provider.job.budget import budget_for
 from airflow_batch_provider.job.manifest import read_manifest
+from airflow_batch_provider.job.polling import Poller
 from airflow_batch_provider.job.waiting import (
     BatchJobFailedError,
     BatchJobTimeoutError,
@@ -49,25 +49,6 @@ if TYPE_CHECKING:
 
 SHOWN_IDS = 10
 DEFERRAL_GRACE = timedelta(minutes=10)
-
-
-def choose(running: list[str], budget: int, cycle: int = 0) -> list[str]:
-    """The batches to poll this cycle, at most ``budget`` of them.
-
-    Batches finish roughly in submission order. So the newest unfinished batch is polled every
-    cycle (while it runs, the job runs), and the rest of the budget goes to the oldest unfinished
-    ones, which finish first: what is confirmed grows from the front as batches finish, and once
-    the job is done only the batches that finished since the last cycles are left to confirm. The
-    job is noticed within about two intervals plus ``running / budget`` cycles, without full sweeps.
-    One slot rotates (by ``cycle``) through the batches in between, so one that failed is noticed
-    while the oldest still run.
-    """
-    if len(running) <= budget:
-        return list(running)
-    if budget < 3:
-        return running[: budget - 1] + running[-1:]
-    middle = running[budget - 2: -1]  # one slot rotates through these, so a failed one is seen too
-    return running[: budget - 2] + [middle[cycle % len(middle)]] + running[-1:]
 
 
 class BatchTrigger(BaseTrigger):
@@ -132,7 +113,7 @@ class BatchTrigger(BaseTrigger):
         self.log.info("Waiting for job %s: %d batches, %d rows; deadline %s", job_id,
                       len(manifest.batches), manifest.total_rows,
                       time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.deadline)) if self.deadline else "none")
-        interval, failures, cycles = self.poll_interval, 0, 0
+        interval = self.poll_interval
         progress_log = ProgressLog(self.log, f"Job {job_id}: finished", "batches", len(progress.batch_ids))
         limit = asyncio.Semaphore(self.max_concurrency)
         if not self._ends_task():
@@ -140,10 +121,10 @@ class BatchTrigger(BaseTrigger):
             # narrows (without closing) the window of the stale executor event (module docstring).
             await asyncio.sleep(self._pause(self.poll_interval))
         async with BatchApiAsyncHook(self.batch_api_conn_id) as hook:
-            settings = await hook.settings()
-            ceiling = min(settings.max_requests_per_minute, self.requests_per_minute or float("inf"))
-            budget = RequestBudget(settings.requests_per_minute, None if ceiling == float("inf") else ceiling,
-                                   self.max_concurrency, self.log)
+            poller = Poller(progress, budget_for(await hook.settings(), self.requests_per_minute,
+                                                 self.max_concurrency, self.log),
+                            max_concurrency=self.max_concurrency,
+                            max_consecutive_failures=self.max_consecutive_failures, job_id=str(job_id), log=self.log)
 
             async def poll(batch_id: str) -> BatchStatus | BaseException:
                 async with limit:
@@ -154,39 +135,18 @@ class BatchTrigger(BaseTrigger):
 
             while True:
                 verdict = progress.verdict(time.time(), self.deadline)
-                running = progress.running()
+                changed = False
                 if verdict is Verdict.RUNNING:
-                    chosen = choose(running, budget.per_cycle(interval), cycles)
-                    cycles += 1
-                    changed = False
+                    chosen = poller.plan(interval)
                     hook.throttled, started = 0, time.monotonic()
                     results = await asyncio.gather(*map(poll, chosen))
-                    waves = -(-len(chosen) // self.max_concurrency)  # requests one after another, at most
-                    answered = sum(isinstance(r, BatchStatus) for r in results)
-                    budget.cycle_done(answered, hook.throttled + sum(isinstance(r, BatchApiRateLimitedError)
-                                                                     for r in results),
-                                      (time.monotonic() - started) / waves, saturated=len(running) > len(chosen))
-                    for batch_id, result in zip(chosen, results, strict=True):
-                        if isinstance(result, BatchStatus):
-                            changed |= progress.update(result)
-                            failures = 0
-                        elif isinstance(result, BatchApiError) and not is_retryable(result, idempotent=True):
-                            # The hooks' one rule (hooks/retry.py): a poll it would not repeat (a
-                            # refused key, an unknown batch, a redirect, the router not configured,
-                            # a TLS or proxy failure) fails alike on every later cycle.
-                            event = self._event("error", progress, f"polling batch {batch_id} of job {job_id} "
-                                                                   f"failed and will not recover: {result}")
-                            # A setting no retry fixes (a key, a certificate): the task fails at once.
-                            event.payload["refused"] = isinstance(result, AirflowFailException)
-                            yield event
-                            return
-                        else:
-                            failures += 1
-                            self.log.warning("Polling batch %s failed (%d in a row): %s", batch_id, failures, result)
-                            if failures > self.max_consecutive_failures:
-                                yield self._event("error", progress, f"gave up polling job {job_id} after "
-                                                                     f"{failures} failures in a row: {result}")
-                                return
+                    changed, stop = poller.settle(chosen, results, throttled=hook.throttled,
+                                                  seconds=time.monotonic() - started)
+                    if stop is not None:
+                        event = self._event("error", progress, stop.message)
+                        event.payload["refused"] = stop.refused  # the resumed task fails without retries
+                        yield event
+                        return
                     seen = progress.counts()
                     progress_log.update(seen.batches_done, seen.describe())
                     verdict = progress.verdict(time.time(), self.deadline)

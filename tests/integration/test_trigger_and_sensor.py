@@ -376,3 +376,30 @@ def test_the_waits_budget_grows_to_the_apis_limit_and_backs_off_from_it(make_emu
     assert "Status requests: 1,200 a minute (answers come back quickly)" in said
     assert "the API asked to slow down" in said
     assert refused <= 0.05 * status_requests, (refused, status_requests)  # one 429 pauses the others
+
+
+def test_waiting_on_a_worker_asks_concurrently_within_the_same_budget(make_emulator, monkeypatch, tmp_path):
+    """Poke mode and a worker-side wait_for_completion poll as the trigger does (job/polling.py):
+    several requests in flight (a sequential look kept one), the budget's choice of batches."""
+    server = make_emulator(latency=0.05)
+    job = submit(server, monkeypatch, tmp_path, rows=400, per_batch=10)  # 40 batches
+    wait_for_job(job)
+    before = server.stats()
+    sensor = BatchSensor(task_id="wait", job=job, deferrable=False, max_concurrency=8)
+    done = sensor.poke({})
+    after = server.stats()
+    assert done.is_done and done.xcom_value["batches_done"] == 40
+    assert after["requests"]["status"] - before["requests"]["status"] == 40  # each batch asked once
+    # Concurrent, within max_concurrency. (A client's next request may arrive while the server still
+    # finishes the last one: a sequential look reached 2, 8 threads reach 8 or 9.)
+    assert 4 <= after["in_flight_peak"]["status"] <= 8 + 1
+
+    quiet = make_emulator(latency=0.05, start_delay=0.5)
+    result = DataFrameToBatchOperator(
+        task_id="submit", dataframe=pd.DataFrame({"id": range(200), "text": [f"Row {i}. Fine." for i in range(200)]}),
+        id_column="id", text_column="text", request=Summarize(), max_items_per_batch=10, deferrable=False,
+        manifest_dir=str(tmp_path / "jobs" / "worker"), wait_for_completion=True, poll_interval=0.2,
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(quiet))
+    reference = result.execute({"task_state_store": DictStateStore()})
+    assert reference["rows"] == 200 and quiet.stats()["in_flight_peak"]["status"] >= 4

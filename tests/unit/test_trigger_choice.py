@@ -1,6 +1,6 @@
 """What the trigger polls each cycle (pure: no I/O)."""
 
-from airflow_batch_provider.triggers.batch import choose
+from airflow_batch_provider.job.polling import choose
 
 
 def test_the_newest_and_the_oldest_unfinished_batches_are_polled():

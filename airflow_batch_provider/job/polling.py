@@ -1,0 +1,135 @@
+"""One wait's polling, the same on the triggerer (``BatchTrigger``) and on a worker (the sensor's
+poke and reschedule modes, a submit's ``wait_for_completion`` without a triggerer).
+
+Each cycle :meth:`Poller.plan` chooses the batches to ask about (:func:`choose`) within the request
+budget (job/budget.py); the caller asks, at most ``max_concurrency`` at a time (asyncio on the
+triggerer, threads on a worker); :meth:`Poller.settle` records the answers, adapts the budget and
+says whether polling must stop. Only the asking differs between the two.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_batch_provider.hooks.batch_api import ThreadHooks
+from airflow_batch_provider.hooks.errors import BatchApiError, BatchApiRateLimitedError
+from airflow_batch_provider.hooks.retry import is_retryable
+from airflow_batch_provider.job.budget import RequestBudget
+from airflow_batch_provider.job.waiting import JobProgress
+from airflow_batch_provider.logs import TaskLog
+from airflow_batch_provider.protocol import BatchStatus, ProtocolError
+
+
+def choose(running: list[str], budget: int, cycle: int = 0) -> list[str]:
+    """The batches to poll this cycle, at most ``budget`` of them.
+
+    Batches finish roughly in submission order. So the newest unfinished batch is polled every
+    cycle (while it runs, the job runs), and the rest of the budget goes to the oldest unfinished
+    ones, which finish first: what is confirmed grows from the front as batches finish, and once
+    the job is done only the batches that finished since the last cycles are left to confirm. The
+    job is noticed within about two intervals plus ``running / budget`` cycles, without full sweeps.
+    One slot rotates (by ``cycle``) through the batches in between, so one that failed is noticed
+    while the oldest still run.
+    """
+    if len(running) <= budget:
+        return list(running)
+    if budget < 3:
+        return running[: budget - 1] + running[-1:]
+    middle = running[budget - 2: -1]  # one slot rotates through these, so a failed one is seen too
+    return running[: budget - 2] + [middle[cycle % len(middle)]] + running[-1:]
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Polling cannot go on: ``message`` says why; ``refused`` when no retry can fix it (a key, a
+    certificate), so the task fails without Airflow's retries."""
+
+    message: str
+    refused: bool = False
+
+
+class Poller:
+    def __init__(self, progress: JobProgress, budget: RequestBudget, *, max_concurrency: int,
+                 max_consecutive_failures: int, job_id: str, log: TaskLog) -> None:
+        self.progress = progress
+        self.budget = budget
+        self.max_concurrency = max_concurrency
+        self.max_consecutive_failures = max_consecutive_failures
+        self.job_id = job_id
+        self.log = log
+        self.cycles = 0
+        self.failures = 0  # transient failures in a row
+        self._running = 0
+
+    def plan(self, interval: float) -> list[str]:
+        """The batches to ask about in a cycle ``interval`` seconds long."""
+        running = self.progress.running()
+        self._running = len(running)
+        chosen = choose(running, self.budget.per_cycle(interval), self.cycles)
+        self.cycles += 1
+        return chosen
+
+    def settle(self, chosen: Sequence[str], results: Sequence[BatchStatus | BaseException], *, throttled: int,
+               seconds: float) -> tuple[bool, Stop | None]:
+        """Record a cycle's answers (statuses, or the errors the hook raised after its retries):
+        whether anything changed, and why polling must stop, if it must."""
+        answered = sum(isinstance(r, BatchStatus) for r in results)
+        waves = max(1, -(-len(chosen) // self.max_concurrency))  # requests one after another, at most
+        self.budget.cycle_done(answered, throttled + sum(isinstance(r, BatchApiRateLimitedError) for r in results),
+                               seconds / waves if answered else None, saturated=self._running > len(chosen))
+        changed = False
+        for batch_id, result in zip(chosen, results, strict=True):
+            if isinstance(result, BatchStatus):
+                changed |= self.progress.update(result)
+                self.failures = 0
+            elif isinstance(result, BatchApiError) and not is_retryable(result, idempotent=True):
+                # The hooks' one rule (hooks/retry.py): a poll it would not repeat (a refused key, an
+                # unknown batch, a redirect, the router not configured, a TLS or proxy failure)
+                # fails alike on every later cycle.
+                return changed, Stop(f"polling batch {batch_id} of job {self.job_id} failed and will not recover: "
+                                     f"{result}", refused=isinstance(result, AirflowFailException))
+            else:
+                self.failures += 1
+                self.log.warning("Polling batch %s failed (%d in a row): %s", batch_id, self.failures, result)
+                if self.failures > self.max_consecutive_failures:
+                    return changed, Stop(f"gave up polling job {self.job_id} after {self.failures} failures in a "
+                                         f"row: {result}")
+        return changed, None
+
+
+class WorkerPolling:
+    """The worker's way of asking: up to ``max_concurrency`` threads, each with its own hook (and so
+    its own pooled connections), kept for the wait's life. ``with WorkerPolling(poller, conn_id) as
+    polling: changed, stop = polling.cycle(interval)``."""
+
+    def __init__(self, poller: Poller, batch_api_conn_id: str) -> None:
+        self.poller = poller
+        self.hooks = ThreadHooks(batch_api_conn_id)
+        self.pool = ThreadPoolExecutor(poller.max_concurrency, thread_name_prefix="scaledown-poll")
+
+    def _status(self, batch_id: str) -> BatchStatus | BaseException:
+        try:
+            return self.hooks.get().get_batch(batch_id)
+        except (BatchApiError, ProtocolError) as exc:
+            return exc
+
+    def cycle(self, interval: float) -> tuple[bool, Stop | None]:
+        chosen = self.poller.plan(interval)
+        started = time.monotonic()
+        results = list(self.pool.map(self._status, chosen))
+        return self.poller.settle(chosen, results, throttled=self.hooks.take_throttled(),
+                                  seconds=time.monotonic() - started)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> WorkerPolling:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
