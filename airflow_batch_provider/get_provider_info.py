@@ -97,6 +97,12 @@ def get_provider_info() -> dict:
                     "max_output_line_bytes": _field(
                         "Max output line (bytes)", "integer", 16 * 1024 * 1024,
                         "a longer output line is dropped and counted as unattributable"),
+                    "requests_per_minute": _field(
+                        "Wait: starting requests/min", "number", 600,
+                        "a wait's status requests start at this rate and grow while the API keeps up"),
+                    "max_requests_per_minute": _field(
+                        "Wait: most requests/min", "number", None,
+                        "a hard ceiling on a wait's status requests (e.g. the API's published limit); empty: none"),
                 },
             }
         ],

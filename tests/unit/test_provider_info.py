@@ -24,3 +24,10 @@ def test_protocol_imports_nothing_of_airflow():
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'airflow'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_every_setting_of_the_connection_has_a_form_field():
+    from airflow_batch_provider.hooks.settings import ApiSettings
+
+    [connection_type] = get_provider_info()["connection-types"]
+    assert set(connection_type["conn-fields"]) == set(ApiSettings.extra_fields())
