@@ -22,18 +22,26 @@ class ProgressLog:
     ``Submitted 1,200 of 20,000 batches (6.0 %), 41.3 a second, about 6 min 47 s left; 12 in flight``.
     """
 
+    QUIET = 300.0  # seconds without progress after which a line says the job is still there
+
     def __init__(self, log: TaskLog, verb: str, unit: str, total: int, every: float = 5.0) -> None:
         self.log, self.verb, self.unit, self.total, self.every = log, verb, unit, total, every
         self.started = self.logged = time.monotonic()
         self.first: int | None = None  # done at the first update: what an earlier try had done
+        self.last: int | None = None  # done at the last line
+        self.ended = False
 
     def update(self, done: int, detail: str = "", *, force: bool = False) -> None:
+        """A line if ``done`` moved and ``every`` seconds have passed, or at the end (once), or
+        when nothing moved for :attr:`QUIET` seconds."""
         now = time.monotonic()
         if self.first is None:
             self.first = done
-        if not (force or done >= self.total or now - self.logged >= self.every):
+        end = done >= self.total and not self.ended
+        moved = done != self.last and now - self.logged >= self.every
+        if not (force or end or moved or now - self.logged >= self.QUIET):
             return
-        self.logged = now
+        self.logged, self.last, self.ended = now, done, self.ended or done >= self.total
         self.log.info("%s", self.line(done, now) + (f"; {detail}" if detail else ""))
 
     def line(self, done: int, now: float) -> str:

@@ -349,8 +349,16 @@ class ThreadHooks:
             self._all.append(hook)
         return hook
 
+    def close(self) -> None:
+        """Close every thread's session (their pooled connections)."""
+        for hook in self._all:
+            if "session" in hook.__dict__:
+                hook.session.close()
+        self._all.clear()
+
     def take_throttled(self) -> int:
-        """Times any of the threads' hooks was told to slow down since the last call."""
+        """Times any of the threads' hooks was told to slow down since the last call. Called
+        between cycles, once every request of the last one has returned: no thread is counting."""
         taken = 0
         for hook in list(self._all):
             taken, hook.throttled = taken + hook.throttled, 0

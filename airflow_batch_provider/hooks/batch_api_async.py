@@ -76,8 +76,9 @@ class BatchApiAsyncHook(HttpAsyncHook):
     def _note_retry(self, failure: BaseException) -> None:
         if slowed_down(failure):
             self.throttled += 1
-            wait = failure.retry_after if isinstance(failure, BatchApiError) and failure.retry_after else 1.0
-            self._resume_at = max(self._resume_at, time.monotonic() + wait)
+            asked = failure.retry_after if isinstance(failure, BatchApiError) and failure.retry_after else 1.0
+            longest = self._settings.retry_max_wait if self._settings else asked  # as the retry itself waits
+            self._resume_at = max(self._resume_at, time.monotonic() + min(asked, longest))
 
     async def close(self) -> None:
         if self._client is not None:

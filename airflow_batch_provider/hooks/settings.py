@@ -125,8 +125,10 @@ class ApiSettings:
         _mask(api_key, secrets)
         values: dict[str, Any] = {}
         for name in cls.extra_fields():
-            if name in extra and extra[name] not in (None, ""):
-                values[name] = _coerce(name, extra[name], type(getattr(cls, name)))
+            # A form's empty field, or "none"/"null" typed into a URI, leave the setting at its default.
+            given = extra.get(name)
+            if not (given in (None, "") or str(given).strip().lower() in ("none", "null")):
+                values[name] = _coerce(name, given, type(getattr(cls, name)))
         return cls(base_url=host, api_key=api_key, secrets=secrets, transport=transport, **values)
 
 
@@ -141,6 +143,6 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
         coerced = kind(value)
     except (TypeError, ValueError):
         raise ValueError(f"connection extra {name!r} must be a {kind.__name__}, got {value!r}") from None
-    if coerced <= 0:
-        raise ValueError(f"connection extra {name!r} must be > 0, got {value!r}")
+    if coerced <= 0 or coerced != coerced or (coerced == float("inf") and name != "max_requests_per_minute"):
+        raise ValueError(f"connection extra {name!r} must be a finite number > 0, got {value!r}")
     return coerced

@@ -63,14 +63,15 @@ class Poller:
         self.job_id = job_id
         self.log = log
         self.cycles = 0
-        self.failures = 0  # transient failures in a row
+        self.failures = 0  # cycles in a row without any answer
         self._running = 0
 
-    def plan(self, interval: float) -> list[str]:
-        """The batches to ask about in a cycle ``interval`` seconds long."""
+    def plan(self, interval: float, *, sweep: bool = False) -> list[str]:
+        """The batches to ask about in a cycle ``interval`` seconds long; with ``sweep``, every batch
+        still running (a poke in reschedule mode, which cannot keep what it learned)."""
         running = self.progress.running()
         self._running = len(running)
-        chosen = choose(running, self.budget.per_cycle(interval), self.cycles)
+        chosen = list(running) if sweep else choose(running, self.budget.per_cycle(interval), self.cycles)
         self.cycles += 1
         return chosen
 
@@ -78,15 +79,13 @@ class Poller:
                seconds: float) -> tuple[bool, Stop | None]:
         """Record a cycle's answers (statuses, or the errors the hook raised after its retries):
         whether anything changed, and why polling must stop, if it must."""
-        answered = sum(isinstance(r, BatchStatus) for r in results)
-        waves = max(1, -(-len(chosen) // self.max_concurrency))  # requests one after another, at most
-        self.budget.cycle_done(answered, throttled + sum(isinstance(r, BatchApiRateLimitedError) for r in results),
-                               seconds / waves if answered else None, saturated=self._running > len(chosen))
-        changed = False
+        changed, confirmed, answered = False, 0, 0
+        failure: BaseException | None = None
         for batch_id, result in zip(chosen, results, strict=True):
             if isinstance(result, BatchStatus):
+                answered += 1
                 changed |= self.progress.update(result)
-                self.failures = 0
+                confirmed += result.terminal  # chosen among the running: a terminal answer is news
             elif isinstance(result, BatchApiError) and not is_retryable(result, idempotent=True):
                 # The hooks' one rule (hooks/retry.py): a poll it would not repeat (a refused key, an
                 # unknown batch, a redirect, the router not configured, a TLS or proxy failure)
@@ -94,11 +93,21 @@ class Poller:
                 return changed, Stop(f"polling batch {batch_id} of job {self.job_id} failed and will not recover: "
                                      f"{result}", refused=isinstance(result, AirflowFailException))
             else:
-                self.failures += 1
-                self.log.warning("Polling batch %s failed (%d in a row): %s", batch_id, self.failures, result)
-                if self.failures > self.max_consecutive_failures:
-                    return changed, Stop(f"gave up polling job {self.job_id} after {self.failures} failures in a "
-                                         f"row: {result}")
+                failure = failure or result
+        waves = max(1, -(-len(chosen) // self.max_concurrency))  # requests one after another, at most
+        self.budget.cycle_done(answered, throttled + sum(isinstance(r, BatchApiRateLimitedError) for r in results),
+                               seconds / waves if answered else None, saturated=self._running > len(chosen),
+                               confirmed=confirmed)
+        if answered or failure is None:
+            self.failures = 0
+            return changed, None
+        # A cycle with no answer at all, after the hooks' retries: the API or the way to it is down.
+        # Counted by cycle, not by request: a cycle asks about many batches at once.
+        self.failures += 1
+        self.log.warning("No status answered in this cycle (%d in a row): %s", self.failures, failure)
+        if self.failures > self.max_consecutive_failures:
+            return changed, Stop(f"gave up polling job {self.job_id} after {self.failures} cycles in a row without "
+                                 f"an answer: {failure}")
         return changed, None
 
 
@@ -118,8 +127,8 @@ class WorkerPolling:
         except (BatchApiError, ProtocolError) as exc:
             return exc
 
-    def cycle(self, interval: float) -> tuple[bool, Stop | None]:
-        chosen = self.poller.plan(interval)
+    def cycle(self, interval: float, *, sweep: bool = False) -> tuple[bool, Stop | None]:
+        chosen = self.poller.plan(interval, sweep=sweep)
         started = time.monotonic()
         results = list(self.pool.map(self._status, chosen))
         return self.poller.settle(chosen, results, throttled=self.hooks.take_throttled(),
@@ -127,6 +136,7 @@ class WorkerPolling:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.hooks.close()
 
     def __enter__(self) -> WorkerPolling:
         return self

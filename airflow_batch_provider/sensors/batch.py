@@ -51,11 +51,11 @@ class BatchSensor(BaseSensorOperator):
     :param poll_interval: seconds between status polls (default 5, as the API docs advise);
         ``poke_interval``, the argument every sensor takes, may be given instead.
     :param max_poll_interval: the longest interval while nothing changes (deferrable mode).
-    :param max_concurrency: status requests in flight at once (deferrable mode).
-    :param requests_per_minute: the most status requests a minute (deferrable mode); default: the
+    :param max_concurrency: status requests in flight at once.
+    :param requests_per_minute: the most status requests a minute; default: the
         connection's ``max_requests_per_minute``. The rate starts at the connection's
         ``requests_per_minute`` and grows while the API keeps up.
-    :param max_consecutive_failures: transient poll failures in a row tolerated (deferrable mode).
+    :param max_consecutive_failures: polling cycles in a row without any answer tolerated.
     :param timeout: longest wait (seconds or timedelta), from when the sensor starts waiting; the
         deadline is fixed then and survives triggerer restarts.
 
@@ -95,7 +95,7 @@ class BatchSensor(BaseSensorOperator):
 
     def _check_inline(self) -> Verdict:
         progress = self._job_progress()
-        look(progress, _hook_for(self.job), inline=True)
+        look(progress, _hook_for(self.job))
         return progress.verdict(time.time(), None)
 
     def _worker_polling(self) -> WorkerPolling:
@@ -127,19 +127,31 @@ class BatchSensor(BaseSensorOperator):
 
     def on_kill(self) -> None:
         # Poke and reschedule modes; a deferred wait is stopped on the triggerer (BatchTrigger.on_kill).
+        self._close_polling()
         job = self.job if isinstance(self.job, dict) else {}
         self.log.warning(stopped_waiting(job, self._progress))
+
+    def _close_polling(self) -> None:
+        if self._polling is not None:
+            self._polling.close()
+            self._polling = None
 
     def poke(self, context: Context) -> PokeReturnValue:
         """One cycle of the wait's polling (job/polling.py, as on the triggerer): the batches chosen
         within the request budget, ``max_concurrency`` at a time."""
         self.job = job_reference(self.job)
         polling = self._worker_polling()
-        _, stop = polling.cycle(self.poll_interval)
+        try:
+            # Reschedule mode starts each poke in a new process, knowing nothing: it asks about every
+            # batch still running (max_concurrency at a time), as a budgeted choice could miss some
+            # for ever. Poke mode keeps what it learned, and the budget, between pokes.
+            _, stop = polling.cycle(self.poll_interval, sweep=self.reschedule)
+        except BaseException:
+            self._close_polling()
+            raise
         verdict = self._job_progress().verdict(time.time(), None)
         if stop is not None or verdict is not Verdict.RUNNING:
-            polling.close()
-            self._polling = None
+            self._close_polling()
         if stop is not None:
             raise (BatchPollingRefusedError if stop.refused else BatchPollingError)(stop.message)
         if self._progress_log is None:  # poke mode keeps it between pokes: the rate is the wait's
@@ -161,20 +173,17 @@ def _hook_for(job: dict[str, Any]) -> BatchApiHook:
     return BatchApiHook(job.get("conn_id", BatchApiHook.default_conn_name))
 
 
-def look(progress: JobProgress, hook: BatchApiHook, *, inline: bool = False) -> None:
-    """One synchronous look at the still-running batches, newest first.
-
-    ``inline`` (before deferring) is a short look that must not hold the worker slot: it ends at
-    the first batch still running (batches finish roughly in order, so an unfinished newest batch
-    means there is nothing to do yet), and after :data:`INLINE_LOOKS` requests in any case; the
-    trigger confirms the rest on the triggerer.
-    """
+def look(progress: JobProgress, hook: BatchApiHook) -> None:
+    """A short look before deferring, newest batch first, that must not hold the worker slot: it
+    ends at the first batch still running (batches finish roughly in order, so an unfinished newest
+    batch means there is nothing to do yet), and after :data:`INLINE_LOOKS` requests in any case;
+    the trigger confirms the rest on the triggerer."""
     for looked, batch_id in enumerate(reversed(progress.running())):
-        if inline and looked == INLINE_LOOKS:
+        if looked == INLINE_LOOKS:
             break
         status = hook.get_batch(batch_id)
         progress.update(status)
-        if inline and not status.terminal:
+        if not status.terminal:
             break
 
 

@@ -62,7 +62,8 @@ class BatchTrigger(BaseTrigger):
     :param requests_per_minute: the most status requests a minute (None: the connection's
         ``max_requests_per_minute``); the rate starts at the connection's ``requests_per_minute`` and
         grows while the API keeps up (job/budget.py).
-    :param max_consecutive_failures: transient poll failures in a row tolerated before giving up.
+    :param max_consecutive_failures: polling cycles in a row without any answer (after the hook's
+        retries) tolerated before giving up.
     :param end_with: on success, end the task from here with this return value: ``"counts"`` (the
         success event's payload, what the sensor returns), ``"job"`` (the job reference, what a
         submit that waits returns) or ``"no_xcom"`` (none: the operator's ``do_xcom_push`` is off);

@@ -200,4 +200,4 @@ def test_the_trigger_stops_on_what_the_rule_does_not_retry(make_emulator, monkey
     if gives_up_at_once:
         assert polls == 1 and "will not recover" in event["message"]
     else:
-        assert polls == 4 and "after 4 failures in a row" in event["message"]
+        assert polls == 4 and "after 4 cycles in a row without an answer" in event["message"]

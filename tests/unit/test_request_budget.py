@@ -1,47 +1,73 @@
-"""The wait's request budget: starts polite, doubles while the API keeps up, halves when told to
-slow down, never below the start nor above the ceiling."""
+"""The wait's request budget: starts polite, doubles while it is what keeps finished batches from
+being confirmed, falls back while nothing finishes, halves when told to slow down; never below the
+start nor above the ceiling."""
 
 from __future__ import annotations
 
 import logging
+
+import pytest
 
 from airflow_batch_provider.job.budget import RequestBudget
 
 LOG = logging.getLogger("budget")
 
 
-def test_it_doubles_while_answers_are_quick_and_the_rate_is_what_limits():
-    budget = RequestBudget(600, None, concurrency=32, log=LOG)
+def quick(budget: RequestBudget, cycles: int = 1, confirmed: int = 50) -> None:
+    for _ in range(cycles):
+        budget.cycle_done(answered=50, throttled=0, seconds_per_answer=0.05, saturated=True, confirmed=confirmed)
+
+
+def test_it_doubles_while_finished_batches_wait_and_answers_are_quick():
+    budget = RequestBudget(600, None, concurrency=64, log=LOG)
     assert budget.per_cycle(5) == 50
-    for _ in range(7):
-        budget.cycle_done(answered=50, throttled=0, seconds_per_answer=0.05, saturated=True)
+    quick(budget, 7)
     assert budget.rate == 600 * 2 ** 7  # 76,800 a minute: past 60,000 in 7 cycles
 
 
-def test_it_holds_when_nothing_more_is_waiting_or_answers_slow_down_or_concurrency_binds():
-    budget = RequestBudget(600, None, concurrency=8, log=LOG)
-    budget.cycle_done(answered=3, throttled=0, seconds_per_answer=0.05, saturated=False)
-    assert budget.rate == 600  # all there was to ask, was asked
-    budget.cycle_done(answered=50, throttled=0, seconds_per_answer=0.05, saturated=True)
+def test_it_falls_back_while_nothing_finishes_and_holds_when_it_is_not_what_limits():
+    budget = RequestBudget(600, None, concurrency=64, log=LOG)
+    quick(budget, 3)
+    assert budget.rate == 4800
+    quick(budget, 2, confirmed=0)  # every batch asked about is still running: fewer requests
     assert budget.rate == 1200
-    budget.cycle_done(answered=50, throttled=0, seconds_per_answer=0.5, saturated=True)
-    assert budget.rate == 1200  # ten times slower than the quickest cycle: the server is straining
-    for _ in range(10):
-        budget.cycle_done(answered=50, throttled=0, seconds_per_answer=0.05, saturated=True)
+    quick(budget, 5, confirmed=0)
+    assert budget.rate == 600  # never below the start
+    budget.cycle_done(answered=3, throttled=0, seconds_per_answer=0.05, saturated=False, confirmed=3)
+    assert budget.rate == 600  # all there was to ask about was asked
+    quick(budget, confirmed=10)
+    assert budget.rate == 600  # most answers said "still running": the rate is not the bottleneck
+    quick(budget)
+    budget.cycle_done(answered=50, throttled=0, seconds_per_answer=0.5, saturated=True, confirmed=50)
+    assert budget.rate == 1200  # ten times slower than usual: the server is straining, hold
+
+
+def test_the_requests_in_flight_bound_the_cycle_and_a_zero_clock_divides_nothing():
+    budget = RequestBudget(600, None, concurrency=8, log=LOG)
+    quick(budget, 12)
     assert budget.rate <= 2 * 8 / 0.05 * 60  # 8 in flight answer 160 a second: more rate cannot help
     assert budget.per_cycle(5) <= 8 * 5 / 0.05
+    budget.cycle_done(answered=50, throttled=0, seconds_per_answer=0.0, saturated=True, confirmed=50)
+    assert budget.per_cycle(5) >= 1
 
 
-def test_it_halves_when_throttled_but_never_below_its_start_nor_above_its_ceiling(caplog):
+def test_it_halves_when_throttled_then_approaches_carefully(caplog):
     caplog.set_level(logging.INFO)
-    budget = RequestBudget(600, 2000, concurrency=32, log=LOG)
-    for _ in range(5):
-        budget.cycle_done(answered=50, throttled=0, seconds_per_answer=0.05, saturated=True)
-    assert budget.rate == 2000
-    budget.cycle_done(answered=40, throttled=3, seconds_per_answer=0.05, saturated=True)
-    assert budget.rate == 1000
-    for _ in range(5):
-        budget.cycle_done(answered=40, throttled=1, seconds_per_answer=0.05, saturated=True)
+    budget = RequestBudget(600, 20_000, concurrency=64, log=LOG)
+    quick(budget, 6)
+    assert budget.rate == 20_000  # the ceiling
+    budget.cycle_done(answered=40, throttled=3, seconds_per_answer=0.05, saturated=True, confirmed=40)
+    assert budget.rate == 10_000
+    quick(budget)
+    assert budget.rate == 10_600  # above half the rate refused: one start a cycle
+    for _ in range(8):
+        budget.cycle_done(answered=40, throttled=1, seconds_per_answer=0.05, saturated=True, confirmed=40)
     assert budget.rate == 600  # random 429s cannot starve a job
-    assert "Status requests: 1,000 a minute (the API asked to slow down 3 time(s))" in caplog.messages
+    assert "Status requests: 10,000 a minute (the API asked to slow down 3 time(s))" in caplog.messages
     assert RequestBudget(600, 100, concurrency=8, log=LOG).rate == 100  # a ceiling below the start wins
+
+
+@pytest.mark.parametrize(("start", "concurrency"), [(0, 8), (float("nan"), 8), (600, 0)])
+def test_unusable_settings_are_refused(start, concurrency):
+    with pytest.raises(ValueError):
+        RequestBudget(start, None, concurrency=concurrency, log=LOG)
