@@ -34,7 +34,7 @@ def test_latency_delays_every_answer_without_blocking_the_server(make_emulator):
 
 
 def test_the_load_downloads_concurrently_with_bounded_memory(env, tmp_path, monkeypatch, database):  # noqa: F811
-    env(latency=LATENCY)
+    server = env(latency=LATENCY)
     frame = pd.DataFrame({"review_id": range(240), "body": [f"Review {i} is fine." for i in range(240)]})
     job = submit(tmp_path, frame, per_batch=10)  # 24 batches
     fetched, handed, most_ahead, lock = [0], [0], [0], threading.Lock()
@@ -55,13 +55,13 @@ def test_the_load_downloads_concurrently_with_bounded_memory(env, tmp_path, monk
 
     monkeypatch.setattr(reconcile.Reconciliation, "_fetch", fetch)
     monkeypatch.setattr(reconcile.Reconciliation, "_downloads", downloads)
-    seconds = {}
+    peaks = {}
     for concurrency in (1, 8):
-        started = time.monotonic()
         summary = load(job, mode="replace", max_concurrent_downloads=concurrency)
-        seconds[concurrency] = time.monotonic() - started
+        peaks[concurrency] = server.stats()["in_flight_peak"]["output"]  # the most output requests at once
         assert summary["ok"] == 240
-    floor_one = 2 * 24 * LATENCY  # a status and an output request per batch, one after another
-    assert seconds[1] >= floor_one and seconds[8] < seconds[1] / 2.5, seconds
+    # One after another, then eight at once (the server may see a client's next request before it
+    # has finished the last: one more).
+    assert peaks[1] <= 2 and 4 <= peaks[8] <= 8 + 1, peaks
     assert most_ahead[0] <= 8 + 1  # never more batches in memory than the window (and the one in hand)
     assert database("SELECT COUNT(*), COUNT(DISTINCT review_id) FROM review_labels") == [(240, 240)]
