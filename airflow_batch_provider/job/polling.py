@@ -20,7 +20,7 @@ from airflow_batch_provider.hooks.batch_api import ThreadHooks
 from airflow_batch_provider.hooks.errors import BatchApiError, BatchApiRateLimitedError
 from airflow_batch_provider.hooks.retry import is_retryable
 from airflow_batch_provider.job.budget import RequestBudget
-from airflow_batch_provider.job.waiting import JobProgress
+from airflow_batch_provider.job.waiting import BatchPollingError, BatchPollingRefusedError, JobProgress
 from airflow_batch_provider.logs import TaskLog
 from airflow_batch_provider.protocol import BatchStatus, ProtocolError
 
@@ -51,6 +51,10 @@ class Stop:
 
     message: str
     refused: bool = False
+
+    def error(self) -> BatchPollingError:
+        """The error the waiting task raises: one no retry fixes fails it without Airflow's retries."""
+        return (BatchPollingRefusedError if self.refused else BatchPollingError)(self.message)
 
 
 class Poller:

@@ -26,7 +26,6 @@ from airflow_batch_provider.job.waiting import (
     BatchJobFailedError,
     BatchJobTimeoutError,
     BatchPollingError,
-    BatchPollingRefusedError,
     JobProgress,
     Verdict,
     stopped_waiting,
@@ -153,7 +152,7 @@ class BatchSensor(BaseSensorOperator):
         if stop is not None or verdict is not Verdict.RUNNING:
             self._close_polling()
         if stop is not None:
-            raise (BatchPollingRefusedError if stop.refused else BatchPollingError)(stop.message)
+            raise stop.error()
         if self._progress_log is None:  # poke mode keeps it between pokes: the rate is the wait's
             self._progress_log = ProgressLog(self.log, f"Job {self.job.get('job_id')}: finished", "batches",
                                              len(self._job_progress().batch_ids), every=0)
@@ -224,7 +223,7 @@ def wait_on_worker(job: dict[str, Any], manifest: JobManifest, *, poll_interval:
         while True:
             changed, stop = polling.cycle(interval)
             if stop is not None:
-                raise (BatchPollingRefusedError if stop.refused else BatchPollingError)(stop.message)
+                raise stop.error()
             verdict = progress.verdict(time.time(), deadline)
             if verdict is not Verdict.RUNNING:
                 return outcome(job, progress, verdict, log)

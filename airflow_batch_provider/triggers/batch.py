@@ -31,12 +31,11 @@ from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook
 from airflow_batch_provider.hooks.errors import BatchApiError
 from airflow_batch_provider.job.budget import budget_for
 from airflow_batch_provider.job.manifest import read_manifest
-from airflow_batch_provider.job.polling import Poller
+from airflow_batch_provider.job.polling import Poller, Stop
 from airflow_batch_provider.job.waiting import (
     BatchJobFailedError,
     BatchJobTimeoutError,
     BatchPollingError,
-    BatchPollingRefusedError,
     JobProgress,
     Verdict,
     stopped_waiting,
@@ -240,5 +239,5 @@ def check_event(event: dict[str, Any] | None) -> dict[str, Any]:
     if status == "timeout":
         raise BatchJobTimeoutError(message)
     if status == "error":
-        raise (BatchPollingRefusedError if event.get("refused") else BatchPollingError)(message)
+        raise Stop(message, refused=bool(event.get("refused"))).error()
     raise BatchPollingError(f"the trigger returned an unknown status {status!r}: {event!r}")
