@@ -12,7 +12,7 @@ import re
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import IO, Any
 
@@ -38,8 +38,8 @@ from airflow_batch_provider.hooks.retry import (
     is_retryable,
     misconfigured,
     parse_retry_after,
+    pause_asked,
     retry_policy,
-    slowed_down,
 )
 from airflow_batch_provider.hooks.settings import DEFAULT_BASE_URL, ApiSettings
 from airflow_batch_provider.hooks.transport import TRANSPORT_EXTRAS, tls_setup_problem
@@ -108,6 +108,8 @@ class BatchApiHook(HttpHook):
         super().__init__(method="GET", http_conn_id=batch_api_conn_id, **kwargs)
         self.batch_api_conn_id = batch_api_conn_id
         self.throttled = 0  # times the API said to slow down (429, Retry-After) on status reads
+        # Told, with the seconds asked, each time the API asks to slow down: a wait's request budget.
+        self.on_throttled: Callable[[float], None] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(batch_api_conn_id={self.batch_api_conn_id!r})"
@@ -181,8 +183,11 @@ class BatchApiHook(HttpHook):
         return response
 
     def _note_retry(self, failure: BaseException) -> None:
-        if slowed_down(failure):
+        pause = pause_asked(failure, self.settings.retry_max_wait)
+        if pause is not None:
             self.throttled += 1  # a wait's request budget reads it (job/polling.py)
+            if self.on_throttled is not None:
+                self.on_throttled(pause)
 
     def _json(self, method: str, endpoint: str, **kwargs: Any) -> Any:
         for attempt in retry_policy(self.settings, idempotent=True, log=self.log, what=f"{method} {endpoint}",
@@ -337,8 +342,9 @@ class ThreadHooks:
     """One :class:`BatchApiHook` (and so one pooled session) per thread, for pools of worker
     threads: a ``requests.Session`` is not meant to be shared between threads."""
 
-    def __init__(self, batch_api_conn_id: str) -> None:
+    def __init__(self, batch_api_conn_id: str, on_throttled: Callable[[float], None] | None = None) -> None:
         self.batch_api_conn_id = batch_api_conn_id
+        self.on_throttled = on_throttled  # given to every thread's hook
         self._local = threading.local()
         self._all: list[BatchApiHook] = []
 
@@ -346,6 +352,7 @@ class ThreadHooks:
         hook = getattr(self._local, "hook", None)
         if hook is None:
             hook = self._local.hook = BatchApiHook(self.batch_api_conn_id)
+            hook.on_throttled = self.on_throttled
             self._all.append(hook)
         return hook
 

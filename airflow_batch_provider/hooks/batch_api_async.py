@@ -7,21 +7,23 @@ call blocks the triggerer's event loop. Same retry policy and typed errors as th
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 from airflow.providers.common.compat.connection import get_async_connection
 from airflow.providers.http.hooks.http import HttpAsyncHook
 
-from airflow_batch_provider.hooks.errors import BatchApiError, error_for_status
+from airflow_batch_provider.hooks.errors import error_for_status
 from airflow_batch_provider.hooks.retry import (
     TransportError,
     TransportSetupError,
     misconfigured,
     parse_retry_after,
+    pause_asked,
     retry_policy,
-    slowed_down,
 )
 from airflow_batch_provider.hooks.settings import ApiSettings
 from airflow_batch_provider.hooks.transport import tls_setup_problem
@@ -44,6 +46,8 @@ class BatchApiAsyncHook(HttpAsyncHook):
         self._proxy: tuple[str | None, dict[str, str] | None] = (None, None)  # set with the client
         self.throttled = 0  # times the API said to slow down (429, Retry-After): a wait's budget reads it
         self._resume_at = 0.0  # monotonic time before which no request is sent: a 429 pauses them all
+        # Told, with the seconds asked, each time the API asks to slow down: a wait's request budget.
+        self.on_throttled: Callable[[float], None] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(batch_api_conn_id={self.batch_api_conn_id!r})"
@@ -74,11 +78,12 @@ class BatchApiAsyncHook(HttpAsyncHook):
         return self._client
 
     def _note_retry(self, failure: BaseException) -> None:
-        if slowed_down(failure):
+        pause = pause_asked(failure, self._settings.retry_max_wait if self._settings else math.inf)
+        if pause is not None:
             self.throttled += 1
-            asked = failure.retry_after if isinstance(failure, BatchApiError) and failure.retry_after else 1.0
-            longest = self._settings.retry_max_wait if self._settings else asked  # as the retry itself waits
-            self._resume_at = max(self._resume_at, time.monotonic() + min(asked, longest))
+            self._resume_at = max(self._resume_at, time.monotonic() + pause)
+            if self.on_throttled is not None:
+                self.on_throttled(pause)
 
     async def close(self) -> None:
         if self._client is not None:

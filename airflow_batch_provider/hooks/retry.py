@@ -185,6 +185,15 @@ def slowed_down(exc: BaseException) -> bool:
     return isinstance(exc, BatchApiRateLimitedError) or (isinstance(exc, BatchApiError) and exc.retry_after is not None)
 
 
+def pause_asked(exc: BaseException, longest: float) -> float | None:
+    """Seconds the API asked the client to slow down for (its ``Retry-After``, else 1), as the retry
+    waits them (at most ``longest``, the connection's ``retry_max_wait``); None if it did not ask."""
+    if not slowed_down(exc):
+        return None
+    asked = exc.retry_after if isinstance(exc, BatchApiError) and exc.retry_after else 1.0
+    return min(asked, longest)
+
+
 def surely_not_created(exc: BaseException) -> bool:
     """True when a failed POST cannot have created a batch: it was refused, or never sent."""
     if isinstance(exc, SubmitOutcomeUnknownError):

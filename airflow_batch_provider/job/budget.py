@@ -9,16 +9,29 @@ link's capacity: a quick search, then a careful approach). A throttle (a 429, or
 ``Retry-After``, which the hooks honour before retrying) halves it, never below the starting rate
 (so random faults cannot starve a job); it never goes above the ceiling (the connection's, or the
 sensor's ``requests_per_minute``). From 600 a minute it reaches 6,000 in 4 cycles and 60,000 in 7.
+
+The rate is kept request by request, not cycle by cycle: :meth:`RequestBudget.wait_turn` spaces the
+starts of the requests ``60 / rate`` seconds apart, shared by every request of the wait (threads on
+a worker, tasks on the triggerer), so no burst overruns an API that limits by the second.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+import threading
+import time
 
 from airflow_batch_provider.hooks.settings import ApiSettings
 from airflow_batch_provider.logs import TaskLog
 
 GROWTH = 2.0
+# Once throttled, the rate approaches the limit found by this share of itself a cycle (about twenty
+# quiet cycles from a first cut, six from a later one), and a later throttle cuts it to this share:
+# a cycle is a second while a backlog is confirmed, so a coarser step would meet the limit every few
+# seconds, each time with a burst of 429s.
+CAREFUL_STEP = 0.05
+LATER_CUT = 0.7
 # A cycle whose answers took longer than this many times the usual is a server slowing down: the
 # rate holds instead of growing.
 SLOW = 2.0
@@ -39,7 +52,64 @@ class RequestBudget:
         self.rate = self.start
         self.log = log
         self._usual: float | None = None  # seconds per answer, a moving average of the cycles so far
-        self._careful_from: float | None = None  # half the last rate throttled: grow slowly above it
+        self._careful_from: float | None = None  # the rate after the last cut: grow slowly above it
+        self._lock = threading.Lock()  # the worker's polling threads share the pace
+        self._next_start = 0.0  # time.monotonic() before which no further request may start
+        self._slowdowns = 0  # times the API asked to slow down: turns given before are given up
+        self._lowered_at: float | None = None  # time.monotonic() of the last cut for a throttle
+
+    def resume(self, rate: float) -> None:
+        """Go on at a rate learned earlier (a rescheduled poke's), within the start and the ceiling."""
+        self.rate = max(self.start, rate if self.ceiling is None else min(self.ceiling, rate))
+
+    def _turn(self) -> tuple[float, int]:
+        """The next request's turn: the seconds to wait before sending it (starts ``60 / rate``
+        apart; an idle spell earns no burst), and the count of slow-downs it was given under."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_start)
+            self._next_start = start + 60 / self.rate
+            return start - now, self._slowdowns
+
+    def wait_turn(self) -> None:
+        """Block until this request may start (a worker's polling threads). A turn given before the
+        API asked to slow down is given up for a new one, after the pause and at the lowered rate:
+        otherwise the requests already waiting for their turns would meet the same 429."""
+        while True:
+            delay, slowdowns = self._turn()
+            time.sleep(delay)
+            if slowdowns == self._slowdowns:
+                return
+
+    async def await_turn(self) -> None:
+        """:meth:`wait_turn` for the trigger's tasks."""
+        while True:
+            delay, slowdowns = self._turn()
+            await asyncio.sleep(delay)
+            if slowdowns == self._slowdowns:
+                return
+
+    def slow_down(self, seconds: float) -> None:
+        """The API asked a request to slow down (the hooks call this as they retry it, after
+        ``seconds``): no request starts before then, and the rate is lowered at once, not at the end
+        of the cycle. The other answers of the same burst say the same thing, so it is lowered again
+        only once ``seconds`` and one more have passed."""
+        with self._lock:
+            now = time.monotonic()
+            self._next_start = max(self._next_start, now + seconds)
+            self._slowdowns += 1
+            if self._lowered_at is None or now - self._lowered_at > seconds + 1:
+                self._lowered_at = now
+                self._lower(1)
+
+    def _lower(self, throttled: int) -> None:
+        # The first throttle ends the doubling, which may have overshot the limit up to twice: halve.
+        lowered = max(self.start, self.rate / GROWTH if self._careful_from is None else self.rate * LATER_CUT)
+        self._careful_from = lowered
+        if lowered < self.rate:
+            self.log.info("Status requests: %s a minute (the API asked to slow down %d time(s))",
+                          f"{lowered:,.0f}", throttled)
+        self.rate = lowered
 
     def per_cycle(self, interval: float) -> int:
         """Requests a cycle ``interval`` seconds long may make (at least one): what the rate allows,
@@ -57,12 +127,10 @@ class RequestBudget:
         and more batches were waiting. The rate grows only while it is what keeps finished batches
         from being confirmed; while nothing finishes it falls back towards the start."""
         if throttled:
-            lowered = max(self.start, self.rate / GROWTH)
-            self._careful_from = lowered
-            if lowered < self.rate:
-                self.log.info("Status requests: %s a minute (the API asked to slow down %d time(s))",
-                              f"{lowered:,.0f}", throttled)
-            self.rate = lowered
+            with self._lock:
+                if self._lowered_at is None:  # not told while the cycle ran (a hook without slow_down)
+                    self._lower(throttled)
+                self._lowered_at = None
             return
         if not answered or seconds_per_answer is None:
             return
@@ -76,8 +144,8 @@ class RequestBudget:
             return
         if self.rate / 60 > self.concurrency / self._usual:  # the requests in flight bound it, not the rate
             return
-        careful = self._careful_from is not None and self.rate >= self._careful_from
-        raised = self.rate + self.start if careful else self.rate * GROWTH
+        found = self._careful_from  # a limit was found: approach it
+        raised = self.rate + CAREFUL_STEP * found if found is not None and self.rate >= found else self.rate * GROWTH
         raised = raised if self.ceiling is None else min(self.ceiling, raised)
         if raised > self.rate:
             self.log.info("Status requests: %s a minute (finished batches wait to be confirmed, and answers "

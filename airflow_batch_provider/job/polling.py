@@ -57,6 +57,9 @@ class Stop:
         return (BatchPollingRefusedError if self.refused else BatchPollingError)(self.message)
 
 
+BACKLOG_SPAN = 1.0  # seconds: a cycle's length while finished batches wait to be confirmed
+
+
 class Poller:
     def __init__(self, progress: JobProgress, budget: RequestBudget, *, max_concurrency: int,
                  max_consecutive_failures: int, job_id: str, log: TaskLog) -> None:
@@ -68,23 +71,43 @@ class Poller:
         self.log = log
         self.cycles = 0
         self.failures = 0  # cycles in a row without any answer
+        # The last cycle asked for all the budget allowed, more batches were waiting, and most answers
+        # said "finished": a backlog of finished batches to confirm, so the next cycle starts at once
+        # (the budget's pace, not the poll interval, spaces its requests).
+        self.backlog = False
         self._running = 0
+        self._started = 0.0
+        self._round_trips: list[float] = []
 
     def plan(self, interval: float, *, sweep: bool = False) -> list[str]:
-        """The batches to ask about in a cycle ``interval`` seconds long; with ``sweep``, every batch
-        still running (a poke in reschedule mode, which cannot keep what it learned)."""
+        """The batches to ask about in a cycle ``interval`` seconds long (:data:`BACKLOG_SPAN` while
+        a backlog is confirmed); with ``sweep``, every batch still running."""
         running = self.progress.running()
         self._running = len(running)
-        chosen = list(running) if sweep else choose(running, self.budget.per_cycle(interval), self.cycles)
+        span = min(interval, BACKLOG_SPAN) if self.backlog else interval
+        chosen = list(running) if sweep else choose(running, self.budget.per_cycle(span), self.cycles)
         self.cycles += 1
+        self._started = time.monotonic()
+        self._round_trips = []
         return chosen
 
-    def settle(self, chosen: Sequence[str], results: Sequence[BatchStatus | BaseException], *, throttled: int,
-               seconds: float) -> tuple[bool, Stop | None]:
+    def answered_after(self, seconds: float) -> None:
+        """One request's round trip (from sending to its answer, not its wait for a turn): the
+        budget grows only while these stay short. Safe from the polling threads (list.append)."""
+        self._round_trips.append(seconds)
+
+    def pause(self, interval: float) -> float:
+        """Seconds from now to the next cycle: none while a backlog is confirmed, else what is left of
+        ``interval`` since this cycle started (the budget's pace may have spread it out)."""
+        return 0.0 if self.backlog else max(0.0, interval - (time.monotonic() - self._started))
+
+    def settle(self, chosen: Sequence[str], results: Sequence[BatchStatus | BaseException], *,
+               throttled: int) -> tuple[bool, Stop | None]:
         """Record a cycle's answers (statuses, or the errors the hook raised after its retries):
         whether anything changed, and why polling must stop, if it must."""
         changed, confirmed, answered = False, 0, 0
         failure: BaseException | None = None
+        self.backlog = False
         for batch_id, result in zip(chosen, results, strict=True):
             if isinstance(result, BatchStatus):
                 answered += 1
@@ -98,10 +121,12 @@ class Poller:
                                      f"{result}", refused=isinstance(result, AirflowFailException))
             else:
                 failure = failure or result
-        waves = max(1, -(-len(chosen) // self.max_concurrency))  # requests one after another, at most
-        self.budget.cycle_done(answered, throttled + sum(isinstance(r, BatchApiRateLimitedError) for r in results),
-                               seconds / waves if answered else None, saturated=self._running > len(chosen),
-                               confirmed=confirmed)
+        throttled += sum(isinstance(r, BatchApiRateLimitedError) for r in results)
+        trips = self._round_trips
+        saturated = self._running > len(chosen)
+        self.budget.cycle_done(answered, throttled, sum(trips) / len(trips) if answered and trips else None,
+                               saturated=saturated, confirmed=confirmed)
+        self.backlog = saturated and answered > 0 and 2 * confirmed >= answered  # the budget paces it
         if answered or failure is None:
             self.failures = 0
             return changed, None
@@ -122,21 +147,25 @@ class WorkerPolling:
 
     def __init__(self, poller: Poller, batch_api_conn_id: str) -> None:
         self.poller = poller
-        self.hooks = ThreadHooks(batch_api_conn_id)
+        self.hooks = ThreadHooks(batch_api_conn_id, on_throttled=poller.budget.slow_down)
         self.pool = ThreadPoolExecutor(poller.max_concurrency, thread_name_prefix="scaledown-poll")
 
     def _status(self, batch_id: str) -> BatchStatus | BaseException:
+        self.poller.budget.wait_turn()
+        sent = time.monotonic()
         try:
             return self.hooks.get().get_batch(batch_id)
         except (BatchApiError, ProtocolError) as exc:
             return exc
+        finally:
+            self.poller.answered_after(time.monotonic() - sent)
 
     def cycle(self, interval: float, *, sweep: bool = False) -> tuple[bool, Stop | None]:
+        """One cycle: whether anything changed, and why polling must stop, if it must. While
+        ``poller.backlog`` holds, the next cycle is due at once."""
         chosen = self.poller.plan(interval, sweep=sweep)
-        started = time.monotonic()
         results = list(self.pool.map(self._status, chosen))
-        return self.poller.settle(chosen, results, throttled=self.hooks.take_throttled(),
-                                  seconds=time.monotonic() - started)
+        return self.poller.settle(chosen, results, throttled=self.hooks.take_throttled())
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

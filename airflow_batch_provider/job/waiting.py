@@ -84,6 +84,30 @@ class JobProgress:
         self._latest[status.batch_id] = status
         return before is None or (before.state, before.done) != (status.state, status.done)
 
+    def finished_runs(self) -> list[list[Any]]:
+        """The finished batches' statuses, run-length encoded by position (``[first index, how many,
+        state, raw status, total, completed, failed, api version]``): what a rescheduled poke keeps
+        for the next, a few entries when batches finish in order, whatever the job's size."""
+        runs: list[list[Any]] = []
+        for index, batch_id in enumerate(self.batch_ids):
+            status = self._latest.get(batch_id)
+            if status is None or not status.terminal:
+                continue
+            fields = [status.state.value, status.raw_status, status.total, status.completed, status.failed,
+                      status.api_version]
+            if runs and runs[-1][0] + runs[-1][1] == index and runs[-1][2:] == fields:
+                runs[-1][1] += 1
+            else:
+                runs.append([index, 1, *fields])
+        return runs
+
+    def restore_finished(self, runs: Iterable[list[Any]]) -> None:
+        """Take back what :meth:`finished_runs` kept (of this same job's batches)."""
+        for first, count, state, raw_status, total, completed, failed, api_version in runs:
+            for batch_id in self.batch_ids[first:first + count]:
+                self._latest[batch_id] = BatchStatus(batch_id, BatchState(state), raw_status, total, completed,
+                                                     failed, api_version)
+
     def running(self) -> list[str]:
         """Batches not known to be finished, in submission order."""
         return [b for b in self.batch_ids if not (b in self._latest and self._latest[b].terminal)]

@@ -1,12 +1,14 @@
-"""``BatchSensor``: waits for a submitted job; deferrable by default, so no worker slot is held.
+"""``BatchSensor``: waits for a submitted job.
 
-Deferrable: it checks once on the worker (a finished job completes inline), then defers to
-:class:`~airflow_batch_provider.triggers.batch.BatchTrigger` with an absolute deadline. Poke and
-reschedule modes use the same :class:`~airflow_batch_provider.job.waiting.JobProgress`
-decision as the trigger. Item-level failures never fail the sensor: it returns the counts, and the
-loader decides with ``max_failed_ratio``.
+Whether it defers follows ``[operators] default_deferrable`` (False in a default Airflow), unless
+``deferrable`` is given. Deferrable: it checks once on the worker (a finished job completes inline),
+then defers to :class:`~airflow_batch_provider.triggers.batch.BatchTrigger` with an absolute
+deadline, holding no worker slot. Poke and reschedule modes poll from the worker with the trigger's
+engine (job/polling.py: the same choice of batches, concurrency and request budget) and the same
+:class:`~airflow_batch_provider.job.waiting.JobProgress` decision; reschedule mode keeps what it
+learned between pokes in the task's state store. Item-level failures never fail the sensor: it
+returns the counts, and the loader decides with ``max_failed_ratio``.
 """
-
 from __future__ import annotations
 
 import time
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 INLINE_LOOKS = 3  # status requests the deferrable sensor makes on the worker before it defers
+WAIT_KEY = "wait"  # in a rescheduled sensor's task_state_store: what its last poke learned
 
 __all__ = ["BatchJobFailedError", "BatchJobTimeoutError", "BatchPollingError", "BatchSensor"]
 
@@ -66,7 +69,7 @@ class BatchSensor(BaseSensorOperator):
 
     def __init__(self, *, job: Any, deferrable: bool | None = None, poll_interval: float | None = None,
                  poke_interval: float | timedelta | None = None,  # every sensor's argument: the same thing
-                 max_poll_interval: float = 60.0, max_concurrency: int = 8, requests_per_minute: float | None = None,
+                 max_poll_interval: float = 60.0, max_concurrency: int = 32, requests_per_minute: float | None = None,
                  max_consecutive_failures: int = 10, timeout: float | timedelta = timedelta(hours=24),
                  **kwargs: Any) -> None:
         if poll_interval is not None and poke_interval is not None:
@@ -136,31 +139,57 @@ class BatchSensor(BaseSensorOperator):
             self._polling = None
 
     def poke(self, context: Context) -> PokeReturnValue:
-        """One cycle of the wait's polling (job/polling.py, as on the triggerer): the batches chosen
-        within the request budget, ``max_concurrency`` at a time."""
+        """The wait's polling (job/polling.py, as on the triggerer): the batches chosen within the
+        request budget, ``max_concurrency`` at a time; cycles follow at once while they confirm a
+        backlog of finished batches, so one poke confirms a finished job at the budget's pace."""
         self.job = job_reference(self.job)
         polling = self._worker_polling()
+        # Reschedule mode starts each poke in a new process: it takes back what the last poke learned
+        # (which batches finished, the rate) from the task's state store. Without a store it asks
+        # about every batch still running, as a budgeted choice could miss some for ever.
+        store = context.get("task_state_store") if self.reschedule else None
+        if store is not None and polling.poller.cycles == 0:
+            self._take_back(store, polling.poller)
+        progress = self._job_progress()
         try:
-            # Reschedule mode starts each poke in a new process, knowing nothing: it asks about every
-            # batch still running (max_concurrency at a time), as a budgeted choice could miss some
-            # for ever. Poke mode keeps what it learned, and the budget, between pokes.
-            _, stop = polling.cycle(self.poll_interval, sweep=self.reschedule)
+            while True:
+                _, stop = polling.cycle(self.poll_interval, sweep=self.reschedule and store is None)
+                verdict = progress.verdict(time.time(), None)
+                self._log_progress(progress)
+                if stop is not None or verdict is not Verdict.RUNNING or not polling.poller.backlog:
+                    break
+            if store is not None and stop is None and verdict is Verdict.RUNNING:
+                self._keep(store, polling.poller)
         except BaseException:
             self._close_polling()
             raise
-        verdict = self._job_progress().verdict(time.time(), None)
-        if stop is not None or verdict is not Verdict.RUNNING:
+        if stop is not None or verdict is not Verdict.RUNNING or self.reschedule:
             self._close_polling()
         if stop is not None:
             raise stop.error()
-        if self._progress_log is None:  # poke mode keeps it between pokes: the rate is the wait's
-            self._progress_log = ProgressLog(self.log, f"Job {self.job.get('job_id')}: finished", "batches",
-                                             len(self._job_progress().batch_ids), every=0)
-        seen = self._job_progress().counts()
-        self._progress_log.update(seen.batches_done, seen.describe())
         if verdict is Verdict.RUNNING:
             return PokeReturnValue(is_done=False)
         return PokeReturnValue(is_done=True, xcom_value=self._result(verdict))
+
+    def _log_progress(self, progress: JobProgress) -> None:
+        if self._progress_log is None:  # poke mode keeps it between pokes: the rate is the wait's
+            self._progress_log = ProgressLog(self.log, f"Job {self.job.get('job_id')}: finished", "batches",
+                                             len(progress.batch_ids), every=0)
+        seen = progress.counts()
+        self._progress_log.update(seen.batches_done, seen.describe())
+
+    def _keep(self, store: Any, poller: Poller) -> None:
+        """What a rescheduled poke learned, for the next: the finished batches, the rate, the cycle."""
+        store.set(WAIT_KEY, {"job_id": self.job.get("job_id"), "finished": poller.progress.finished_runs(),
+                             "cycles": poller.cycles, "rate": poller.budget.rate})
+
+    def _take_back(self, store: Any, poller: Poller) -> None:
+        kept = store.get(WAIT_KEY)
+        if not kept or kept.get("job_id") != self.job.get("job_id"):
+            return  # first poke, or a new job from a rerun submit
+        poller.progress.restore_finished(kept["finished"])
+        poller.cycles = kept["cycles"]
+        poller.budget.resume(kept["rate"])
 
 
 def default_deferrable() -> bool:
@@ -210,7 +239,7 @@ def worker_polling(job: dict[str, Any], progress: JobProgress, *, max_concurrenc
 
 
 def wait_on_worker(job: dict[str, Any], manifest: JobManifest, *, poll_interval: float, timeout: timedelta,
-                   log: Any, max_poll_interval: float = 60.0, max_concurrency: int = 8,
+                   log: Any, max_poll_interval: float = 60.0, max_concurrency: int = 32,
                    requests_per_minute: float | None = None, max_consecutive_failures: int = 10) -> dict[str, Any]:
     """Poll from this worker until every batch has finished: waiting without a triggerer, as the
     trigger waits (job/polling.py), the interval growing while nothing changes."""
@@ -230,4 +259,4 @@ def wait_on_worker(job: dict[str, Any], manifest: JobManifest, *, poll_interval:
             seen = progress.counts()
             progress_log.update(seen.batches_done, seen.describe())
             interval = poll_interval if changed else min(interval * 1.5, max(max_poll_interval, poll_interval))
-            time.sleep(max(0.0, min(interval, deadline - time.time())))
+            time.sleep(max(0.0, min(polling.poller.pause(interval), deadline - time.time())))

@@ -71,7 +71,7 @@ class BatchTrigger(BaseTrigger):
 
     def __init__(self, *, job: dict[str, Any], batch_api_conn_id: str = "batch_api_default",
                  deadline: float | None = None, poll_interval: float = 5.0, max_poll_interval: float = 60.0,
-                 max_concurrency: int = 8, requests_per_minute: float | None = None,
+                 max_concurrency: int = 32, requests_per_minute: float | None = None,
                  max_consecutive_failures: int = 10, end_with: str | None = None) -> None:
         super().__init__()
         self.job = job
@@ -125,23 +125,27 @@ class BatchTrigger(BaseTrigger):
                                                  self.max_concurrency, self.log),
                             max_concurrency=self.max_concurrency,
                             max_consecutive_failures=self.max_consecutive_failures, job_id=str(job_id), log=self.log)
+            hook.on_throttled = poller.budget.slow_down  # a 429 slows the whole wait at once
 
             async def poll(batch_id: str) -> BatchStatus | BaseException:
+                await poller.budget.await_turn()  # its turn, before a place among those in flight
                 async with limit:
+                    sent = time.monotonic()
                     try:
                         return await hook.get_batch(batch_id)
                     except (BatchApiError, ProtocolError) as exc:
                         return exc
+                    finally:
+                        poller.answered_after(time.monotonic() - sent)
 
             while True:
                 verdict = progress.verdict(time.time(), self.deadline)
                 changed = False
                 if verdict is Verdict.RUNNING:
                     chosen = poller.plan(interval)
-                    hook.throttled, started = 0, time.monotonic()
+                    hook.throttled = 0
                     results = await asyncio.gather(*map(poll, chosen))
-                    changed, stop = poller.settle(chosen, results, throttled=hook.throttled,
-                                                  seconds=time.monotonic() - started)
+                    changed, stop = poller.settle(chosen, results, throttled=hook.throttled)
                     if stop is not None:
                         event = self._event("error", progress, stop.message)
                         event.payload["refused"] = stop.refused  # the resumed task fails without retries
@@ -169,7 +173,7 @@ class BatchTrigger(BaseTrigger):
                         yield event
                     return
                 interval = self.poll_interval if changed else min(interval * 1.5, self.max_poll_interval)
-                await asyncio.sleep(self._pause(interval))
+                await asyncio.sleep(self._pause(poller.pause(interval)))
 
     def _ends_task(self) -> bool:
         # No task instance under `airflow dags test`, which runs triggers in line and resumes the

@@ -382,9 +382,11 @@ def test_the_waits_budget_grows_to_the_apis_limit_and_backs_off_from_it(make_emu
 
 def test_waiting_on_a_worker_asks_concurrently_within_the_same_budget(make_emulator, monkeypatch, tmp_path):
     """Poke mode and a worker-side wait_for_completion poll as the trigger does (job/polling.py):
-    several requests in flight (a sequential look kept one), the budget's choice of batches."""
+    several requests in flight (a sequential look kept one), the budget's choice of batches. (The
+    budget paces requests: at the default start, 10 a second, 50 ms answers need one in flight; a
+    connection starting at 60,000 a minute needs more than 8.)"""
     server = make_emulator(latency=0.05)
-    job = submit(server, monkeypatch, tmp_path, rows=400, per_batch=10)  # 40 batches
+    job = submit(server, monkeypatch, tmp_path, rows=400, per_batch=10, requests_per_minute=60_000)  # 40 batches
     wait_for_job(job)
     before = server.stats()
     sensor = BatchSensor(task_id="wait", job=job, deferrable=False, max_concurrency=8)
@@ -402,7 +404,7 @@ def test_waiting_on_a_worker_asks_concurrently_within_the_same_budget(make_emula
         id_column="id", text_column="text", request=Summarize(), max_items_per_batch=10, deferrable=False,
         manifest_dir=str(tmp_path / "jobs" / "worker"), wait_for_completion=True, poll_interval=1,
     )
-    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(quiet))
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(quiet, requests_per_minute=60_000))
     reference = result.execute({"task_state_store": DictStateStore()})
     assert reference["rows"] == 200 and quiet.stats()["in_flight_peak"]["status"] >= 4
 

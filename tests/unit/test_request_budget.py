@@ -5,6 +5,7 @@ start nor above the ceiling."""
 from __future__ import annotations
 
 import logging
+from itertools import pairwise
 
 import pytest
 
@@ -57,17 +58,74 @@ def test_it_halves_when_throttled_then_approaches_carefully(caplog):
     quick(budget, 6)
     assert budget.rate == 20_000  # the ceiling
     budget.cycle_done(answered=40, throttled=3, seconds_per_answer=0.05, saturated=True, confirmed=40)
-    assert budget.rate == 10_000
+    assert budget.rate == 10_000  # the doubling may have overshot twice: halved
     quick(budget)
-    assert budget.rate == 10_600  # above half the rate refused: one start a cycle
-    for _ in range(8):
+    assert budget.rate == 10_500  # then 5 % of the rate found a cycle
+    budget.cycle_done(answered=40, throttled=1, seconds_per_answer=0.05, saturated=True, confirmed=40)
+    assert budget.rate == 10_500 * 0.7  # a later throttle, close to the limit: a smaller cut
+    for _ in range(12):
         budget.cycle_done(answered=40, throttled=1, seconds_per_answer=0.05, saturated=True, confirmed=40)
     assert budget.rate == 600  # random 429s cannot starve a job
     assert "Status requests: 10,000 a minute (the API asked to slow down 3 time(s))" in caplog.messages
     assert RequestBudget(600, 100, concurrency=8, log=LOG).rate == 100  # a ceiling below the start wins
 
 
+def test_a_429_slows_every_request_at_once_and_cuts_the_rate_once_a_burst():
+    """Told by the hooks as they retry: no request starts before the Retry-After, and the rate is cut
+    while the cycle still runs; the other 429s of the same burst do not cut it again."""
+    budget = RequestBudget(600, None, concurrency=8, log=LOG)
+    quick(budget, 4)
+    budget.slow_down(0.5)
+    assert budget.rate == 4800
+    assert budget._turn()[0] >= 0.45  # the next request waits for the Retry-After
+    budget.slow_down(0.5)
+    assert budget.rate == 4800  # the same burst
+    budget.cycle_done(answered=40, throttled=2, seconds_per_answer=0.05, saturated=True, confirmed=40)
+    assert budget.rate == 4800  # already cut while the cycle ran
+    budget.slow_down(0.5)
+    assert budget.rate == 4800 * 0.7  # a new cycle's throttle
+
+
 @pytest.mark.parametrize(("start", "concurrency"), [(0, 8), (float("nan"), 8), (600, 0)])
 def test_unusable_settings_are_refused(start, concurrency):
     with pytest.raises(ValueError):
         RequestBudget(start, None, concurrency=concurrency, log=LOG)
+
+
+def test_requests_are_spaced_evenly_at_the_rate_without_a_burst_after_an_idle_spell():
+    """Paced request by request, shared by every request in flight: an API that limits by the second
+    sees the rate, not a cycle's burst."""
+    budget = RequestBudget(6000, None, concurrency=8, log=LOG)  # one request each 10 ms
+    waits = [budget._turn()[0] for _ in range(5)]
+    assert waits[0] < 0.005
+    assert [round(b - a, 3) for a, b in pairwise(waits)] == [0.01] * 4
+    quick(budget)  # doubled: each 5 ms
+    later = [budget._turn()[0] for _ in range(3)]
+    assert round(later[2] - later[1], 3) == 0.005
+
+
+def test_a_rate_learned_earlier_is_taken_back_within_the_start_and_the_ceiling():
+    budget = RequestBudget(600, 20_000, concurrency=8, log=LOG)
+    budget.resume(9_600)
+    assert budget.rate == 9_600
+    budget.resume(1e9)
+    assert budget.rate == 20_000
+    budget.resume(10)
+    assert budget.rate == 600
+
+
+def test_a_turn_given_before_a_429_is_given_up_for_one_after_the_pause():
+    """Requests already waiting for their turns would otherwise start on time and meet the same 429."""
+    import threading
+    import time
+
+    budget = RequestBudget(60, None, concurrency=8, log=LOG)  # one a second
+    budget.wait_turn()  # the first goes at once
+    started = time.monotonic()
+    waited: list[float] = []
+    waiting = threading.Thread(target=lambda: (budget.wait_turn(), waited.append(time.monotonic() - started)))
+    waiting.start()  # its turn: in a second
+    time.sleep(0.2)
+    budget.slow_down(2.0)
+    waiting.join()
+    assert waited[0] >= 2.0  # not 1.0
