@@ -418,3 +418,42 @@ def test_a_poke_in_reschedule_mode_asks_about_every_running_batch(make_emulator,
     sensor = BatchSensor(task_id="wait", job=job, deferrable=False, mode="reschedule", poke_interval=5)
     done = sensor.poke({})
     assert done.is_done and done.xcom_value["batches_done"] == 200
+
+
+def test_a_poke_confirms_a_backlog_of_finished_batches_beyond_one_cycles_budget(make_emulator, monkeypatch,
+                                                                                 tmp_path):
+    """200 finished batches, a first cycle's budget of 50 (600 a minute over 5 s): cycles follow at once
+    while most answers say "finished", so one poke confirms the job, each batch asked about once."""
+    server = make_emulator()
+    job = submit(server, monkeypatch, tmp_path, rows=2000, per_batch=10)
+    wait_for_job(job)
+    before = server.stats()["requests"]["status"]
+    done = BatchSensor(task_id="wait", job=job, deferrable=False).poke({})
+    assert done.is_done and done.xcom_value["batches_done"] == 200
+    assert server.stats()["requests"]["status"] - before == 200
+
+
+def test_a_rescheduled_poke_takes_back_what_the_last_one_learned(make_emulator, monkeypatch, tmp_path):
+    """Each rescheduled poke is a new process: the finished batches (and their counts), the rate and
+    the cycle are kept in the task's state store, so the next poke asks only about the others."""
+    server = make_emulator(items_per_second=100)  # 20 batches of 10: one finishes every 0.1 s
+    job = submit(server, monkeypatch, tmp_path, rows=200, per_batch=10)
+    store = DictStateStore()
+    first = BatchSensor(task_id="wait", job=job, deferrable=False, mode="reschedule", poke_interval=5)
+    time.sleep(0.8)
+    assert not first.poke({"task_state_store": store}).is_done
+    left = first._job_progress().running()
+    assert 0 < len(left) < 20, left  # some finished, some not
+    kept = store["wait"]
+    assert kept["job_id"] == job["job_id"] and kept["rate"] == 600 and kept["cycles"] >= 1
+    wait_for_job(job)
+    before = server.stats()["requests"]["status"]
+    second = BatchSensor(task_id="wait", job=job, deferrable=False, mode="reschedule", poke_interval=5)
+    done = second.poke({"task_state_store": store})
+    assert server.stats()["requests"]["status"] - before == len(left)  # only those not known finished
+    assert done.is_done and (done.xcom_value["batches_done"], done.xcom_value["items_completed"]) == (20, 200)
+    other_job = {**job, "job_id": "job-another"}  # a rerun submit's new job: nothing taken back
+    third = BatchSensor(task_id="wait", job=other_job, deferrable=False, mode="reschedule")
+    third._take_back(store, third._worker_polling().poller)
+    assert len(third._job_progress().running()) == 20
+    third._close_polling()
