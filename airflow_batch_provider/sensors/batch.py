@@ -53,7 +53,7 @@ class BatchSensor(BaseSensorOperator):
     :param poll_interval: seconds between status polls (default 5, as the API docs advise);
         ``poke_interval``, the argument every sensor takes, may be given instead.
     :param max_poll_interval: the longest interval while nothing changes (deferrable mode).
-    :param max_concurrency: status requests in flight at once.
+    :param max_concurrency: status requests in flight at most (the rate decides how many are needed).
     :param requests_per_minute: the most status requests a minute; default: the
         connection's ``max_requests_per_minute``. The rate starts at the connection's
         ``requests_per_minute`` and grows while the API keeps up.

@@ -2,9 +2,9 @@
 
 One trigger per job. Each cycle it polls only the batches still running — the newest one, and the
 oldest ones with the rest of the budget (``job/polling.py``, shared with the worker-side wait) — at
-most ``max_concurrency`` at a time, within a request rate that finds the API's limit
-(``job/budget.py``); while nothing
-changes the interval grows gently (x1.5 up to ``max_poll_interval``). Its deadline is an absolute
+most ``max_concurrency`` at a time, paced within a request rate that finds the API's limit
+(``job/budget.py``); cycles follow at once while they confirm a backlog of finished batches, and
+while nothing changes the interval grows gently (x1.5 up to ``max_poll_interval``). Its deadline is an absolute
 wall-clock time fixed on the worker at submission and carried in the trigger's kwargs, so a
 triggerer restart neither resets nor extends it. It yields exactly one terminal event — success,
 failed, timeout or error — with ids and counts only, then returns.
@@ -57,7 +57,7 @@ class BatchTrigger(BaseTrigger):
     :param deadline: absolute Unix time after which the job counts as timed out; None waits forever.
     :param poll_interval: seconds between cycles while batches progress (the API docs advise 5).
     :param max_poll_interval: longest interval the backoff reaches while nothing changes.
-    :param max_concurrency: status requests in flight at once.
+    :param max_concurrency: status requests in flight at most (the rate decides how many are needed).
     :param requests_per_minute: the most status requests a minute (None: the connection's
         ``max_requests_per_minute``); the rate starts at the connection's ``requests_per_minute`` and
         grows while the API keeps up (job/budget.py).

@@ -6,7 +6,7 @@ of a fresh Airflow (``default_deferrable`` False: the sensor pokes from the work
 (the trigger runs in line under dag.test()). Each run is its own process, so its peak RSS is its
 own. Printed per phase against its floor (batches x latency / concurrency; the load asks once a
 batch): the submit, the wait after the emulator's last batch finished, the load; the total; the
-peak RSS. Run with `make benchmarks` (about 20 minutes on 2 cores); figures in docs/performance.md.
+peak RSS, and the peak while each task ran. Run with `make benchmarks` (about 20 minutes on 2 cores); figures in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -95,4 +95,6 @@ def test_a_million_rows_with_the_defaults(tmp_path, deferrable):
           f"\n  submit {seconds['submit']:.1f} s (floor {floor:.1f} s, ratio {seconds['submit'] / floor:.2f})"
           f"\n  wait   {seconds['wait']:.1f} s in all, {wait_after:.1f} s after the emulator's last batch finished"
           f"\n  load   {seconds['load']:.1f} s (floor {floor:.1f} s, ratio {seconds['load'] / floor:.2f})"
-          f"\n  total  {total:.0f} s ({total / 60:.1f} min); peak RSS {result['peak_mb']:.0f} MB")
+          f"\n  total  {total:.0f} s ({total / 60:.1f} min); peak RSS {result['peak_mb']:.0f} MB"
+          f"\n  peak RSS while each task ran: " + ", ".join(f"{task} {mb:.0f} MB"
+                                                          for task, mb in result["task_peak_mb"].items()))
