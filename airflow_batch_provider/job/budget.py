@@ -1,18 +1,19 @@
 """How many status requests a wait may make: a rate that finds the API's limit instead of guessing it.
 
-It starts at a polite rate and, after each cycle in which it was what kept finished batches from
-being confirmed (most answers newly said "finished", none was throttled, and they came back about as
-quickly as usual), doubles; while nothing new finishes it falls back towards the start. Once the API
-has throttled it, it
-grows by the starting rate a cycle instead, from half the rate that was throttled (as TCP finds a
-link's capacity: a quick search, then a careful approach). A throttle (a 429, or any answer with
-``Retry-After``, which the hooks honour before retrying) halves it, never below the starting rate
-(so random faults cannot starve a job); it never goes above the ceiling (the connection's, or the
-sensor's ``requests_per_minute``). From 600 a minute it reaches 6,000 in 4 cycles and 60,000 in 7.
+It starts at a polite rate (the connection's ``requests_per_minute``, 600) and, after each cycle in
+which it was what kept finished batches from being confirmed (most answers newly said "finished",
+none was throttled, and they came back about as quickly as usual), doubles; while nothing new
+finishes it falls back towards the start. A throttle (a 429, or any answer with ``Retry-After``)
+cuts it at once: the first cut halves it (the doubling may have overshot the limit twice), later
+ones take 30 %; never below the start (so random faults cannot starve a job), never above the
+ceiling (the connection's ``max_requests_per_minute``, or the wait's ``requests_per_minute``). Below
+the rate found at the last cut it may double again up to that rate; above it, it grows by 5 % a
+cycle (as TCP finds a link's capacity: a quick search, then a careful approach).
 
 The rate is kept request by request, not cycle by cycle: :meth:`RequestBudget.wait_turn` spaces the
 starts of the requests ``60 / rate`` seconds apart, shared by every request of the wait (threads on
-a worker, tasks on the triggerer), so no burst overruns an API that limits by the second.
+a worker, tasks on the triggerer), so no burst overruns an API that limits by the second; a
+throttle pauses every start for its ``Retry-After`` (:meth:`RequestBudget.slow_down`).
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from airflow_batch_provider.hooks.settings import ApiSettings
 from airflow_batch_provider.logs import TaskLog
 
 GROWTH = 2.0
-# Once throttled, the rate approaches the limit found by this share of itself a cycle (about twenty
-# quiet cycles from a first cut, six from a later one), and a later throttle cuts it to this share:
-# a cycle is a second while a backlog is confirmed, so a coarser step would meet the limit every few
-# seconds, each time with a burst of 429s.
+# Above the rate found at the last cut, the rate grows by this share a cycle (from a first cut about
+# fifteen cycles back to the rate refused, from a later one about seven), and a later throttle cuts
+# it to LATER_CUT: a cycle is a second while a backlog is confirmed, so a coarser step would meet the
+# limit every few seconds, each time with a burst of 429s.
 CAREFUL_STEP = 0.05
 LATER_CUT = 0.7
 # A cycle whose answers took longer than this many times the usual is a server slowing down: the
@@ -52,15 +53,26 @@ class RequestBudget:
         self.rate = self.start
         self.log = log
         self._usual: float | None = None  # seconds per answer, a moving average of the cycles so far
-        self._careful_from: float | None = None  # the rate after the last cut: grow slowly above it
+        self.found: float | None = None  # the rate after the last cut: doubled up to, approached above
         self._lock = threading.Lock()  # the worker's polling threads share the pace
         self._next_start = 0.0  # time.monotonic() before which no further request may start
         self._slowdowns = 0  # times the API asked to slow down: turns given before are given up
         self._lowered_at: float | None = None  # time.monotonic() of the last cut for a throttle
+        self._told_in_cycle = False  # slow_down was called during the cycle under way
+        self._stopped = threading.Event()  # the wait is over: no turn is waited for
 
-    def resume(self, rate: float) -> None:
-        """Go on at a rate learned earlier (a rescheduled poke's), within the start and the ceiling."""
-        self.rate = max(self.start, rate if self.ceiling is None else min(self.ceiling, rate))
+    def resume(self, rate: float, found: float | None) -> None:
+        """Go on as a rescheduled poke's budget left off: its rate, and the rate its last cut found,
+        within the start and the ceiling."""
+        self.rate = self._within(rate)
+        self.found = None if found is None else self._within(found)
+
+    def _within(self, rate: float) -> float:
+        return max(self.start, rate if self.ceiling is None else min(self.ceiling, rate))
+
+    def stop(self) -> None:
+        """The wait is over (done, failed, or killed): turns being waited for end at once."""
+        self._stopped.set()
 
     def _turn(self) -> tuple[float, int]:
         """The next request's turn: the seconds to wait before sending it (starts ``60 / rate``
@@ -71,15 +83,17 @@ class RequestBudget:
             self._next_start = start + 60 / self.rate
             return start - now, self._slowdowns
 
-    def wait_turn(self) -> None:
-        """Block until this request may start (a worker's polling threads). A turn given before the
+    def wait_turn(self) -> bool:
+        """Block until this request may start (a worker's polling threads); False if the wait was
+        stopped meanwhile (:meth:`stop`), and the request must not be sent. A turn given before the
         API asked to slow down is given up for a new one, after the pause and at the lowered rate:
         otherwise the requests already waiting for their turns would meet the same 429."""
         while True:
             delay, slowdowns = self._turn()
-            time.sleep(delay)
+            if self._stopped.wait(delay):
+                return False
             if slowdowns == self._slowdowns:
-                return
+                return True
 
     async def await_turn(self) -> None:
         """:meth:`wait_turn` for the trigger's tasks."""
@@ -93,19 +107,20 @@ class RequestBudget:
         """The API asked a request to slow down (the hooks call this as they retry it, after
         ``seconds``): no request starts before then, and the rate is lowered at once, not at the end
         of the cycle. The other answers of the same burst say the same thing, so it is lowered again
-        only once ``seconds`` and one more have passed."""
+        only once ``seconds`` and one more have passed, whatever the cycles."""
         with self._lock:
             now = time.monotonic()
-            self._next_start = max(self._next_start, now + seconds)
+            self._next_start = now + seconds  # every turn given before is given up (wait_turn)
             self._slowdowns += 1
+            self._told_in_cycle = True
             if self._lowered_at is None or now - self._lowered_at > seconds + 1:
                 self._lowered_at = now
                 self._lower(1)
 
     def _lower(self, throttled: int) -> None:
         # The first throttle ends the doubling, which may have overshot the limit up to twice: halve.
-        lowered = max(self.start, self.rate / GROWTH if self._careful_from is None else self.rate * LATER_CUT)
-        self._careful_from = lowered
+        lowered = max(self.start, self.rate / GROWTH if self.found is None else self.rate * LATER_CUT)
+        self.found = lowered
         if lowered < self.rate:
             self.log.info("Status requests: %s a minute (the API asked to slow down %d time(s))",
                           f"{lowered:,.0f}", throttled)
@@ -128,9 +143,9 @@ class RequestBudget:
         from being confirmed; while nothing finishes it falls back towards the start."""
         if throttled:
             with self._lock:
-                if self._lowered_at is None:  # not told while the cycle ran (a hook without slow_down)
+                if not self._told_in_cycle:  # a hook without slow_down: cut once the cycle is over
                     self._lower(throttled)
-                self._lowered_at = None
+                self._told_in_cycle = False
             return
         if not answered or seconds_per_answer is None:
             return
@@ -144,8 +159,12 @@ class RequestBudget:
             return
         if self.rate / 60 > self.concurrency / self._usual:  # the requests in flight bound it, not the rate
             return
-        found = self._careful_from  # a limit was found: approach it
-        raised = self.rate + CAREFUL_STEP * found if found is not None and self.rate >= found else self.rate * GROWTH
+        if self.found is None:
+            raised = self.rate * GROWTH
+        elif self.rate < self.found:  # back up to the rate the last cut found, no further at once
+            raised = min(self.rate * GROWTH, self.found)
+        else:  # above it, approach the limit
+            raised = self.rate * (1 + CAREFUL_STEP)
         raised = raised if self.ceiling is None else min(self.ceiling, raised)
         if raised > self.rate:
             self.log.info("Status requests: %s a minute (finished batches wait to be confirmed, and answers "

@@ -80,11 +80,12 @@ class Poller:
         self._round_trips: list[float] = []
 
     def plan(self, interval: float, *, sweep: bool = False) -> list[str]:
-        """The batches to ask about in a cycle ``interval`` seconds long (:data:`BACKLOG_SPAN` while
-        a backlog is confirmed); with ``sweep``, every batch still running."""
+        """The batches to ask about in a cycle ``interval`` seconds long (:data:`BACKLOG_SPAN` for the
+        first and while a backlog is confirmed); with ``sweep``, every batch still running."""
         running = self.progress.running()
         self._running = len(running)
-        span = min(interval, BACKLOG_SPAN) if self.backlog else interval
+        # The first cycle is short too: if the job has finished, the backlog is found a second in.
+        span = min(interval, BACKLOG_SPAN) if self.backlog or not self.cycles else interval
         chosen = list(running) if sweep else choose(running, self.budget.per_cycle(span), self.cycles)
         self.cycles += 1
         self._started = time.monotonic()
@@ -151,7 +152,8 @@ class WorkerPolling:
         self.pool = ThreadPoolExecutor(poller.max_concurrency, thread_name_prefix="scaledown-poll")
 
     def _status(self, batch_id: str) -> BatchStatus | BaseException:
-        self.poller.budget.wait_turn()
+        if not self.poller.budget.wait_turn():
+            return BatchPollingError(f"not asked about batch {batch_id}: the wait was stopped")
         sent = time.monotonic()
         try:
             return self.hooks.get().get_batch(batch_id)
@@ -168,6 +170,7 @@ class WorkerPolling:
         return self.poller.settle(chosen, results, throttled=self.hooks.take_throttled())
 
     def close(self) -> None:
+        self.poller.budget.stop()  # threads waiting for a turn end now, without sending
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.hooks.close()
 

@@ -71,6 +71,10 @@ class JobProgress:
         self.batch_ids = list(batch_ids)
         self._expected = items_per_batch or {}
         self._latest: dict[str, BatchStatus] = {}
+        # Finished batches taken back from an earlier poke (restore_finished): their state, and their
+        # items (total, completed, failed) summed, as that poke kept them.
+        self._settled: dict[str, BatchState] = {}
+        self._settled_items: tuple[int, int, int] = (0, 0, 0)
 
     @classmethod
     def of(cls, manifest: JobManifest) -> JobProgress:
@@ -84,48 +88,56 @@ class JobProgress:
         self._latest[status.batch_id] = status
         return before is None or (before.state, before.done) != (status.state, status.done)
 
-    def finished_runs(self) -> list[list[Any]]:
-        """The finished batches' statuses, run-length encoded by position (``[first index, how many,
-        state, raw status, total, completed, failed, api version]``): what a rescheduled poke keeps
-        for the next, a few entries when batches finish in order, whatever the job's size."""
+    def finished_state(self) -> dict[str, Any]:
+        """What a rescheduled poke keeps for the next: which batches finished, run-length encoded by
+        position with their state (``[first index, how many, state]``: a few entries when batches
+        finish in order, whatever the job's size), and their items summed."""
         runs: list[list[Any]] = []
+        items = list(self._settled_items)
         for index, batch_id in enumerate(self.batch_ids):
+            state = self._settled.get(batch_id)
             status = self._latest.get(batch_id)
-            if status is None or not status.terminal:
+            if state is None and status is not None and status.terminal:
+                state = status.state
+                items = [items[0] + status.total, items[1] + status.completed, items[2] + status.failed]
+            if state is None:
                 continue
-            fields = [status.state.value, status.raw_status, status.total, status.completed, status.failed,
-                      status.api_version]
-            if runs and runs[-1][0] + runs[-1][1] == index and runs[-1][2:] == fields:
+            if runs and runs[-1][0] + runs[-1][1] == index and runs[-1][2] == state.value:
                 runs[-1][1] += 1
             else:
-                runs.append([index, 1, *fields])
-        return runs
+                runs.append([index, 1, state.value])
+        return {"runs": runs, "items": items}
 
-    def restore_finished(self, runs: Iterable[list[Any]]) -> None:
-        """Take back what :meth:`finished_runs` kept (of this same job's batches)."""
-        for first, count, state, raw_status, total, completed, failed, api_version in runs:
+    def restore_finished(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`finished_state` kept (of this same job's batches, none seen yet)."""
+        for first, count, value in state["runs"]:
             for batch_id in self.batch_ids[first:first + count]:
-                self._latest[batch_id] = BatchStatus(batch_id, BatchState(state), raw_status, total, completed,
-                                                     failed, api_version)
+                self._settled[batch_id] = BatchState(value)
+        self._settled_items = tuple(state["items"])
 
     def running(self) -> list[str]:
         """Batches not known to be finished, in submission order."""
-        return [b for b in self.batch_ids if not (b in self._latest and self._latest[b].terminal)]
+        return [b for b in self.batch_ids
+                if b not in self._settled and not (b in self._latest and self._latest[b].terminal)]
 
     def failed(self) -> list[str]:
-        return [b for b in self.batch_ids if b in self._latest and self._latest[b].state is BatchState.FAILED]
+        return [b for b in self.batch_ids if self._settled.get(b) is BatchState.FAILED
+                or (b in self._latest and self._latest[b].state is BatchState.FAILED)]
 
     def counts(self) -> Counts:
-        latest = self._latest.values()
+        latest = [s for b, s in self._latest.items() if b not in self._settled]
+        settled = self._settled.values()
+        total, completed, failed = self._settled_items
         items_total = sum(self._latest[b].total if b in self._latest else self._expected.get(b, 0)
-                          for b in self.batch_ids)
+                          for b in self.batch_ids if b not in self._settled)
         return Counts(
             batches_total=len(self.batch_ids),
-            batches_done=sum(s.terminal for s in latest),
-            batches_failed=sum(s.state is BatchState.FAILED for s in latest),
-            items_total=items_total,
-            items_completed=sum(s.completed for s in latest),
-            items_failed=sum(s.failed for s in latest),
+            batches_done=sum(s.terminal for s in latest) + len(self._settled),
+            batches_failed=sum(s.state is BatchState.FAILED for s in latest)
+            + sum(state is BatchState.FAILED for state in settled),
+            items_total=items_total + total,
+            items_completed=sum(s.completed for s in latest) + completed,
+            items_failed=sum(s.failed for s in latest) + failed,
         )
 
     def verdict(self, now: float, deadline: float | None) -> Verdict:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
 from airflow_batch_provider.destinations import limits_for
@@ -513,7 +514,19 @@ class ParquetToBatchOperator(BaseBatchSubmitOperator):
         dataset = self._dataset()
         require_columns(str(self.path), columns, dataset.schema.names, InvalidRequestError)
         # One batch after another, in file order (use_threads=False): the job's identity covers the order.
-        yield from dataset.to_batches(columns=columns, batch_size=READ_BATCH_ROWS, use_threads=False)
+        fragments = list(dataset.get_fragments())
+        if not all(name in fragment.physical_schema.names for fragment in fragments for name in columns):
+            # A column from key=value folders: the dataset's scanner adds it.
+            yield from dataset.to_batches(columns=columns, batch_size=READ_BATCH_ROWS, use_threads=False)
+            return
+        # File by file, page by page: the scanner decodes a whole row group before cutting it, and a
+        # file written by pandas or pyarrow with their defaults is one row group of up to 1 M rows.
+        schema = pa.schema([dataset.schema.field(name) for name in columns])  # one type per column, as the scanner
+        for fragment in fragments:
+            with dataset.filesystem.open_input_file(fragment.path) as file:
+                for batch in pq.ParquetFile(file).iter_batches(batch_size=READ_BATCH_ROWS, columns=columns,
+                                                               use_threads=False):
+                    yield batch.cast(schema)
 
 
 class SqlToBatchOperator(BaseBatchSubmitOperator):

@@ -158,7 +158,7 @@ class BatchSensor(BaseSensorOperator):
                 self._log_progress(progress)
                 if stop is not None or verdict is not Verdict.RUNNING or not polling.poller.backlog:
                     break
-            if store is not None and stop is None and verdict is Verdict.RUNNING:
+            if store is not None and verdict is Verdict.RUNNING:  # a retry after a stop goes on from here too
                 self._keep(store, polling.poller)
         except BaseException:
             self._close_polling()
@@ -180,8 +180,8 @@ class BatchSensor(BaseSensorOperator):
 
     def _keep(self, store: Any, poller: Poller) -> None:
         """What a rescheduled poke learned, for the next: the finished batches, the rate, the cycle."""
-        store.set(WAIT_KEY, {"job_id": self.job.get("job_id"), "finished": poller.progress.finished_runs(),
-                             "cycles": poller.cycles, "rate": poller.budget.rate})
+        store.set(WAIT_KEY, {"job_id": self.job.get("job_id"), "finished": poller.progress.finished_state(),
+                             "cycles": poller.cycles, "rate": poller.budget.rate, "found": poller.budget.found})
 
     def _take_back(self, store: Any, poller: Poller) -> None:
         kept = store.get(WAIT_KEY)
@@ -189,7 +189,7 @@ class BatchSensor(BaseSensorOperator):
             return  # first poke, or a new job from a rerun submit
         poller.progress.restore_finished(kept["finished"])
         poller.cycles = kept["cycles"]
-        poller.budget.resume(kept["rate"])
+        poller.budget.resume(kept["rate"], kept.get("found"))
 
 
 def default_deferrable() -> bool:

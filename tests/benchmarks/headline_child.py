@@ -29,13 +29,14 @@ def main(path: str, manifest_dir: str) -> None:
     spec = importlib.util.spec_from_file_location("bench_headline", DAG_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    before_tasks = _status_kb("VmRSS:") / 1024  # Airflow, its metadata database and the DAG, loaded
     run = module.dag.test(run_conf={"path": path, "manifest_dir": manifest_dir})
     done.set()
     tasks = {ti.task_id: [ti.start_date.timestamp(), ti.end_date.timestamp()] for ti in run.get_task_instances()}
     task_peaks = {task: max((mb for at, mb in samples if start <= at <= end), default=0.0)
                   for task, (start, end) in tasks.items()}
     print("HEADLINE " + json.dumps({"state": run.state, "tasks": tasks, "peak_mb": _status_kb("VmHWM:") / 1024,
-                                    "task_peak_mb": task_peaks}))
+                                    "task_peak_mb": task_peaks, "before_tasks_mb": before_tasks}))
 
 
 def _status_kb(field: str) -> int:

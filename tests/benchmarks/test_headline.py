@@ -97,4 +97,5 @@ def test_a_million_rows_with_the_defaults(tmp_path, deferrable):
           f"\n  load   {seconds['load']:.1f} s (floor {floor:.1f} s, ratio {seconds['load'] / floor:.2f})"
           f"\n  total  {total:.0f} s ({total / 60:.1f} min); peak RSS {result['peak_mb']:.0f} MB"
           f"\n  peak RSS while each task ran: " + ", ".join(f"{task} {mb:.0f} MB"
-                                                          for task, mb in result["task_peak_mb"].items()))
+                                                          for task, mb in result["task_peak_mb"].items())
+          + f" (before the first task: {result['before_tasks_mb']:.0f} MB)")

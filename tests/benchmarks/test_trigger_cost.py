@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from airflow_batch_provider.hooks.batch_api import BatchApiHook
+from airflow_batch_provider.hooks.batch_api import BatchApiHook, ThreadHooks
 from airflow_batch_provider.job.manifest import BatchRef, JobManifest, job_location, write_manifest
 from airflow_batch_provider.triggers.batch import BatchTrigger
 
@@ -28,8 +28,10 @@ LINE = b'{"custom_id":"x","method":"POST","url":"/v1/chat/completions","body":{"
 
 
 def make_job(hook, tmp_path, n):
+    hooks = ThreadHooks("batch_api_default")  # a hook per thread: one per call would read the connection 20,000 times
     with ThreadPoolExecutor(16) as pool:
-        ids = list(pool.map(lambda _: BatchApiHook().submit_batch([LINE]).batch_id, range(n)))
+        ids = list(pool.map(lambda _: hooks.get().submit_batch([LINE]).batch_id, range(n)))
+    hooks.close()
     manifest = JobManifest(job_id=f"bench-{n}", conn_id="batch_api_default", model="summarize", request={},
                            id_column="id", id_type="string", input_fingerprint="-", total_rows=n,
                            invalid_rows=0, batches=[BatchRef(b, i, 1) for i, b in enumerate(ids)])
@@ -101,33 +103,36 @@ def test_waiting_cost(emulator_process, monkeypatch, tmp_path, batches):
           f"\n  ratio trigger/baseline              CPU {trigger_cpu / base_cpu:.3f}   requests {trigger_rpm / base_rpm:.3f}")
 
 
-def cycles_to_ask_about(batches: int, interval: float, ceiling: float | None, start: float = 600) -> int:
-    """Cycles the request budget needs to ask about ``batches`` once: it starts at ``start`` a
-    minute and doubles each cycle up to ``ceiling`` (job/budget.py), if nothing throttles it."""
-    rate, asked, cycles = start, 0, 0
+def seconds_to_ask_about(batches: int, ceiling: float | None, start: float = 600) -> float:
+    """Seconds the request budget needs to ask about ``batches`` finished batches once, if nothing
+    throttles it: it starts at ``start`` a minute and, while the answers say "finished", runs
+    one-second cycles one after another, doubling each (job/budget.py, job/polling.py), up to
+    ``ceiling``. What the requests in flight allow (max_concurrency over the round trip) is not
+    modelled: the ratio shows it."""
+    rate, asked, seconds = start, 0.0, 0.0
     while asked < batches:
-        asked += max(1, int(rate * interval / 60))
-        cycles += 1
+        asked += rate / 60
+        seconds += 1
         rate = rate * 2 if ceiling is None else min(ceiling, rate * 2)
-    return cycles
+    return seconds
 
 
 @pytest.mark.parametrize("requests_per_minute", [None, 60_000])
 def test_time_to_notice_a_finished_job(emulator_process, monkeypatch, tmp_path, requests_per_minute):
-    """20,000 batches that have all finished: how long until the trigger says so, with the defaults
-    (no ceiling: the budget grows from 600 a minute) and with a 60,000 a minute ceiling, against the
-    bound of two poll intervals plus the cycles the growing budget needs to ask about every batch."""
+    """20,000 batches that have all finished: how long until the trigger says so, with its defaults
+    (poll_interval 5 s, max_concurrency 32, no ceiling: the budget grows from 600 a minute) and with a
+    60,000 a minute ceiling, against the bound of two poll intervals plus the seconds the growing
+    budget needs to ask about every batch."""
     emulator = emulator_process()
     monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", json.dumps(
         {"conn_type": "batch_api", "host": emulator.url, "password": emulator.api_key}))
-    batches, interval = 20_000, 2.0
+    batches, interval = 20_000, 5.0  # the default poll_interval
     job = make_job(BatchApiHook(), tmp_path, batches)
     while emulator.stats().get("batches_completed", 0) < batches:
         time.sleep(0.5)
 
     async def wait():
-        trigger = BatchTrigger(job=job, poll_interval=interval, max_poll_interval=interval,
-                               requests_per_minute=requests_per_minute, max_concurrency=64)
+        trigger = BatchTrigger(job=job, requests_per_minute=requests_per_minute)  # every other setting its default
         async for event in trigger.run():
             return event.payload
 
@@ -135,7 +140,7 @@ def test_time_to_notice_a_finished_job(emulator_process, monkeypatch, tmp_path, 
     cpu = time.process_time()
     payload = asyncio.run(wait())
     took, cpu = time.monotonic() - started, time.process_time() - cpu
-    bound = 2 * interval + cycles_to_ask_about(batches, interval, requests_per_minute) * interval
+    bound = 2 * interval + seconds_to_ask_about(batches, requests_per_minute)
     assert payload["status"] == "success" and payload["batches_done"] == batches
     print(f"\n{batches} finished batches, ceiling {requests_per_minute or 'none'}/min, interval {interval:.0f} s: "
           f"noticed after {took:.1f} s (bound {bound:.1f} s, ratio {took / bound:.2f}); "

@@ -16,8 +16,7 @@ with DAG("bench_latency", schedule=None, start_date=pendulum.datetime(2024, 1, 1
     submit = ParquetToBatchOperator(
         task_id="submit", path="{{ params.path }}", id_column="id", text_column="text", request=Summarize(),
         max_concurrent_submits=int(os.environ.get("BENCH_SUBMIT_CONCURRENCY", 8)), manifest_dir="{{ params.manifest_dir }}")
-    wait = BatchSensor(task_id="wait", job=submit.output, poll_interval=1, max_poll_interval=2,
-                       requests_per_minute=60_000, max_concurrency=32)
+    wait = BatchSensor(task_id="wait", job=submit.output, deferrable=True)  # deferred; every other setting its default
     load = BatchOutputToTableOperator(task_id="load", job=submit.output, conn_id="bench_pg", table="bench_latency",
                                       mode="upsert", max_concurrent_downloads=8)
     submit >> wait >> load

@@ -275,3 +275,25 @@ def test_sql_source_refuses_a_text_column_that_holds_no_text(emulator, tmp_path,
                                id_column="id", text_column="body", request=Summarize(),
                                manifest_dir=str(tmp_path / "jobs")))
     assert emulator.stats()["requests"] == {}
+
+
+def test_a_parquet_file_of_one_large_row_group_is_read_a_batch_at_a_time(tmp_path):
+    """pandas and pyarrow write up to 1 M rows as one row group; the dataset scanner decoded it whole
+    before cutting it into batches (for 1 M rows, 100 MB of Arrow memory at once). Read page by page,
+    what is held while the rows are read stays near one batch's size; files of another integer type
+    come out with the first file's type, as the scanner gave them."""
+    from airflow_batch_provider.operators.submit import READ_BATCH_ROWS
+
+    rows = READ_BATCH_ROWS * 12
+    text = "Review: the kettle boils fast and the handle stays cool. Shipping took two days, and all was well."
+    pq.write_table(pa.table({"id": pa.array(range(rows), pa.int32()), "body": [text] * rows}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"id": pa.array([rows], pa.int64()), "body": ["One more."]}), tmp_path / "b.parquet")
+    decoded = rows * len(text)
+    op = ParquetToBatchOperator(task_id="p", path=str(tmp_path), id_column="id", text_column="body", request=CLASSIFY)
+    held, sizes, types = [], [], set()
+    for batch in op.iter_record_batches():
+        held.append(pa.total_allocated_bytes())
+        sizes.append(batch.num_rows)
+        types.add(batch.schema.field("id").type)
+    assert sizes == [READ_BATCH_ROWS] * 12 + [1] and types == {pa.int32()}
+    assert max(held) < decoded / 3, (max(held), decoded)

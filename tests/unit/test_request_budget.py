@@ -83,7 +83,10 @@ def test_a_429_slows_every_request_at_once_and_cuts_the_rate_once_a_burst():
     budget.cycle_done(answered=40, throttled=2, seconds_per_answer=0.05, saturated=True, confirmed=40)
     assert budget.rate == 4800  # already cut while the cycle ran
     budget.slow_down(0.5)
-    assert budget.rate == 4800 * 0.7  # a new cycle's throttle
+    assert budget.rate == 4800  # the same burst still, though a new cycle: within Retry-After + 1 s
+    budget._lowered_at -= 2  # two seconds later
+    budget.slow_down(0.5)
+    assert budget.rate == 4800 * 0.7  # a new burst: a later cut takes 30 %
 
 
 @pytest.mark.parametrize(("start", "concurrency"), [(0, 8), (float("nan"), 8), (600, 0)])
@@ -106,26 +109,22 @@ def test_requests_are_spaced_evenly_at_the_rate_without_a_burst_after_an_idle_sp
 
 def test_a_rate_learned_earlier_is_taken_back_within_the_start_and_the_ceiling():
     budget = RequestBudget(600, 20_000, concurrency=8, log=LOG)
-    budget.resume(9_600)
-    assert budget.rate == 9_600
-    budget.resume(1e9)
-    assert budget.rate == 20_000
-    budget.resume(10)
+    budget.resume(9_600, 4_800)
+    assert (budget.rate, budget.found) == (9_600, 4_800)
+    budget.resume(1e9, None)
+    assert (budget.rate, budget.found) == (20_000, None)
+    budget.resume(10, 10)
+    assert (budget.rate, budget.found) == (600, 600)
+
+
+def test_below_the_rate_found_it_doubles_back_up_to_it_and_then_grows_by_5_percent():
+    budget = RequestBudget(600, None, concurrency=64, log=LOG)
+    quick(budget, 4)  # 9,600
+    budget.slow_down(0.0)
+    assert budget.found == budget.rate == 4_800
+    quick(budget, 3, confirmed=0)  # nothing finishing: back to the start
     assert budget.rate == 600
-
-
-def test_a_turn_given_before_a_429_is_given_up_for_one_after_the_pause():
-    """Requests already waiting for their turns would otherwise start on time and meet the same 429."""
-    import threading
-    import time
-
-    budget = RequestBudget(60, None, concurrency=8, log=LOG)  # one a second
-    budget.wait_turn()  # the first goes at once
-    started = time.monotonic()
-    waited: list[float] = []
-    waiting = threading.Thread(target=lambda: (budget.wait_turn(), waited.append(time.monotonic() - started)))
-    waiting.start()  # its turn: in a second
-    time.sleep(0.2)
-    budget.slow_down(2.0)
-    waiting.join()
-    assert waited[0] >= 2.0  # not 1.0
+    quick(budget, 3)
+    assert budget.rate == 4_800  # 1,200, 2,400, then the rate found, not 9,600
+    quick(budget)
+    assert budget.rate == 4_800 * 1.05
