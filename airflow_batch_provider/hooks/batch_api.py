@@ -107,7 +107,7 @@ class BatchApiHook(HttpHook):
     def __init__(self, batch_api_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(method="GET", http_conn_id=batch_api_conn_id, **kwargs)
         self.batch_api_conn_id = batch_api_conn_id
-        self.throttled = 0  # times the API said to slow down (429, Retry-After) on status reads
+        self.throttled = 0  # times the API said to slow down (429, Retry-After) on status and output reads
         # Told, with the seconds asked, each time the API asks to slow down: a wait's request budget.
         self.on_throttled: Callable[[float], None] | None = None
 
@@ -273,7 +273,8 @@ class BatchApiHook(HttpHook):
         """
         endpoint = f"{BATCHES}/{batch_id}/output"
         reader = OutputReader(expected_model, self.settings.max_output_line_bytes)
-        for attempt in retry_policy(self.settings, idempotent=True, log=self.log, what=f"GET {endpoint}"):
+        for attempt in retry_policy(self.settings, idempotent=True, log=self.log, what=f"GET {endpoint}",
+                                    on_retry=self._note_retry):  # a load's downloads slow down together
             with attempt:
                 with self._send("GET", endpoint, stream=True) as response:
                     broken: TransportError | None = None

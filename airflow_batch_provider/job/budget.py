@@ -44,7 +44,8 @@ class RequestBudget:
     but the API's answers); :param concurrency: requests in flight at once, which bounds what a
     cycle can ask for in its interval."""
 
-    def __init__(self, start: float, ceiling: float | None, concurrency: int, log: TaskLog) -> None:
+    def __init__(self, start: float, ceiling: float | None, concurrency: int, log: TaskLog,
+                 what: str = "Status requests") -> None:
         if not (math.isfinite(start) and start > 0) or concurrency < 1:
             raise ValueError(f"the starting rate must be a number > 0 and concurrency >= 1, got {start}, {concurrency}")
         self.start = start if ceiling is None else min(start, ceiling)
@@ -52,6 +53,7 @@ class RequestBudget:
         self.concurrency = concurrency
         self.rate = self.start
         self.log = log
+        self.what = what  # what the log lines call these requests
         self._usual: float | None = None  # seconds per answer, a moving average of the cycles so far
         self.found: float | None = None  # the rate after the last cut: doubled up to, approached above
         self._lock = threading.Lock()  # the worker's polling threads share the pace
@@ -69,6 +71,11 @@ class RequestBudget:
 
     def _within(self, rate: float) -> float:
         return max(self.start, rate if self.ceiling is None else min(self.ceiling, rate))
+
+    @property
+    def slowdowns(self) -> int:
+        """Times the API has asked to slow down (a load's downloads read it between cycles)."""
+        return self._slowdowns
 
     def stop(self) -> None:
         """The wait is over (done, failed, or killed): turns being waited for end at once."""
@@ -122,7 +129,7 @@ class RequestBudget:
         lowered = max(self.start, self.rate / GROWTH if self.found is None else self.rate * LATER_CUT)
         self.found = lowered
         if lowered < self.rate:
-            self.log.info("Status requests: %s a minute (the API asked to slow down %d time(s))",
+            self.log.info("%s: %s a minute (the API asked to slow down %d time(s))", self.what,
                           f"{lowered:,.0f}", throttled)
         self.rate = lowered
 
@@ -167,13 +174,16 @@ class RequestBudget:
             raised = self.rate * (1 + CAREFUL_STEP)
         raised = raised if self.ceiling is None else min(self.ceiling, raised)
         if raised > self.rate:
-            self.log.info("Status requests: %s a minute (finished batches wait to be confirmed, and answers "
-                          "come back quickly)", f"{raised:,.0f}")
+            self.log.info("%s: %s a minute (more batches wait, and answers come back quickly)", self.what,
+                          f"{raised:,.0f}")
         self.rate = raised
 
 
-def budget_for(settings: ApiSettings, ceiling: float | None, concurrency: int, log: TaskLog) -> RequestBudget:
-    """A wait's budget: the connection's starting rate, under the lower of the connection's
-    ``max_requests_per_minute`` and the wait's own ``requests_per_minute`` (either may be unset)."""
+def budget_for(settings: ApiSettings, ceiling: float | None, concurrency: int, log: TaskLog,
+               what: str = "Status requests") -> RequestBudget:
+    """A wait's (or a load's) budget: the connection's starting rate, under the lower of the
+    connection's ``max_requests_per_minute`` and the wait's own ``requests_per_minute`` (either may
+    be unset)."""
     lowest = min(settings.max_requests_per_minute, math.inf if ceiling is None else ceiling)
-    return RequestBudget(settings.requests_per_minute, None if lowest == math.inf else lowest, concurrency, log)
+    return RequestBudget(settings.requests_per_minute, None if lowest == math.inf else lowest, concurrency, log,
+                         what)

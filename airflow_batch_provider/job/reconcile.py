@@ -9,6 +9,7 @@ Downloads run ahead by a bounded number of batches; memory holds those and one b
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,6 +23,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_batch_provider.hooks.batch_api import BatchApiHook, ThreadHooks
 from airflow_batch_provider.hooks.errors import BatchNotFoundError
+from airflow_batch_provider.job.budget import RequestBudget, budget_for
 from airflow_batch_provider.job.manifest import ABANDONED_CODE, ROWS_FILE, BatchRef, JobManifest
 from airflow_batch_provider.logs import ProgressLog
 from airflow_batch_provider.protocol import BatchState, OutputLine
@@ -110,7 +112,12 @@ class Reconciliation:
         self.log = log
         self.concurrency = concurrency
         self.counts = LoadCounts()
+        # The downloads share one request budget, as a wait's status reads do (job/budget.py): they
+        # start at the connection's polite rate, grow while answers come back quickly, and slow down
+        # together, at once, when the API asks one of them to.
+        self._budget: RequestBudget | None = None
         self._hooks = ThreadHooks(conn_id)
+        self._round_trips: list[float] = []
 
     def _fetch(self, ref: BatchRef) -> tuple[BatchState | None, str, list[OutputLine]]:
         """A batch's state, as the API spells it, and its output lines. The output is asked for
@@ -118,11 +125,17 @@ class Reconciliation:
         when there is none yet (404: not finished, failed, or unknown) is the status read."""
         if ref.abandoned:  # no batch id came back: nothing to ask for
             return None, "", []
+        assert self._budget is not None  # set by _downloads, which runs this
+        if not self._budget.wait_turn():
+            raise BatchDownloadError(f"batch {ref.batch_id} was not read: the load stopped")
         hook = self._hooks.get()
+        sent = time.monotonic()
         try:
             return BatchState.COMPLETED, "completed", self._output(hook, ref)
         except BatchNotFoundError:
             status = hook.get_batch(ref.batch_id)  # an unknown batch raises BatchNotFoundError again
+        finally:
+            self._round_trips.append(time.monotonic() - sent)  # list.append: safe from the threads
         if status.state is not BatchState.COMPLETED:
             return status.state, status.raw_status, []
         return status.state, status.raw_status, self._output(hook, ref)  # it completed in between
@@ -132,6 +145,10 @@ class Reconciliation:
 
     def _downloads(self) -> Iterator[tuple[BatchRef, BatchState | None, str, list[OutputLine]]]:
         refs = iter(self.manifest.batches)
+        budget = self._budget = budget_for(BatchApiHook(self.conn_id).settings, None, self.concurrency, self.log,
+                                           "Output requests")
+        self._hooks.on_throttled = budget.slow_down  # before the first thread's hook is made
+        adapted_at, slowdowns = time.monotonic(), 0
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="scaledown-download")
         try:
             ahead: deque[tuple[BatchRef, Future]] = deque(
@@ -148,8 +165,15 @@ class Reconciliation:
                 following = next(refs, None)
                 if following is not None:
                     ahead.append((following, pool.submit(self._fetch, following)))
+                if time.monotonic() - adapted_at >= 1:  # a second's downloads are the budget's cycle
+                    trips, self._round_trips = self._round_trips, []
+                    budget.cycle_done(len(trips), budget.slowdowns - slowdowns,
+                                      sum(trips) / len(trips) if trips else None, saturated=True,
+                                      confirmed=len(trips))
+                    adapted_at, slowdowns = time.monotonic(), budget.slowdowns
                 yield ref, state, raw_status, lines
         finally:
+            budget.stop()  # threads waiting for a turn end without sending
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _attributed(self, output: list[OutputLine], expected: dict[str, Any]) -> dict[str, OutputLine]:

@@ -375,7 +375,7 @@ def test_the_waits_budget_grows_to_the_apis_limit_and_backs_off_from_it(make_emu
     status_requests = after["requests"]["status"] - before["requests"].get("status", 0)
     refused = after["rate_limited"] - before["rate_limited"]
     assert event["status"] == "success" and event["batches_done"] == 600
-    assert "Status requests: 1,200 a minute (finished batches wait to be confirmed" in said
+    assert "Status requests: 1,200 a minute (more batches wait, and answers come back quickly)" in said
     assert "the API asked to slow down" in said
     assert refused <= 0.05 * status_requests, (refused, status_requests)  # one 429 pauses the others
 
