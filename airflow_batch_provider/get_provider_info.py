@@ -98,9 +98,9 @@ def get_provider_info() -> dict:
                         "Max output line (bytes)", "integer", 16 * 1024 * 1024,
                         "a longer output line is dropped and counted as unattributable"),
                     "requests_per_minute": _field(
-                        "Wait and load: starting requests/min", "number", 600,
-                        "a wait's status requests and a load's downloads start at this rate and grow while "
-                        "the API keeps up"),
+                        "Wait: starting requests/min", "number", 600,
+                        "a wait's status requests start at this rate and grow while the API keeps up; a "
+                        "load's downloads fall back to no less than this after a 429"),
                     "max_requests_per_minute": _field(
                         "Wait and load: most requests/min", "number", None,
                         "a hard ceiling on a wait's status requests and a load's downloads (e.g. the API's "

@@ -22,6 +22,7 @@ import asyncio
 import math
 import threading
 import time
+from collections import deque
 
 from airflow_batch_provider.hooks.settings import ApiSettings
 from airflow_batch_provider.logs import TaskLog
@@ -45,13 +46,16 @@ class RequestBudget:
     cycle can ask for in its interval."""
 
     def __init__(self, start: float, ceiling: float | None, concurrency: int, log: TaskLog,
-                 what: str = "Status requests") -> None:
+                 what: str = "Status requests", *, unpaced: bool = False) -> None:
         if not (math.isfinite(start) and start > 0) or concurrency < 1:
             raise ValueError(f"the starting rate must be a number > 0 and concurrency >= 1, got {start}, {concurrency}")
         self.start = start if ceiling is None else min(start, ceiling)
         self.ceiling = ceiling
         self.concurrency = concurrency
-        self.rate = self.start
+        # unpaced: as fast as the requests in flight allow (a load's downloads), under the ceiling,
+        # until the API first asks to slow down; then paced from half the rate it was answering.
+        self.rate = (ceiling or math.inf) if unpaced else self.start
+        self._started: deque[float] = deque()  # when the requests of the last second started
         self.log = log
         self.what = what  # what the log lines call these requests
         self._usual: float | None = None  # seconds per answer, a moving average of the cycles so far
@@ -88,6 +92,10 @@ class RequestBudget:
             now = time.monotonic()
             start = max(now, self._next_start)
             self._next_start = start + 60 / self.rate
+            if not math.isfinite(self.rate):  # unpaced: what it sends is what a first cut starts from
+                self._started.append(start)
+                while self._started[0] < start - 1:
+                    self._started.popleft()
             return start - now, self._slowdowns
 
     def wait_turn(self) -> bool:
@@ -126,7 +134,8 @@ class RequestBudget:
 
     def _lower(self, throttled: int) -> None:
         # The first throttle ends the doubling, which may have overshot the limit up to twice: halve.
-        lowered = max(self.start, self.rate / GROWTH if self.found is None else self.rate * LATER_CUT)
+        current = self.rate if math.isfinite(self.rate) else len(self._started) * 60.0  # what it was sending
+        lowered = max(self.start, current / GROWTH if self.found is None else current * LATER_CUT)
         self.found = lowered
         if lowered < self.rate:
             self.log.info("%s: %s a minute (the API asked to slow down %d time(s))", self.what,
@@ -156,9 +165,9 @@ class RequestBudget:
             return
         if not answered or seconds_per_answer is None:
             return
-        seconds = max(seconds_per_answer, FASTEST_ANSWER)
-        slow = self._usual is not None and seconds > SLOW * self._usual
-        self._usual = seconds if self._usual is None else 0.8 * self._usual + 0.2 * seconds
+        round_trip = max(seconds_per_answer, FASTEST_ANSWER)
+        slow = self._usual is not None and round_trip > SLOW * self._usual
+        self._usual = round_trip if self._usual is None else 0.8 * self._usual + 0.2 * round_trip
         if not confirmed:  # nothing new has finished: asking faster would only cost requests
             self.rate = max(self.start, self.rate / GROWTH)
             return
@@ -180,10 +189,10 @@ class RequestBudget:
 
 
 def budget_for(settings: ApiSettings, ceiling: float | None, concurrency: int, log: TaskLog,
-               what: str = "Status requests") -> RequestBudget:
+               what: str = "Status requests", *, unpaced: bool = False) -> RequestBudget:
     """A wait's (or a load's) budget: the connection's starting rate, under the lower of the
     connection's ``max_requests_per_minute`` and the wait's own ``requests_per_minute`` (either may
     be unset)."""
     lowest = min(settings.max_requests_per_minute, math.inf if ceiling is None else ceiling)
     return RequestBudget(settings.requests_per_minute, None if lowest == math.inf else lowest, concurrency, log,
-                         what)
+                         what, unpaced=unpaced)

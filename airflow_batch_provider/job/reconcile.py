@@ -112,9 +112,10 @@ class Reconciliation:
         self.log = log
         self.concurrency = concurrency
         self.counts = LoadCounts()
-        # The downloads share one request budget, as a wait's status reads do (job/budget.py): they
-        # start at the connection's polite rate, grow while answers come back quickly, and slow down
-        # together, at once, when the API asks one of them to.
+        # The downloads share one request budget, as a wait's status reads do (job/budget.py): as
+        # fast as max_concurrent_downloads allow (under the connection's max_requests_per_minute)
+        # until the API asks one of them to slow down; then together, at once, paced from half the
+        # rate it was answering, growing back while answers come back quickly.
         self._budget: RequestBudget | None = None
         self._hooks = ThreadHooks(conn_id)
         self._round_trips: list[float] = []
@@ -146,7 +147,7 @@ class Reconciliation:
     def _downloads(self) -> Iterator[tuple[BatchRef, BatchState | None, str, list[OutputLine]]]:
         refs = iter(self.manifest.batches)
         budget = self._budget = budget_for(BatchApiHook(self.conn_id).settings, None, self.concurrency, self.log,
-                                           "Output requests")
+                                           "Output requests", unpaced=True)
         self._hooks.on_throttled = budget.slow_down  # before the first thread's hook is made
         adapted_at, slowdowns = time.monotonic(), 0
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="scaledown-download")
@@ -167,10 +168,10 @@ class Reconciliation:
                     ahead.append((following, pool.submit(self._fetch, following)))
                 if time.monotonic() - adapted_at >= 1:  # a second's downloads are the budget's cycle
                     trips, self._round_trips = self._round_trips, []
-                    budget.cycle_done(len(trips), budget.slowdowns - slowdowns,
-                                      sum(trips) / len(trips) if trips else None, saturated=True,
-                                      confirmed=len(trips))
-                    adapted_at, slowdowns = time.monotonic(), budget.slowdowns
+                    told = budget.slowdowns  # read once: a slow_down between two reads would be lost
+                    budget.cycle_done(len(trips), told - slowdowns, sum(trips) / len(trips) if trips else None,
+                                      saturated=True, confirmed=len(trips))
+                    adapted_at, slowdowns = time.monotonic(), told
                 yield ref, state, raw_status, lines
         finally:
             budget.stop()  # threads waiting for a turn end without sending

@@ -128,3 +128,13 @@ def test_below_the_rate_found_it_doubles_back_up_to_it_and_then_grows_by_5_perce
     assert budget.rate == 4_800  # 1,200, 2,400, then the rate found, not 9,600
     quick(budget)
     assert budget.rate == 4_800 * 1.05
+
+
+def test_an_unpaced_budget_goes_as_fast_as_asked_until_a_429_then_paces_from_half_what_it_sent():
+    """A load's downloads: no pacing until the API asks to slow down, then half the rate they were
+    starting at (the last second's), and the wait's growth rules from there."""
+    budget = RequestBudget(600, None, concurrency=8, log=LOG, unpaced=True)
+    assert all(budget._turn()[0] == 0 for _ in range(200))  # 200 in no time: 12,000 a minute
+    budget.slow_down(0.0)
+    assert budget.rate == 6_000 and budget.found == 6_000
+    assert RequestBudget(600, 3_000, concurrency=8, log=LOG, unpaced=True).rate == 3_000  # the ceiling holds
