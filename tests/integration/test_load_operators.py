@@ -156,7 +156,9 @@ def test_a_failure_mid_load_on_a_new_table_leaves_no_table(env, tmp_path, databa
         load(job)
     kinds = {"sqlite": "SELECT name FROM sqlite_master WHERE name = 'review_labels'",
              "duckdb": "SELECT table_name FROM information_schema.tables WHERE table_name = 'review_labels'",
-             "postgres": "SELECT tablename FROM pg_tables WHERE tablename = 'review_labels'"}
+             # this schema's: a namesake in another (the schema-qualified test's) is not this load's
+             "postgres": "SELECT tablename FROM pg_tables WHERE tablename = 'review_labels' "
+                         "AND schemaname = current_schema()"}
     if database.kind == "mysql":  # CREATE TABLE commits there: what is left is the empty table, no row
         assert database("SELECT COUNT(*) FROM review_labels") == [(0,)]
         server.set_faults(rate=0.0)
