@@ -436,11 +436,13 @@ def test_a_poke_confirms_a_backlog_of_finished_batches_beyond_one_cycles_budget(
 def test_a_rescheduled_poke_takes_back_what_the_last_one_learned(make_emulator, monkeypatch, tmp_path):
     """Each rescheduled poke is a new process: the finished batches (and their counts), the rate and
     the cycle are kept in the task's state store, so the next poke asks only about the others."""
-    server = make_emulator(items_per_second=100)  # 20 batches of 10: one finishes every 0.1 s
+    # 20 batches of 10: one finishes every 0.5 s, slower than a poke's backlog cycles confirm them at
+    # the starting rate (10 a second), so the first poke ends with some finished and some not.
+    server = make_emulator(items_per_second=20)
     job = submit(server, monkeypatch, tmp_path, rows=200, per_batch=10)
     store = DictStateStore()
     first = BatchSensor(task_id="wait", job=job, deferrable=False, mode="reschedule", poke_interval=5)
-    time.sleep(0.8)
+    time.sleep(2)
     assert not first.poke({"task_state_store": store}).is_done
     left = first._job_progress().running()
     assert 0 < len(left) < 20, left  # some finished, some not
