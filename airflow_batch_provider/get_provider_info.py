@@ -40,7 +40,7 @@ def get_provider_info() -> dict:
         ],
         "config": {
             "scaledown": {
-                "description": "Where the ScaleDown Batch operators keep their job manifests.",
+                "description": "Where the ScaleDown Batch operators keep their job manifests and downloaded outputs.",
                 "options": {
                     "manifest_dir": {
                         "description": "Where job manifests are written: a path or an object storage URI that every "
@@ -50,6 +50,16 @@ def get_provider_info() -> dict:
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": "s3://aws_default@my-bucket/scaledown",
+                        "default": "",
+                    },
+                    "spool_dir": {
+                        "description": "A local folder where a load keeps the outputs it downloaded until the "
+                                       "whole job is read and landed (a retry on the same machine reads only "
+                                       "what is missing). About the size of the job's output; removed once "
+                                       "the job has landed. Unset: scaledown-spool in the temporary directory.\n",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/var/lib/airflow/scaledown-spool",
                         "default": "",
                     },
                     "allow_local_manifest_dir": {

@@ -11,6 +11,8 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).parent / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
 # Manifests of tests that set no manifest_dir go to the throwaway home, never into the repository.
 os.environ["AIRFLOW__SCALEDOWN__MANIFEST_DIR"] = f"{_HOME}/scaledown_jobs"
+# A load's downloaded outputs too (the default is the machine's temporary directory).
+os.environ["AIRFLOW__SCALEDOWN__SPOOL_DIR"] = f"{_HOME}/scaledown_spool"
 # A deployment with a triggerer, as Airflow's guide advises; tests of the worker-side wait say so.
 os.environ["AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"] = "True"
 os.environ.pop("SCALEDOWN_API_KEY", None)

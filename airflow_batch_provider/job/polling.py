@@ -20,6 +20,7 @@ from airflow_batch_provider.hooks.batch_api import ThreadHooks
 from airflow_batch_provider.hooks.errors import BatchApiError, BatchApiRateLimitedError
 from airflow_batch_provider.hooks.retry import is_retryable
 from airflow_batch_provider.job.budget import RequestBudget
+from airflow_batch_provider.job.retry_by_time import GaveUp, RetryByTime
 from airflow_batch_provider.job.waiting import BatchPollingError, BatchPollingRefusedError, JobProgress
 from airflow_batch_provider.logs import TaskLog
 from airflow_batch_provider.protocol import BatchStatus, ProtocolError
@@ -61,16 +62,18 @@ BACKLOG_SPAN = 1.0  # seconds: a cycle's length while finished batches wait to b
 
 
 class Poller:
+    """``retry``: when a batch whose status could not be read (after the hook's retries) is given up
+    on; until then it is asked about again in later cycles, as any running batch is."""
+
     def __init__(self, progress: JobProgress, budget: RequestBudget, *, max_concurrency: int,
-                 max_consecutive_failures: int, job_id: str, log: TaskLog) -> None:
+                 retry: RetryByTime, job_id: str, log: TaskLog) -> None:
         self.progress = progress
         self.budget = budget
         self.max_concurrency = max_concurrency
-        self.max_consecutive_failures = max_consecutive_failures
+        self.retry = retry
         self.job_id = job_id
         self.log = log
         self.cycles = 0
-        self.failures = 0  # cycles in a row without any answer
         # The last cycle asked for all the budget allowed, more batches were waiting, and most answers
         # said "finished": a backlog of finished batches to confirm, so the next cycle starts at once
         # (the budget's pace, not the poll interval, spaces its requests).
@@ -106,38 +109,37 @@ class Poller:
                throttled: int) -> tuple[bool, Stop | None]:
         """Record a cycle's answers (statuses, or the errors the hook raised after its retries):
         whether anything changed, and why polling must stop, if it must."""
-        changed, confirmed, answered = False, 0, 0
+        changed, confirmed, answered, failed = False, 0, 0, 0
         failure: BaseException | None = None
         self.backlog = False
         for batch_id, result in zip(chosen, results, strict=True):
             if isinstance(result, BatchStatus):
                 answered += 1
+                self.retry.succeeded(batch_id)
                 changed |= self.progress.update(result)
                 confirmed += result.terminal  # chosen among the running: a terminal answer is news
-            elif isinstance(result, BatchApiError) and not is_retryable(result, idempotent=True):
+                continue
+            if isinstance(result, BatchApiError) and not is_retryable(result, idempotent=True):
                 # The hooks' one rule (hooks/retry.py): a poll it would not repeat (a refused key, an
                 # unknown batch, a redirect, the router not configured, a TLS or proxy failure)
                 # fails alike on every later cycle.
                 return changed, Stop(f"polling batch {batch_id} of job {self.job_id} failed and will not recover: "
                                      f"{result}", refused=isinstance(result, AirflowFailException))
-            else:
-                failure = failure or result
+            failed += 1
+            failure = failure or result
+            try:  # asked about again in a later cycle, as every running batch is
+                self.retry.failed(batch_id, result, started=self._started)
+            except GaveUp as exc:
+                return changed, Stop(f"gave up polling batch {batch_id} of job {self.job_id}: {exc}")
         throttled += sum(isinstance(r, BatchApiRateLimitedError) for r in results)
         trips = self._round_trips
         saturated = self._running > len(chosen)
         self.budget.cycle_done(answered, throttled, sum(trips) / len(trips) if answered and trips else None,
                                saturated=saturated, confirmed=confirmed)
         self.backlog = saturated and answered > 0 and 2 * confirmed >= answered  # the budget paces it
-        if answered or failure is None:
-            self.failures = 0
-            return changed, None
-        # A cycle with no answer at all, after the hooks' retries: the API or the way to it is down.
-        # Counted by cycle, not by request: a cycle asks about many batches at once.
-        self.failures += 1
-        self.log.warning("No status answered in this cycle (%d in a row): %s", self.failures, failure)
-        if self.failures > self.max_consecutive_failures:
-            return changed, Stop(f"gave up polling job {self.job_id} after {self.failures} cycles in a row without "
-                                 f"an answer: {failure}")
+        if failed:
+            self.log.warning("%d of %d status requests failed in this cycle (after the hook's retries); those "
+                             "batches are asked about again: %s", failed, len(chosen), failure)
         return changed, None
 
 

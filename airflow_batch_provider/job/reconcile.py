@@ -1,20 +1,21 @@
-"""Streams a job's output back, batch by batch, and accounts for every submitted row.
+"""Reads a job's output back, batch by batch, and accounts for every submitted row.
 
-For each batch of the manifest the rows it carried are read from the job's rows file (in order, a
-batch's worth at a time), its output is streamed, and each row becomes ``ok`` or ``error`` from its
-output line, or ``missing`` when no line came back (or the batch failed). Lines for ids the batch did
-not carry, second lines for an id, and lines without an id are counted, never loaded.
-Downloads run ahead by a bounded number of batches; memory holds those and one batch's results.
+First every batch's output is read into the job's local spool (job/output_spool.py), a bounded
+number at once, failed reads tried again by time while the others go on. Then, for each batch of the
+manifest, the rows it carried are read from the job's rows file (in order, a batch's worth at a
+time) and each becomes ``ok`` or ``error`` from its output line, or ``missing`` when no line came
+back (or the batch failed). Lines for ids the batch did not carry, second lines for an id, and lines
+without an id are counted, never loaded. Memory holds a few batches and one record batch of results.
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, fields
-from itertools import islice
 from typing import Any
 
 import pyarrow as pa
@@ -22,9 +23,12 @@ from airflow.sdk import ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_batch_provider.hooks.batch_api import BatchApiHook, ThreadHooks
-from airflow_batch_provider.hooks.errors import BatchNotFoundError
+from airflow_batch_provider.hooks.errors import BatchApiError, BatchNotFoundError
+from airflow_batch_provider.hooks.retry import is_retryable
 from airflow_batch_provider.job.budget import RequestBudget, budget_for
 from airflow_batch_provider.job.manifest import ABANDONED_CODE, ROWS_FILE, BatchRef, JobManifest
+from airflow_batch_provider.job.output_spool import OutputSpool
+from airflow_batch_provider.job.retry_by_time import GaveUp, RetryByTime
 from airflow_batch_provider.logs import ProgressLog
 from airflow_batch_provider.protocol import BatchState, OutputLine
 from airflow_batch_provider.tabular.results_to_columns import RECORD_BATCH_ROWS, ResultColumns
@@ -85,7 +89,7 @@ class _RowsCursor:
 
 
 class BatchDownloadError(AirflowException):
-    """A batch's status or output could not be read, after the hook's retries; nothing was landed."""
+    """A batch's status or output could not be read within the retry budget; nothing was landed."""
 
 
 class BatchDownloadRefusedError(BatchDownloadError, AirflowFailException):
@@ -93,25 +97,34 @@ class BatchDownloadRefusedError(BatchDownloadError, AirflowFailException):
     proxy refusing its credentials): a retry of the task cannot help until the connection changes."""
 
 
-class Reconciliation:
-    """Iterate for record batches of typed result rows (of about ``RECORD_BATCH_ROWS`` rows, whatever
-    the size of the API batches); :attr:`counts` holds the
-    tally of what has been read so far (complete once iteration ends).
+class OutputNotReadyError(BatchApiError):
+    """The batch said it had completed, but its output was not there yet: read again later."""
 
-    Status and output of up to ``concurrency`` batches are fetched at once (each network round trip
-    costs time, not CPU), and handed on in manifest order, so memory holds at most ``concurrency``
-    batches whatever the job's size.
+
+class Reconciliation:
+    """:meth:`download` reads every batch into the job's :class:`OutputSpool`; then iterate for
+    record batches of typed result rows (of about ``RECORD_BATCH_ROWS`` rows, whatever the size of
+    the API batches), in manifest order; :attr:`counts` holds the tally of what has been read so far
+    (complete once iteration ends).
+
+    Up to ``concurrency`` batches are read at once (each network round trip costs time, not CPU),
+    each written to the spool as it arrives, so memory holds at most ``concurrency`` batches whatever
+    the job's size. A batch whose read fails after the hook's retries goes back in the queue with
+    backoff while the others are read (:class:`RetryByTime`); the load gives up on it only after the
+    connection's ``retry_total_timeout``, or at once when no retry can help.
     """
 
     def __init__(self, conn_id: str, manifest: JobManifest, location: ObjectStoragePath,
-                 columns: ResultColumns, log, concurrency: int = 8) -> None:
+                 columns: ResultColumns, log, spool: OutputSpool, concurrency: int = 8) -> None:
         self.conn_id = conn_id
         self.manifest = manifest
         self.location = location
         self.columns = columns
         self.log = log
+        self.spool = spool
         self.concurrency = concurrency
         self.counts = LoadCounts()
+        self._states: dict[str, tuple[BatchState, str]] = {}  # batches read without output: their state
         # The downloads share one request budget, as a wait's status reads do (job/budget.py): as
         # fast as max_concurrent_downloads allow (under the connection's max_requests_per_minute)
         # until the API asks one of them to slow down; then together, at once, paced from half the
@@ -120,62 +133,107 @@ class Reconciliation:
         self._hooks = ThreadHooks(conn_id)
         self._round_trips: list[float] = []
 
-    def _fetch(self, ref: BatchRef) -> tuple[BatchState | None, str, list[OutputLine]]:
-        """A batch's state, as the API spells it, and its output lines. The output is asked for
-        first: a completed batch (the common case, right after the wait) costs one request. Only
+    def _fetch(self, ref: BatchRef) -> None:
+        """Read a batch: its output into the spool, or (no output yet) its state. The output is asked
+        for first: a completed batch (the common case, right after the wait) costs one request. Only
         when there is none yet (404: not finished, failed, or unknown) is the status read."""
-        if ref.abandoned:  # no batch id came back: nothing to ask for
-            return None, "", []
-        assert self._budget is not None  # set by _downloads, which runs this
+        assert self._budget is not None  # set by download, which runs this
         if not self._budget.wait_turn():
             raise BatchDownloadError(f"batch {ref.batch_id} was not read: the load stopped")
         hook = self._hooks.get()
         sent = time.monotonic()
         try:
-            return BatchState.COMPLETED, "completed", self._output(hook, ref)
+            self._output(hook, ref)
+            return
         except BatchNotFoundError:
             status = hook.get_batch(ref.batch_id)  # an unknown batch raises BatchNotFoundError again
         finally:
             self._round_trips.append(time.monotonic() - sent)  # list.append: safe from the threads
         if status.state is not BatchState.COMPLETED:
-            return status.state, status.raw_status, []
-        return status.state, status.raw_status, self._output(hook, ref)  # it completed in between
+            self._states[ref.batch_id] = (status.state, status.raw_status)
+            return
+        try:
+            self._output(hook, ref)  # it completed in between
+        except BatchNotFoundError as exc:
+            raise OutputNotReadyError(f"batch {ref.batch_id} has completed, but its output is not there yet",
+                                      status_code=exc.status_code, endpoint=exc.endpoint) from None
 
-    def _output(self, hook: BatchApiHook, ref: BatchRef) -> list[OutputLine]:
-        return list(hook.iter_output(ref.batch_id, expected_model=self.manifest.model))
+    def _output(self, hook: BatchApiHook, ref: BatchRef) -> None:
+        self.spool.write(ref.batch_id, list(hook.iter_output(ref.batch_id, expected_model=self.manifest.model)))
 
-    def _downloads(self) -> Iterator[tuple[BatchRef, BatchState | None, str, list[OutputLine]]]:
-        refs = iter(self.manifest.batches)
-        budget = self._budget = budget_for(BatchApiHook(self.conn_id).settings, None, self.concurrency, self.log,
-                                           "Output requests", unpaced=True)
+    def download(self) -> None:
+        """Read every batch not yet in the spool (an earlier try on this machine may have read some)."""
+        manifest = self.manifest
+        todo = {ref.batch_id: ref for ref in manifest.batches if not ref.abandoned}
+        total = len(todo)
+        todo = {batch_id: ref for batch_id, ref in todo.items() if not self.spool.has(batch_id)}
+        if len(todo) < total:
+            self.log.info("%d of %d batches were read by an earlier try on this machine (kept in %s); reading "
+                          "the other %d", total - len(todo), total, self.spool.path, len(todo))
+        settings = BatchApiHook(self.conn_id).settings
+        retry = RetryByTime.of(settings)
+        budget = self._budget = budget_for(settings, None, self.concurrency, self.log, "Output requests",
+                                           unpaced=True)
         self._hooks.on_throttled = budget.slow_down  # before the first thread's hook is made
+        queue = deque(todo.values())
+        later: list[tuple[float, int, BatchRef]] = []  # (when, tie-break, batch): failed, to be read again
+        running: dict[Future, tuple[BatchRef, float]] = {}
+        progress = ProgressLog(self.log, "Read", "batches", total)
+        read = total - len(todo)
         adapted_at, slowdowns = time.monotonic(), 0
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="scaledown-download")
         try:
-            ahead: deque[tuple[BatchRef, Future]] = deque(
-                (ref, pool.submit(self._fetch, ref)) for ref in islice(refs, self.concurrency))
-            while ahead:
-                ref, future = ahead.popleft()
-                try:
-                    state, raw_status, lines = future.result()
-                except Exception as exc:
-                    error = BatchDownloadRefusedError if isinstance(exc, AirflowFailException) else BatchDownloadError
-                    when = "" if error is BatchDownloadRefusedError else " after retries"
-                    raise error(f"batch {ref.batch_id} of job {self.manifest.job_id} could not be read{when}, "
-                                f"so nothing was landed: {exc}") from exc
-                following = next(refs, None)
-                if following is not None:
-                    ahead.append((following, pool.submit(self._fetch, following)))
+            while queue or later or running:
+                while later and later[0][0] <= time.monotonic():
+                    queue.appendleft(heapq.heappop(later)[2])
+                while queue and len(running) < self.concurrency:
+                    ref = queue.popleft()
+                    running[pool.submit(self._fetch, ref)] = (ref, time.monotonic())
+                pause = min(1.0, max(0.0, later[0][0] - time.monotonic())) if later else 1.0
+                if not running:  # every batch left waits for its next read
+                    time.sleep(pause)
+                done, _ = wait(running, timeout=pause, return_when=FIRST_COMPLETED)
+                for future in done:
+                    ref, started = running.pop(future)
+                    failure = future.exception()
+                    if failure is None:
+                        retry.succeeded(ref.batch_id)
+                        read += 1
+                        continue
+                    delay = self._again_in(retry, ref, failure, started)
+                    heapq.heappush(later, (time.monotonic() + delay, id(ref), ref))
                 if time.monotonic() - adapted_at >= 1:  # a second's downloads are the budget's cycle
                     trips, self._round_trips = self._round_trips, []
                     told = budget.slowdowns  # read once: a slow_down between two reads would be lost
                     budget.cycle_done(len(trips), told - slowdowns, sum(trips) / len(trips) if trips else None,
                                       saturated=True, confirmed=len(trips))
                     adapted_at, slowdowns = time.monotonic(), told
-                yield ref, state, raw_status, lines
+                progress.update(read, f"{retry.failing} failing, to be read again" if retry.failing else "")
         finally:
             budget.stop()  # threads waiting for a turn end without sending
             pool.shutdown(wait=True, cancel_futures=True)
+        if retry.retried:
+            self.log.info("Every batch was read; %d reads were tried again after failing", retry.retried)
+
+    def _again_in(self, retry: RetryByTime, ref: BatchRef, failure: BaseException, started: float) -> float:
+        """Seconds before a batch whose read failed is read again; raises when it must not be."""
+        where = f"batch {ref.batch_id} of job {self.manifest.job_id}"
+        if isinstance(failure, AirflowFailException):  # a key, a certificate, a proxy: fix the connection
+            raise BatchDownloadRefusedError(f"{where} could not be read, so nothing was landed: {failure}") \
+                from failure
+        retryable = isinstance(failure, OutputNotReadyError) or is_retryable(failure, idempotent=True)
+        if not retryable:  # the hooks' one rule: a batch the API does not know, a redirect, ...
+            raise BatchDownloadError(f"{where} could not be read, and trying again cannot help, so nothing "
+                                     f"was landed: {failure}") from failure
+        try:
+            delay = retry.failed(ref.batch_id, failure, started=started)
+        except GaveUp as exc:
+            raise BatchDownloadError(f"{where} could not be read, so nothing was landed: {exc}. The batches "
+                                     f"read so far are kept in {self.spool.path}: a retry of this task on "
+                                     "this machine reads only the others") from failure
+        self.log.warning("Reading %s failed (%s); reading it again in %.1f s, the other batches meanwhile",
+                         where, failure, delay)
+        return delay
 
     def _attributed(self, output: list[OutputLine], expected: dict[str, Any]) -> dict[str, OutputLine]:
         """One line per row the batch carried; the other lines are counted, never loaded."""
@@ -194,13 +252,26 @@ class Reconciliation:
                 seen[line.custom_id] = line
         return seen
 
+    def _read(self, ref: BatchRef) -> tuple[BatchState | None, str, list[OutputLine]]:
+        """A batch as :meth:`download` left it: its state, as the API spells it, and its lines."""
+        if ref.abandoned:  # no batch id came back: nothing was asked
+            return None, "", []
+        if ref.batch_id in self._states:
+            return *self._states[ref.batch_id], []
+        lines = self.spool.read(ref.batch_id)
+        if lines is None:
+            raise BatchDownloadError(f"batch {ref.batch_id} of job {self.manifest.job_id} is no longer in the "
+                                     f"spool at {self.spool.path} (removed while the load ran?); nothing was landed")
+        return BatchState.COMPLETED, "completed", lines
+
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         manifest, columns, counts = self.manifest, self.columns, self.counts
         cursor = _RowsCursor(self.location / ROWS_FILE)
-        progress = ProgressLog(self.log, "Read", "batches", len(manifest.batches))
+        progress = ProgressLog(self.log, "Accounted for", "batches", len(manifest.batches))
         buffer = columns.buffer()
         try:
-            for number, (ref, state, raw_status, output) in enumerate(self._downloads(), start=1):
+            for number, ref in enumerate(manifest.batches, start=1):
+                state, raw_status, output = self._read(ref)
                 custom_ids, ids, fingerprints = cursor.take(ref.rows)
                 absent: list[int] = []  # positions of rows that came back with no line
                 if state is None:

@@ -19,6 +19,7 @@ from airflow_batch_provider.destinations.connection import db_hook
 from airflow_batch_provider.destinations.parquet import write_parquet
 from airflow_batch_provider.destinations.table import MODES, refuse_percent
 from airflow_batch_provider.job.manifest import JobManifest, read_manifest
+from airflow_batch_provider.job.output_spool import OutputSpool
 from airflow_batch_provider.job.reconcile import Reconciliation
 from airflow_batch_provider.operators.lineage import Location, database_of, ol_input, ol_output, path_location
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
@@ -102,9 +103,13 @@ class BaseBatchOutputOperator(BaseOperator):
         columns = ResultColumns(model=manifest.model, request=manifest.request, id_column=manifest.id_column,
                                 id_type=pa.type_for_alias(manifest.id_type), label_scores=self.label_scores,
                                 entity_columns=self.entity_columns)
-        reconciliation = Reconciliation(manifest.conn_id, manifest, location, columns, self.log,
-                                        concurrency=self.max_concurrent_downloads)
-        landed = self.land(iter(reconciliation), columns)
+        with OutputSpool(manifest.job_id) as spool:
+            reconciliation = Reconciliation(manifest.conn_id, manifest, location, columns, self.log, spool,
+                                            concurrency=self.max_concurrent_downloads)
+            reconciliation.download()  # every batch, before the destination is touched
+            landed = self.land(iter(reconciliation), columns)
+            if spool.discard():
+                self.log.debug("Removed the job's spool %s", spool.path)
         counts = reconciliation.counts
         if counts.rows != manifest.total_rows or landed != manifest.total_rows:
             raise AirflowException(

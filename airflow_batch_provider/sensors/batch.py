@@ -12,16 +12,21 @@ returns the counts, and the loader decides with ``max_failed_ratio``.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow.exceptions import AirflowProviderDeprecationWarning
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
+from airflow_batch_provider.hooks.errors import BatchApiError
+from airflow_batch_provider.hooks.retry import is_retryable
 from airflow_batch_provider.job.budget import budget_for
 from airflow_batch_provider.job.manifest import JobManifest, job_reference, read_manifest
 from airflow_batch_provider.job.polling import Poller, WorkerPolling
+from airflow_batch_provider.job.retry_by_time import RetryByTime
 
 # What the sensor raises (itself, or through check_event), importable from its module.
 from airflow_batch_provider.job.waiting import (
@@ -57,7 +62,9 @@ class BatchSensor(BaseSensorOperator):
     :param requests_per_minute: the most status requests a minute; default: the
         connection's ``max_requests_per_minute``. The rate starts at the connection's
         ``requests_per_minute`` and grows while the API keeps up.
-    :param max_consecutive_failures: polling cycles in a row without any answer tolerated.
+    :param max_consecutive_failures: deprecated and ignored: a batch whose status cannot be read is
+        asked about again, and the wait gives up once it has failed, or nothing has been answered,
+        for the connection's ``retry_total_timeout``.
     :param timeout: longest wait (seconds or timedelta), from when the sensor starts waiting; the
         deadline is fixed then and survives triggerer restarts.
 
@@ -70,7 +77,7 @@ class BatchSensor(BaseSensorOperator):
     def __init__(self, *, job: Any, deferrable: bool | None = None, poll_interval: float | None = None,
                  poke_interval: float | timedelta | None = None,  # every sensor's argument: the same thing
                  max_poll_interval: float = 60.0, max_concurrency: int = 32, requests_per_minute: float | None = None,
-                 max_consecutive_failures: int = 10, timeout: float | timedelta = timedelta(hours=24),
+                 max_consecutive_failures: int | None = None, timeout: float | timedelta = timedelta(hours=24),
                  **kwargs: Any) -> None:
         if poll_interval is not None and poke_interval is not None:
             raise ValueError("give poll_interval or poke_interval, not both")
@@ -85,7 +92,9 @@ class BatchSensor(BaseSensorOperator):
         self.max_poll_interval = max_poll_interval
         self.max_concurrency = max_concurrency
         self.requests_per_minute = requests_per_minute
-        self.max_consecutive_failures = max_consecutive_failures
+        if max_consecutive_failures is not None:
+            warnings.warn("BatchSensor(max_consecutive_failures=...) is ignored: a wait now gives up by time, after "
+                          "the connection's retry_total_timeout", AirflowProviderDeprecationWarning, stacklevel=2)
         self._progress: JobProgress | None = None
         self._progress_log: ProgressLog | None = None
         self._polling: WorkerPolling | None = None  # poke mode keeps it (and what it learned) between pokes
@@ -97,14 +106,18 @@ class BatchSensor(BaseSensorOperator):
 
     def _check_inline(self) -> Verdict:
         progress = self._job_progress()
-        look(progress, _hook_for(self.job))
+        try:
+            look(progress, _hook_for(self.job))
+        except BatchApiError as exc:
+            if not is_retryable(exc, idempotent=True):  # the hooks' one rule: it fails alike on the triggerer
+                raise
+            self.log.warning("A status request before deferring failed (%s); the trigger asks again", exc)
         return progress.verdict(time.time(), None)
 
     def _worker_polling(self) -> WorkerPolling:
         if self._polling is None:
             self._polling = worker_polling(self.job, self._job_progress(), max_concurrency=self.max_concurrency,
-                                           requests_per_minute=self.requests_per_minute,
-                                           max_consecutive_failures=self.max_consecutive_failures, log=self.log)
+                                           requests_per_minute=self.requests_per_minute, log=self.log)
         return self._polling
 
     def _result(self, verdict: Verdict) -> dict[str, Any]:
@@ -121,8 +134,7 @@ class BatchSensor(BaseSensorOperator):
         defer_until_done(self, self.job, poll_interval=self.poll_interval,
                          timeout=timedelta(seconds=self.timeout), method_name="execute_complete",
                          end_with="counts", max_poll_interval=self.max_poll_interval,
-                         max_concurrency=self.max_concurrency, requests_per_minute=self.requests_per_minute,
-                         max_consecutive_failures=self.max_consecutive_failures)
+                         max_concurrency=self.max_concurrency, requests_per_minute=self.requests_per_minute)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         return check_event(event)
@@ -229,18 +241,19 @@ def outcome(job: dict[str, Any], progress: JobProgress, verdict: Verdict, log: A
 
 
 def worker_polling(job: dict[str, Any], progress: JobProgress, *, max_concurrency: int,
-                   requests_per_minute: float | None, max_consecutive_failures: int, log: Any) -> WorkerPolling:
+                   requests_per_minute: float | None, log: Any) -> WorkerPolling:
     """The wait's polling from a worker: the trigger's choice of batches, budget and concurrency."""
     conn_id = job.get("conn_id", BatchApiHook.default_conn_name)
-    budget = budget_for(BatchApiHook(conn_id).settings, requests_per_minute, max_concurrency, log)
-    poller = Poller(progress, budget, max_concurrency=max_concurrency,
-                    max_consecutive_failures=max_consecutive_failures, job_id=str(job.get("job_id")), log=log)
+    settings = BatchApiHook(conn_id).settings
+    budget = budget_for(settings, requests_per_minute, max_concurrency, log)
+    poller = Poller(progress, budget, max_concurrency=max_concurrency, retry=RetryByTime.of(settings),
+                    job_id=str(job.get("job_id")), log=log)
     return WorkerPolling(poller, conn_id)
 
 
 def wait_on_worker(job: dict[str, Any], manifest: JobManifest, *, poll_interval: float, timeout: timedelta,
                    log: Any, max_poll_interval: float = 60.0, max_concurrency: int = 32,
-                   requests_per_minute: float | None = None, max_consecutive_failures: int = 10) -> dict[str, Any]:
+                   requests_per_minute: float | None = None) -> dict[str, Any]:
     """Poll from this worker until every batch has finished: waiting without a triggerer, as the
     trigger waits (job/polling.py), the interval growing while nothing changes."""
     progress = JobProgress.of(manifest)
@@ -248,7 +261,7 @@ def wait_on_worker(job: dict[str, Any], manifest: JobManifest, *, poll_interval:
     progress_log = ProgressLog(log, f"Job {job.get('job_id')}: finished", "batches", len(progress.batch_ids))
     interval = poll_interval
     with worker_polling(job, progress, max_concurrency=max_concurrency, requests_per_minute=requests_per_minute,
-                        max_consecutive_failures=max_consecutive_failures, log=log) as polling:
+                        log=log) as polling:
         while True:
             changed, stop = polling.cycle(interval)
             if stop is not None:

@@ -32,6 +32,7 @@ from airflow_batch_provider.hooks.errors import BatchApiError
 from airflow_batch_provider.job.budget import budget_for
 from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.job.polling import Poller, Stop
+from airflow_batch_provider.job.retry_by_time import RetryByTime
 from airflow_batch_provider.job.waiting import (
     BatchJobFailedError,
     BatchJobTimeoutError,
@@ -61,8 +62,10 @@ class BatchTrigger(BaseTrigger):
     :param requests_per_minute: the most status requests a minute (None: the connection's
         ``max_requests_per_minute``); the rate starts at the connection's ``requests_per_minute`` and
         grows while the API keeps up (job/budget.py).
-    :param max_consecutive_failures: polling cycles in a row without any answer (after the hook's
-        retries) tolerated before giving up.
+    :param max_consecutive_failures: deprecated and ignored (accepted from triggers serialized by an
+        earlier version): a batch whose status cannot be read is asked about again, and the wait
+        gives up once it has failed, or nothing has been answered, for the connection's
+        ``retry_total_timeout``.
     :param end_with: on success, end the task from here with this return value: ``"counts"`` (the
         success event's payload, what the sensor returns), ``"job"`` (the job reference, what a
         submit that waits returns) or ``"no_xcom"`` (none: the operator's ``do_xcom_push`` is off);
@@ -72,7 +75,7 @@ class BatchTrigger(BaseTrigger):
     def __init__(self, *, job: dict[str, Any], batch_api_conn_id: str = "batch_api_default",
                  deadline: float | None = None, poll_interval: float = 5.0, max_poll_interval: float = 60.0,
                  max_concurrency: int = 32, requests_per_minute: float | None = None,
-                 max_consecutive_failures: int = 10, end_with: str | None = None) -> None:
+                 max_consecutive_failures: int | None = None, end_with: str | None = None) -> None:
         super().__init__()
         self.job = job
         self.batch_api_conn_id = batch_api_conn_id
@@ -81,7 +84,7 @@ class BatchTrigger(BaseTrigger):
         self.max_poll_interval = max(max_poll_interval, poll_interval)
         self.max_concurrency = max_concurrency
         self.requests_per_minute = requests_per_minute
-        self.max_consecutive_failures = max_consecutive_failures
+        del max_consecutive_failures  # see the docstring
         if end_with not in (None, "counts", "job", "no_xcom"):
             raise ValueError(f"end_with must be None, 'counts', 'job' or 'no_xcom', not {end_with!r}")
         self.end_with = end_with
@@ -92,7 +95,7 @@ class BatchTrigger(BaseTrigger):
             "job": self.job, "batch_api_conn_id": self.batch_api_conn_id, "deadline": self.deadline,
             "poll_interval": self.poll_interval, "max_poll_interval": self.max_poll_interval,
             "max_concurrency": self.max_concurrency, "requests_per_minute": self.requests_per_minute,
-            "max_consecutive_failures": self.max_consecutive_failures, "end_with": self.end_with,
+            "end_with": self.end_with,
         })
 
     def _event(self, status: str, progress: JobProgress | None, message: str) -> TriggerEvent:
@@ -121,10 +124,10 @@ class BatchTrigger(BaseTrigger):
             # narrows (without closing) the window of the stale executor event (module docstring).
             await asyncio.sleep(self._pause(self.poll_interval))
         async with BatchApiAsyncHook(self.batch_api_conn_id) as hook:
-            poller = Poller(progress, budget_for(await hook.settings(), self.requests_per_minute,
-                                                 self.max_concurrency, self.log),
-                            max_concurrency=self.max_concurrency,
-                            max_consecutive_failures=self.max_consecutive_failures, job_id=str(job_id), log=self.log)
+            settings = await hook.settings()
+            poller = Poller(progress, budget_for(settings, self.requests_per_minute, self.max_concurrency, self.log),
+                            max_concurrency=self.max_concurrency, retry=RetryByTime.of(settings),
+                            job_id=str(job_id), log=self.log)
             hook.on_throttled = poller.budget.slow_down  # a 429 slows the whole wait at once
 
             async def poll(batch_id: str) -> BatchStatus | BaseException:

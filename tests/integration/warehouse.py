@@ -19,7 +19,7 @@ def env(make_emulator, monkeypatch, tmp_path):
     def setup(**emulator_config):
         server = make_emulator(**emulator_config)
         monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(
-            server, retry_initial_wait=0.01, retry_max_wait=0.05, retry_max_attempts=3))
+            server, retry_initial_wait=0.01, retry_max_wait=0.05, retry_max_attempts=3, retry_total_timeout=1.5))
         return server
     return setup
 

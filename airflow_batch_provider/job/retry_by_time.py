@@ -1,0 +1,83 @@
+"""Retrying a batch by time, not by count: the one rule a submit's chunks, a wait's status reads and
+a load's downloads follow once the hook's own retries for one request are spent.
+
+Under sustained faults (30 % of requests failing, say) one request in a thousand fails all of the
+hook's attempts in a row: counted per request, a big job would almost surely hit one and fail as a
+whole. So a batch whose request failed goes back to be tried again later, with backoff, while the
+others go on, and the job gives up only when
+
+- the error cannot be fixed by trying again, by the hooks' one rule (:mod:`..hooks.retry`: a refused
+  key, a batch the API does not know, a redirect, TLS or proxy set-up): the caller checks that first;
+- one batch has been failing for longer than the time budget (the connection's
+  ``retry_total_timeout``);
+- or nothing at all has succeeded for that long: the API, or the way to it, is down.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Hashable
+
+from airflow_batch_provider.hooks.retry import pause_asked
+from airflow_batch_provider.hooks.settings import ApiSettings
+
+
+class GaveUp(Exception):
+    """A batch should not be tried again; the message says why (the caller names the batch)."""
+
+
+class RetryByTime:
+    """:meth:`failed` says when to try a batch again (or raises :class:`GaveUp`); :meth:`succeeded`
+    clears its record. ``budget``: seconds a batch may keep failing, and the job may go without any
+    success. Waits grow exponentially from ``initial_wait`` up to ``max_wait``, with full jitter
+    (so batches that failed together do not come back together), or are what the API asked for."""
+
+    def __init__(self, budget: float, *, initial_wait: float, max_wait: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.budget = budget
+        self.initial_wait = initial_wait
+        self.max_wait = max_wait
+        self.clock = clock
+        self.last_success = clock()
+        self.retried = 0  # batches sent back to be tried again, for the task's log
+        self._failing_since: dict[Hashable, float] = {}
+        self._failures: dict[Hashable, int] = {}
+
+    @classmethod
+    def of(cls, settings: ApiSettings) -> RetryByTime:
+        """As the connection says: the budget is its ``retry_total_timeout``, the waits its
+        ``retry_initial_wait`` and ``retry_max_wait``."""
+        return cls(settings.retry_total_timeout, initial_wait=settings.retry_initial_wait,
+                   max_wait=settings.retry_max_wait)
+
+    def succeeded(self, key: Hashable) -> None:
+        self.last_success = self.clock()
+        if self._failing_since:
+            self._failing_since.pop(key, None)
+            self._failures.pop(key, None)
+
+    def failed(self, key: Hashable, error: BaseException, *, started: float | None = None) -> float:
+        """Seconds to wait before ``key`` is tried again, after ``error`` (which the hook's retries
+        could not get past); ``started``: when the failed call began (the hook may have retried it for
+        a while). Raises :class:`GaveUp` once the budget is spent."""
+        now = self.clock()
+        since = self._failing_since.setdefault(key, min(now, started if started is not None else now))
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        if now - self.last_success >= self.budget:
+            raise GaveUp(f"no request of the job has succeeded for {now - self.last_success:.0f} s, longer than "
+                         f"retry_total_timeout={self.budget:g} s: the API or the way to it is down; the last "
+                         f"error: {error}")
+        if now - since >= self.budget:
+            raise GaveUp(f"it has failed for {now - since:.0f} s ({failures} tries after the hook's own retries), "
+                         f"longer than retry_total_timeout={self.budget:g} s; the last error: {error}")
+        self.retried += 1
+        asked = pause_asked(error, self.max_wait)
+        if asked is not None:
+            return asked
+        return random.uniform(0.0, min(self.max_wait, self.initial_wait * 2 ** (failures - 1)))
+
+    @property
+    def failing(self) -> int:
+        """Batches failing now (not yet read or answered since their last failure)."""
+        return len(self._failing_since)
