@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -25,8 +26,10 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 from airflow.sdk import ObjectStoragePath
+from airflow.sdk.exceptions import AirflowException
 
-from airflow_batch_provider.hooks.batch_api import ThreadHooks
+from airflow_batch_provider.hooks.batch_api import BatchApiHook, ThreadHooks
+from airflow_batch_provider.hooks.retry import is_retryable
 from airflow_batch_provider.hooks.retry import surely_not_created as not_created_by
 from airflow_batch_provider.job.errors import (
     AmbiguousSubmissionError,
@@ -42,6 +45,7 @@ from airflow_batch_provider.job.manifest import (
     read_manifest,
     submitting_marked,
 )
+from airflow_batch_provider.job.retry_by_time import GaveUp, RetryByTime
 from airflow_batch_provider.job.spool import RequestSpool
 from airflow_batch_provider.logs import ProgressLog, TaskLog
 from airflow_batch_provider.protocol import InvalidRequestError, Request
@@ -148,6 +152,11 @@ class _Unsent(Exception):
     """A queued chunk that was not sent because an earlier call failed."""
 
 
+class SubmitGaveUpError(AirflowException):
+    """A chunk was not accepted within the connection's ``retry_total_timeout``: the API, or the way
+    to it, kept failing. What was accepted is recorded; a retry of the task sends the rest."""
+
+
 class SendTracker:
     """Sends a job's pending chunks, ``concurrency`` calls at once, and keeps the ledger in step.
 
@@ -155,9 +164,14 @@ class SendTracker:
     the outcomes that came back since the last one. Writes run on a thread of their own, so calls go
     on while one is on its way (a write costs tens of milliseconds, as much as several calls). The
     pool and the write under way hold at most ``AHEAD × concurrency`` unsettled chunks, so a try killed
-    at any moment leaves at most that many chunks in flight in the ledger. After a failure nothing new
-    starts: queued chunks are taken back (never sent), the calls under way finish, and every outcome
-    is written before the exception goes on, also when the try itself is stopped (a task timeout, a
+    at any moment leaves at most that many chunks in flight in the ledger.
+
+    A call that failed after the hook's retries, where sending it again is safe (it surely created no
+    batch, or the server honours its ``Idempotency-Key``: ``retry_ambiguous_submits``), goes back in
+    the queue with backoff while the others are sent (:class:`RetryByTime`); the try gives up on it
+    only after the connection's ``retry_total_timeout``. After any other failure nothing new starts:
+    queued chunks are taken back (never sent), the calls under way finish, and every outcome is
+    written before the exception goes on, also when the try itself is stopped (a task timeout, a
     failed ledger write).
     """
 
@@ -179,17 +193,25 @@ class SendTracker:
         self.writing_windows: set[int] = set()  # the windows of the write under way
         self.stopped = threading.Event()  # set by the thread whose call failed, before a queued call can start
         self.progress = ProgressLog(submission.log, "Submitted", "batches", entry.chunks)
+        self.retry = RetryByTime.of(BatchApiHook(submission.conn_id).settings)
+        self.started: dict[int, float] = {}  # when each chunk's last call began
+        self.delayed: dict[int, float] = {}  # chunks to send again, and when
 
     def run(self) -> dict[int, BaseException]:
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="scaledown-submit")
         writer = ThreadPoolExecutor(1, thread_name_prefix="scaledown-ledger")
         try:
             while True:
+                self._requeue_due()
                 if self.writing is None and not self.failed:
                     self._start_write(writer)
                 if not self.running and self.writing is None:
-                    break
-                done, _ = wait({*self.running, *filter(None, [self.writing])}, return_when=FIRST_COMPLETED)
+                    if self.failed or not self.delayed:
+                        break
+                    time.sleep(self._until_due() or 0.0)  # every chunk left waits to be sent again
+                    continue
+                done, _ = wait({*self.running, *filter(None, [self.writing])}, timeout=self._until_due(),
+                               return_when=FIRST_COMPLETED)
                 for future in done:
                     if future is self.writing:
                         self._written(pool)
@@ -212,7 +234,7 @@ class SendTracker:
     def _start_write(self, writer: ThreadPoolExecutor) -> None:
         """Mark the next chunks in flight, with what came back since the last write, in one write
         made on the writer's thread; when too few can be marked to be worth a write, wait."""
-        room = self.limit - len(self.running)
+        room = self.limit - len(self.running) - len(self.delayed)
         if not self.queue or room < min(2 * self.concurrency, len(self.queue)):
             return
         self.marking = [self.queue.popleft() for _ in range(min(room, len(self.queue)))]
@@ -240,11 +262,48 @@ class SendTracker:
     def _call(self, chunk: int) -> str:
         if self.stopped.is_set():
             raise _Unsent
+        self.started[chunk] = time.monotonic()
         try:
             return self.submission._send(self.entry.job_id, chunk)
-        except Exception:
-            self.stopped.set()
+        except Exception as exc:
+            if not self._may_send_again(exc):
+                self.stopped.set()
             raise
+
+    def _may_send_again(self, exc: BaseException) -> bool:
+        """The hooks' one rule: trying again may help, and cannot pay twice (see the class)."""
+        return not isinstance(exc, NotSent) and is_retryable(exc, idempotent=self.submission.retry_ambiguous)
+
+    def _send_again_later(self, chunk: int, exc: BaseException) -> bool:
+        """Put a failed chunk back to be sent after a backoff; False when the try must stop instead."""
+        if self.failed or not self._may_send_again(exc):
+            return False
+        try:
+            delay = self.retry.failed(chunk, exc, started=self.started.get(chunk))
+        except GaveUp as gave_up:
+            self.stopped.set()
+            first, last = self.submission.spool.first_and_last_ids([self.submission.spool.chunks[chunk]])[0]
+            error = SubmitGaveUpError(f"chunk {chunk} of job {self.entry.job_id} (ids {first!r} to {last!r}) was "
+                                      f"not accepted: {gave_up}. The batches accepted so far are recorded: a "
+                                      "retry of the task sends only the others")
+            error.__cause__ = exc
+            self.failed[chunk] = error
+            return False
+        if surely_not_created(exc) and chunk not in self.inherited:
+            self.entry.in_flight.discard(chunk)
+        self.delayed[chunk] = time.monotonic() + delay
+        self.submission.log.warning("Chunk %d was not accepted (%s); sending it again in %.1f s, the others "
+                                    "meanwhile", chunk, exc, delay)
+        return True
+
+    def _requeue_due(self) -> None:
+        now = time.monotonic()
+        for chunk in [c for c, due in self.delayed.items() if due <= now]:
+            del self.delayed[chunk]
+            self.queue.appendleft(chunk)
+
+    def _until_due(self) -> float | None:
+        return max(0.0, min(self.delayed.values()) - time.monotonic()) if self.delayed else None
 
     def _settle(self, future: Future) -> None:
         chunk = self.running[future]  # popped once the outcome is recorded: a timeout loses none
@@ -254,11 +313,13 @@ class SendTracker:
                 raise _Unsent
             self.entry.accepted[chunk] = future.result()
             self.entry.in_flight.discard(chunk)
+            self.retry.succeeded(chunk)
         except _Unsent:
             self._unmark([chunk])
         except Exception as exc:  # noqa: BLE001 - classified here, raised by Submission._fail
-            self.failed[chunk] = exc
-            if surely_not_created(exc) and chunk not in self.inherited:
+            if not self._send_again_later(chunk, exc) and chunk not in self.failed:
+                self.failed[chunk] = exc
+            if chunk in self.failed and surely_not_created(exc) and chunk not in self.inherited:
                 self.entry.in_flight.discard(chunk)
         del self.running[future]
 
@@ -271,6 +332,7 @@ class SendTracker:
 
     def _stop(self) -> None:
         self.queue.clear()
+        self.delayed.clear()  # those that may exist stay in flight in the ledger: resent with their key
         for future in self.running:
             future.cancel()  # queued, never sent: settled as unsent
 

@@ -14,9 +14,10 @@ import pytest
 
 from airflow_batch_provider.emulator.pytest_plugin import connection_json
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
-from airflow_batch_provider.hooks.errors import BatchApiError, SubmitOutcomeUnknownError
+from airflow_batch_provider.hooks.errors import SubmitOutcomeUnknownError
 from airflow_batch_provider.job.ledger import JOB_KEY
 from airflow_batch_provider.job.manifest import read_manifest
+from airflow_batch_provider.job.submission import SubmitGaveUpError
 from airflow_batch_provider.operators.submit import (
     AmbiguousSubmissionError,
     DataFrameToBatchOperator,
@@ -63,10 +64,11 @@ class FakeTI:
 
 @pytest.fixture
 def billing(make_emulator, monkeypatch):
-    """An emulator that bills every submission (ignores Idempotency-Key); default connection."""
+    """An emulator that bills every submission (ignores Idempotency-Key); default connection, with
+    quick retries: a chunk refused again and again is given up on after a second (retry_total_timeout)."""
     server = make_emulator(ignore_idempotency_key=True)
     monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(
-        server, retry_initial_wait=0.01, retry_max_wait=0.05))
+        server, retry_initial_wait=0.01, retry_max_wait=0.05, retry_total_timeout=1))
     return server
 
 
@@ -75,7 +77,7 @@ def honouring(make_emulator, monkeypatch):
     """An emulator that honours Idempotency-Key, and a connection that says so."""
     server = make_emulator()
     monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(
-        server, retry_initial_wait=0.01, retry_max_wait=0.05, retry_ambiguous_submits=True))
+        server, retry_initial_wait=0.01, retry_max_wait=0.05, retry_total_timeout=1, retry_ambiguous_submits=True))
     return server
 
 
@@ -132,7 +134,7 @@ def test_an_ambiguous_chunk_is_not_resent_by_a_retry_unless_the_user_says_so(bil
 def test_with_the_flag_a_retry_resends_with_the_same_key_and_pays_once(honouring, tmp_path):
     honouring.set_faults(rate=1.0, kinds=["reset_after"], routes=["submit"], skip_first=3)
     store = DictStateStore()
-    with pytest.raises(BatchApiError):
+    with pytest.raises(SubmitGaveUpError, match=r"chunk \d+ of job job-\w+ \(ids '\d+' to '\d+'\) was not accepted"):
         run(op(tmp_path, max_concurrent_submits=1), store)
     honouring.set_faults(rate=0.0)
     reference = run(op(tmp_path, max_concurrent_submits=1), store)
@@ -185,7 +187,7 @@ def test_a_retry_with_other_batch_limits_follows_on_input_change(billing, tmp_pa
     """Issue reproduction 3: the retry must not re-attach to batches cut another way."""
     billing.set_faults(rate=1.0, kinds=["429"], routes=["submit"], skip_first=2, retry_after=0)
     store = DictStateStore()
-    with pytest.raises(BatchApiError):
+    with pytest.raises(SubmitGaveUpError, match=r"chunk \d+ of job job-\w+ \(ids '\d+' to '\d+'\) was not accepted"):
         run(op(tmp_path, 8, max_items_per_batch=2, max_concurrent_submits=1), store)
     billing.set_faults(rate=0.0)
     assert billing.stats()["batches"] == 2
