@@ -469,3 +469,14 @@ def test_a_failed_ledger_write_loses_no_acceptance(billing, tmp_path):
     accepted = {chunk for key, window in store.items() if key.startswith("scaledown:window:")
                 for chunk in window["accepted"]}
     assert len(accepted) == billing.stats()["batches"]
+
+
+def test_a_chunk_refused_more_times_than_the_hooks_attempts_is_sent_again_later(billing, tmp_path):
+    """Issue 24: a chunk answered 429 eight times in a row (the hook tries six) used to fail the
+    submit; it now goes back in the queue while the others are sent, and the job is paid for once."""
+    billing.set_faults(rate=1.0, kinds=["429"], routes=["submit"], max_faults=8, retry_after=0)
+    reference = run(op(tmp_path, 200, max_concurrent_submits=1), DictStateStore())
+    stats = billing.stats()
+    assert stats["faults_injected"] == {"submit:429": 8}
+    assert stats["batches"] == 4 and stats["items"] == 200  # 200 rows / 50: nothing twice
+    assert len({b.batch_id for b in read_manifest(reference)[0].batches}) == 4
