@@ -14,6 +14,13 @@ The rate is kept request by request, not cycle by cycle: :meth:`RequestBudget.wa
 starts of the requests ``60 / rate`` seconds apart, shared by every request of the wait (threads on
 a worker, tasks on the triggerer), so no burst overruns an API that limits by the second; a
 throttle pauses every start for its ``Retry-After`` (:meth:`RequestBudget.slow_down`).
+
+Throttles the rate does not cause are told apart from those it does: when the share of throttled
+requests does not fall after a cut (a flaky proxy or network answering 429 or 503 with
+``Retry-After`` whatever the rate), that share is taken as noise. From then on a throttle neither
+pauses the others nor cuts the rate at once (its own request still waits as asked); a cycle cuts the
+rate only when its throttled share rises well above the noise, and otherwise grows as if unthrottled.
+The noise estimate fades while fewer throttles come.
 """
 
 from __future__ import annotations
@@ -38,6 +45,10 @@ LATER_CUT = 0.7
 # rate holds instead of growing.
 SLOW = 2.0
 FASTEST_ANSWER = 0.001  # seconds: a clock that reads 0 must not divide the budget by zero
+# A cycle's throttled share is the rate's doing when it is above NOISE_FACTOR x the noise + NOISE_MARGIN
+# (at 9 % noise, 23 %: a cycle of a hundred requests strays about 3 % from the noise by chance).
+NOISE_FACTOR, NOISE_MARGIN = 2.0, 0.05
+FEWEST_TO_JUDGE = 10  # requests a cycle needs before its throttled share says anything
 
 
 class RequestBudget:
@@ -65,6 +76,9 @@ class RequestBudget:
         self._slowdowns = 0  # times the API asked to slow down: turns given before are given up
         self._lowered_at: float | None = None  # time.monotonic() of the last cut for a throttle
         self._told_in_cycle = False  # slow_down was called during the cycle under way
+        self.throttles = 0  # times the API asked to slow down, whether or not it was obeyed at once
+        self.noise = 0.0  # share of requests throttled whatever the rate (see the module docstring)
+        self._cut_share: float | None = None  # the throttled share of the last cycle that cut the rate
         self._stopped = threading.Event()  # the wait is over: no turn is waited for
 
     def resume(self, rate: float, found: float | None) -> None:
@@ -79,7 +93,7 @@ class RequestBudget:
     @property
     def slowdowns(self) -> int:
         """Times the API has asked to slow down (a load's downloads read it between cycles)."""
-        return self._slowdowns
+        return self.throttles
 
     def stop(self) -> None:
         """The wait is over (done, failed, or killed): turns being waited for end at once."""
@@ -124,6 +138,9 @@ class RequestBudget:
         of the cycle. The other answers of the same burst say the same thing, so it is lowered again
         only once ``seconds`` and one more have passed, whatever the cycles."""
         with self._lock:
+            self.throttles += 1
+            if self.noise:  # maybe noise: its request waits as asked, and the cycle's share decides
+                return
             now = time.monotonic()
             self._next_start = now + seconds  # every turn given before is given up (wait_turn)
             self._slowdowns += 1
@@ -142,6 +159,30 @@ class RequestBudget:
                           f"{lowered:,.0f}", throttled)
         self.rate = lowered
 
+    def _throttled_by_the_rate(self, answered: int, throttled: int) -> bool:
+        """Whether this cycle's throttles call for a lower rate; learns the noise on the way: a cut
+        after which the throttled share stays at half or more of what it was did not help."""
+        asked = answered + throttled
+        share = throttled / asked if asked else 0.0
+        if self._cut_share is not None and asked >= FEWEST_TO_JUDGE:
+            if throttled and share >= self._cut_share / 2 and self.rate > self.start:  # the cut did lower it
+                learned = share if not self.noise else 0.7 * self.noise + 0.3 * share
+                if not self.noise:
+                    self.log.info("%s: %.0f %% of requests are throttled whatever the rate (after a cut as before); "
+                                  "taken as noise: the rate is cut only when more are", self.what, 100 * share)
+                self.noise = learned
+            self._cut_share = None
+        if self.noise and asked >= FEWEST_TO_JUDGE and share < self.noise / 2:
+            self.noise = 0.0 if self.noise < 0.01 else 0.8 * self.noise  # fewer throttles: it fades
+        if not throttled:
+            return False
+        if self.noise and (asked < FEWEST_TO_JUDGE or share <= NOISE_FACTOR * self.noise + NOISE_MARGIN):
+            self._told_in_cycle = False
+            return False
+        if asked >= FEWEST_TO_JUDGE:
+            self._cut_share = share
+        return True
+
     def per_cycle(self, interval: float) -> int:
         """Requests a cycle ``interval`` seconds long may make (at least one): what the rate allows,
         and no more than ``concurrency`` requests in flight can answer within the interval."""
@@ -157,9 +198,9 @@ class RequestBudget:
         ``seconds_per_answer`` on average; ``saturated``: the cycle asked for all the rate allowed
         and more batches were waiting. The rate grows only while it is what keeps finished batches
         from being confirmed; while nothing finishes it falls back towards the start."""
-        if throttled:
+        if self._throttled_by_the_rate(answered, throttled):
             with self._lock:
-                if not self._told_in_cycle:  # a hook without slow_down: cut once the cycle is over
+                if not self._told_in_cycle:  # a hook without slow_down (or noise was assumed): cut now
                     self._lower(throttled)
                 self._told_in_cycle = False
             return

@@ -5,6 +5,7 @@ destination table. Retries are on, as in production, so transient failures are s
 real deployment survives them.
 """
 
+import os
 from datetime import timedelta
 
 import pandas as pd
@@ -48,7 +49,8 @@ with DAG("reliable_pipeline", schedule=None, start_date=pendulum.datetime(2024, 
     def rows(params=None) -> pd.DataFrame:
         return make_rows(params["case"], params["rows"])
 
-    retries = {"retries": 3, "retry_delay": timedelta(seconds=1)}
+    # RELIABILITY_TASK_RETRIES: a scenario's own retries (read when dag.test() loads this file).
+    retries = {"retries": int(os.environ.get("RELIABILITY_TASK_RETRIES", "3")), "retry_delay": timedelta(seconds=1)}
     submit = DataFrameToBatchOperator(
         task_id="submit", dataframe=rows(), id_column="id", text_column="text", request=REQUEST,
         max_items_per_batch=50, max_concurrent_submits=2, **retries)

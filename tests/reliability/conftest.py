@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # One distinctive key for the whole suite: the secrets scenario searches everything for it.
 API_KEY = "sk-reliability-" + secrets.token_hex(12)
 RESULTS: list[dict] = []
-SCENARIOS = 9
+SCENARIOS = 11
 
 
 def record(number: int, scenario: str, injected: str, counted: str, *,

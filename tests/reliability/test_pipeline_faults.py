@@ -245,3 +245,91 @@ def test_9_ambiguous_submits_are_paid_for_once(pipeline_env, monkeypatch, tmp_pa
            f"none resent; honouring: billed {billed_honouring}, 1000/1000 rows landed once each run",
            rows=(1000, *landed("rel_ambiguous")[:2]),
            batches=(chunks * len(billed_honouring), sum(billed_honouring)))
+
+
+SEEDS = (21, 22, 23)
+EVERY_KIND = ["429", "500", "502", "503", "504", "reset", "reset_after"]
+
+
+def default_connection(emulator, **extra) -> str:
+    """The connection as users make it: the key, the host, and only what ``extra`` adds."""
+    return json.dumps({"conn_type": "batch_api", "host": emulator.url, "password": API_KEY, "extra": extra})
+
+
+def sustained_faults(emulator, seed):
+    set_faults(emulator, rate=0.3, kinds=EVERY_KIND, routes=["submit", "status", "output"], retry_after=1, seed=seed)
+
+
+def tries(run) -> str:
+    return ", ".join(f"{ti.task_id} {ti.try_number}" for ti in run.get_task_instances())
+
+
+def test_10_sustained_faults_with_the_default_connection(pipeline_env, monkeypatch):
+    """Issue 24: 30 % of requests fail, on every route and in every way, with the connection's
+    default retries (plus retry_ambiguous_submits: this server honours Idempotency-Key) and
+    retries=2 on each task, as users set them. Every row lands once and the bill equals the chunks,
+    in every run."""
+    emulator, chunks = pipeline_env, 20
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", default_connection(emulator, retry_ambiguous_submits=True))
+    monkeypatch.setenv("RELIABILITY_TASK_RETRIES", "2")
+    runs = []
+    for seed in SEEDS:
+        drop("rel_sustained")
+        before = emulator.stats()
+        sustained_faults(emulator, seed)
+        started = time.monotonic()
+        try:
+            run, states = run_pipeline(rows=chunks * 50, table="rel_sustained")
+        finally:
+            set_faults(emulator, rate=0.0)
+        after = emulator.stats()
+        runs.append({"seed": seed, "seconds": round(time.monotonic() - started),
+                     "billed": after["batches"] - before["batches"], "landed": landed("rel_sustained"),
+                     "faults": sum(after["faults_injected"].values()) - sum(before["faults_injected"].values()),
+                     "tries": tries(run)})
+        assert run.state == "success", (seed, states, runs)
+        assert runs[-1]["billed"] == chunks and after["items"] - before["items"] == chunks * 50, runs
+        assert runs[-1]["landed"] == (1000, 1000, 1000), runs
+    record(10, "Sustained faults: 30 % of requests on every route fail in every way, default connection "
+               "(+ retry_ambiguous_submits), retries=2 per task",
+           f"seeds {', '.join(str(r['seed']) for r in runs)}: " + "; ".join(
+               f"{r['faults']} faults, {r['seconds']} s (tries: {r['tries']})" for r in runs),
+           f"{len(runs)} of {len(runs)} runs landed 1000/1000 rows once; billed {[r['billed'] for r in runs]} "
+           f"of {chunks} chunks",
+           rows=(1000, *runs[-1]["landed"][:2]), batches=(chunks * len(runs), sum(r["billed"] for r in runs)))
+
+
+def test_11_sustained_faults_on_a_server_that_ignores_keys(pipeline_env, monkeypatch, tmp_path, capfd):
+    """The same faults against a server that ignores Idempotency-Key, with the default connection:
+    an answer lost after the batch was made cannot be told from one that made none, so no run may be
+    billed for more than its chunks, and a run that cannot go on without risking it stops, saying
+    what to do."""
+    chunks = 20
+    ignoring = EmulatorProcess(["--ignore-idempotency-key", "--items-per-second", "3000"], tmp_path,
+                               api_key=API_KEY).start()
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", default_connection(ignoring))
+    monkeypatch.setenv("RELIABILITY_TASK_RETRIES", "2")
+    billed, stopped = [], 0
+    try:
+        for seed in SEEDS:
+            drop("rel_sustained")
+            before = ignoring.stats()["batches"]
+            sustained_faults(ignoring, seed)
+            capfd.readouterr()
+            run, states = run_pipeline(rows=chunks * 50, table="rel_sustained")
+            output = "".join(capfd.readouterr())
+            billed.append(ignoring.stats()["batches"] - before)
+            assert billed[-1] <= chunks, billed
+            if run.state == "success":
+                assert landed("rel_sustained") == (1000, 1000, 1000)
+                continue
+            stopped += 1
+            assert states["submit"] == "failed" and "up_for_retry" not in states.values(), states
+            assert "Nothing was resent, so nothing is paid twice" in output
+            assert "set retry_ambiguous_submits on the batch_api connection if the server honours" in output
+    finally:
+        ignoring.stop()
+    record(11, "Sustained faults (as 10) against a server that ignores Idempotency-Key, default connection",
+           f"seeds {', '.join(map(str, SEEDS))}",
+           f"billed {billed} of {chunks} chunks (never more); {stopped} of {len(SEEDS)} runs stopped at the submit "
+           "naming the chunks that may be paid and the two ways on", batches=(chunks * len(SEEDS), sum(billed)))

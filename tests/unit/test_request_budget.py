@@ -63,10 +63,13 @@ def test_it_halves_when_throttled_then_approaches_carefully(caplog):
     assert budget.rate == 10_500  # then 5 % of the rate found a cycle
     budget.cycle_done(answered=40, throttled=1, seconds_per_answer=0.05, saturated=True, confirmed=40)
     assert budget.rate == 10_500 * 0.7  # a later throttle, close to the limit: a smaller cut
-    for _ in range(12):
-        budget.cycle_done(answered=40, throttled=1, seconds_per_answer=0.05, saturated=True, confirmed=40)
-    assert budget.rate == 600  # random 429s cannot starve a job
     assert "Status requests: 10,000 a minute (the API asked to slow down 3 time(s))" in caplog.messages
+    for _ in range(12):  # the same share of 429s, however low the rate: not the rate's doing
+        budget.cycle_done(answered=40, throttled=1, seconds_per_answer=0.05, saturated=True, confirmed=40)
+    assert budget.noise == pytest.approx(1 / 41)
+    assert budget.rate > 10_500  # random 429s cannot starve a job: it grows again
+    assert ("Status requests: 2 % of requests are throttled whatever the rate (after a cut as before); taken as "
+            "noise: the rate is cut only when more are") in caplog.messages
     assert RequestBudget(600, 100, concurrency=8, log=LOG).rate == 100  # a ceiling below the start wins
 
 
@@ -138,3 +141,38 @@ def test_an_unpaced_budget_goes_as_fast_as_asked_until_a_429_then_paces_from_hal
     budget.slow_down(0.0)
     assert budget.rate == 6_000 and budget.found == 6_000
     assert RequestBudget(600, 3_000, concurrency=8, log=LOG, unpaced=True).rate == 3_000  # the ceiling holds
+
+
+def test_noise_neither_pauses_nor_cuts_but_a_rise_above_it_does():
+    budget = RequestBudget(600, None, concurrency=64, log=LOG)
+    quick(budget, 4)  # 9,600 a minute
+    budget.cycle_done(answered=90, throttled=10, seconds_per_answer=0.05, saturated=True, confirmed=90)
+    assert budget.rate == 4800 and budget.noise == 0
+    budget.cycle_done(answered=90, throttled=10, seconds_per_answer=0.05, saturated=True, confirmed=90)
+    assert budget.noise == pytest.approx(0.1)  # halving the rate left the share where it was
+    rate = budget.rate
+    budget.slow_down(1.0)
+    assert budget._turn()[0] < 0.5 and budget.rate == rate  # no pause for the others, no cut
+    budget.cycle_done(answered=90, throttled=12, seconds_per_answer=0.05, saturated=True, confirmed=90)
+    assert budget.rate > rate  # within the noise: it grows as if unthrottled
+    rate = budget.rate
+    budget.cycle_done(answered=60, throttled=40, seconds_per_answer=0.05, saturated=True, confirmed=60)
+    assert budget.rate == rate * 0.7  # 40 %: well above the noise, so the rate's doing
+
+
+def test_throttles_that_stop_after_a_cut_are_the_rates_doing_not_noise():
+    budget = RequestBudget(600, None, concurrency=64, log=LOG)
+    quick(budget, 4)
+    budget.cycle_done(answered=80, throttled=20, seconds_per_answer=0.05, saturated=True, confirmed=80)
+    budget.cycle_done(answered=50, throttled=0, seconds_per_answer=0.05, saturated=True, confirmed=50)
+    assert budget.noise == 0
+    budget.slow_down(1.0)
+    assert budget._turn()[0] >= 0.9  # a 429 still pauses every request at once
+
+
+def test_noise_fades_as_throttles_stop():
+    budget = RequestBudget(600, None, concurrency=64, log=LOG)
+    budget.noise = 0.1
+    for _ in range(15):
+        budget.cycle_done(answered=50, throttled=0, seconds_per_answer=0.05, saturated=True, confirmed=50)
+    assert budget.noise == 0
