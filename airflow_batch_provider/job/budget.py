@@ -48,6 +48,10 @@ FASTEST_ANSWER = 0.001  # seconds: a clock that reads 0 must not divide the budg
 # A cycle's throttled share is the rate's doing when it is above NOISE_FACTOR x the noise + NOISE_MARGIN
 # (at 9 % noise, 23 %: a cycle of a hundred requests strays about 3 % from the noise by chance).
 NOISE_FACTOR, NOISE_MARGIN = 2.0, 0.05
+# A share above MOST_NOISE is never taken for noise, and the estimate never exceeds it: after a cut
+# of 30 % or more, a rate at most 1 / (1 - 0.25) times a real limit is back under it, so a limit's
+# throttles fall to nothing and cannot be learned as noise; a rate far above a limit throttles more.
+MOST_NOISE = 0.25
 FEWEST_TO_JUDGE = 10  # requests a cycle needs before its throttled share says anything
 
 
@@ -79,6 +83,7 @@ class RequestBudget:
         self.throttles = 0  # times the API asked to slow down, whether or not it was obeyed at once
         self.noise = 0.0  # share of requests throttled whatever the rate (see the module docstring)
         self._cut_share: float | None = None  # the throttled share of the last cycle that cut the rate
+        self._above_noise = False  # the last cycle's throttled share was above the noise: hold the rate
         self._stopped = threading.Event()  # the wait is over: no turn is waited for
 
     def resume(self, rate: float, found: float | None) -> None:
@@ -161,19 +166,20 @@ class RequestBudget:
 
     def _throttled_by_the_rate(self, answered: int, throttled: int) -> bool:
         """Whether this cycle's throttles call for a lower rate; learns the noise on the way: a cut
-        after which the throttled share stays at half or more of what it was did not help."""
+        after which the throttled share, no more than MOST_NOISE, stays at half or more of what it
+        was did not help. A cycle within the noise but above its mean holds the rate (see cycle_done)."""
         asked = answered + throttled
         share = throttled / asked if asked else 0.0
         if self._cut_share is not None and asked >= FEWEST_TO_JUDGE:
-            if throttled and share >= self._cut_share / 2 and self.rate > self.start:  # the cut did lower it
-                learned = share if not self.noise else 0.7 * self.noise + 0.3 * share
+            if self._cut_share / 2 <= share <= MOST_NOISE and self.rate > self.start:  # the cut did lower it
                 if not self.noise:
                     self.log.info("%s: %.0f %% of requests are throttled whatever the rate (after a cut as before); "
                                   "taken as noise: the rate is cut only when more are", self.what, 100 * share)
-                self.noise = learned
+                self.noise = min(MOST_NOISE, share if not self.noise else 0.7 * self.noise + 0.3 * share)
             self._cut_share = None
-        if self.noise and asked >= FEWEST_TO_JUDGE and share < self.noise / 2:
+        if self.noise and (not throttled or (asked >= FEWEST_TO_JUDGE and share < self.noise / 2)):
             self.noise = 0.0 if self.noise < 0.01 else 0.8 * self.noise  # fewer throttles: it fades
+        self._above_noise = bool(throttled) and share > self.noise
         if not throttled:
             return False
         if self.noise and (asked < FEWEST_TO_JUDGE or share <= NOISE_FACTOR * self.noise + NOISE_MARGIN):
@@ -212,7 +218,7 @@ class RequestBudget:
         if not confirmed:  # nothing new has finished: asking faster would only cost requests
             self.rate = max(self.start, self.rate / GROWTH)
             return
-        if not saturated or slow or 2 * confirmed < answered:
+        if not saturated or slow or 2 * confirmed < answered or self._above_noise:
             return
         if self.rate / 60 > self.concurrency / self._usual:  # the requests in flight bound it, not the rate
             return

@@ -13,10 +13,11 @@ path), written whole to a temporary name and renamed into place. It holds the ba
 count beside the lines: a file that does not decode, or whose id or count differ, is read again.
 Lines are msgpack (msgspec), each with its result's model, as the results are structs of three types.
 
-The spool of a job lives in ``[scaledown] spool_dir`` (default: the machine's temporary directory),
-readable by this user only, and is removed once the job has landed. Loads of the same job at once
-share it: each holds a shared lock, and the last one out removes it. Spools left by jobs that never
-landed are removed after a week.
+The spool of a job lives in ``[scaledown] spool_dir`` (default: ``scaledown-spool-<uid>`` in the
+machine's temporary directory), in a folder only this user may enter — one made by another user, or
+a link, is refused, as its files could be forged results — and is removed once the job has landed.
+Loads of the same job at once share it: each holds a shared lock, and the last one out removes it.
+Spools left by jobs that never landed are removed after a week, unless a load holds them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Sequence
@@ -32,6 +35,7 @@ from pathlib import Path
 
 import msgspec
 from airflow.sdk import conf
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_batch_provider.protocol.results import (
     ClassifyResult,
@@ -43,6 +47,7 @@ from airflow_batch_provider.protocol.results import (
 )
 
 STALE_AFTER = 7 * 24 * 3600.0  # seconds: a spool untouched this long belongs to a job nobody will load
+_JOB_FOLDER = re.compile(r"[0-9a-f]{32}")  # the only folders of the spool root this module removes
 _KINDS: dict[str, type[Result]] = {"extract": ExtractResult, "summarize": SummarizeResult,
                                    "classify": ClassifyResult}
 _KIND_OF = {kind: name for name, kind in _KINDS.items()}
@@ -68,10 +73,34 @@ _DECODER = msgspec.msgpack.Decoder(_File)
 _RESULT_DECODERS = {name: msgspec.msgpack.Decoder(kind) for name, kind in _KINDS.items()}
 
 
+class UnsafeSpoolError(AirflowFailException):
+    """The spool folder is not this user's alone: its files could be another user's forgeries."""
+
+
+def _in_temp() -> Path:
+    return Path(tempfile.gettempdir()) / f"scaledown-spool-{os.getuid()}"
+
+
 def default_spool_dir() -> Path:
-    """``[scaledown] spool_dir``; else ``scaledown-spool`` in the machine's temporary directory."""
+    """``[scaledown] spool_dir``; else ``scaledown-spool-<uid>`` in the machine's temporary directory."""
     configured = conf.get("scaledown", "spool_dir", fallback="")
-    return Path(configured) if configured else Path(tempfile.gettempdir()) / "scaledown-spool"
+    return Path(configured) if configured else _in_temp()
+
+
+def _open_folder(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:  # ELOOP, ENOTDIR: a link or a file where the folder should be
+        raise UnsafeSpoolError(f"the spool folder {path} is a link or not a folder ({exc.strerror}); remove it, or "
+                               "set [scaledown] spool_dir to a folder of this user's") from None
+
+
+def _check_private(fd: int, path: Path) -> None:
+    """The open folder ``fd`` (opened without following a link) is this user's, and only theirs."""
+    info = os.fstat(fd)
+    if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH | stat.S_IRWXO):
+        raise UnsafeSpoolError(f"the spool folder {path} belongs to another user or others may write or enter it; "
+                               "remove it, or set [scaledown] spool_dir to a folder of this user's")
 
 
 class OutputSpool:
@@ -84,11 +113,23 @@ class OutputSpool:
         self._lock: int | None = None
 
     def __enter__(self) -> OutputSpool:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.root == _in_temp():  # in a folder every user may write to: it must be ours
+            root = _open_folder(self.root)
+            try:
+                _check_private(root, self.root)
+            finally:
+                os.close(root)
         self._remove_stale()
         while True:
             self.path.mkdir(mode=0o700, exist_ok=True)  # the outputs are the user's data
-            self._lock = os.open(self.path, os.O_RDONLY)
+            self._lock = _open_folder(self.path)
+            try:
+                _check_private(self._lock, self.path)
+            except UnsafeSpoolError:
+                os.close(self._lock)
+                self._lock = None
+                raise
             fcntl.flock(self._lock, fcntl.LOCK_SH)  # a load of the same job that ends now leaves it be
             if self._still_there():
                 break
@@ -112,7 +153,8 @@ class OutputSpool:
         return self.path / hashlib.sha256(batch_id.encode()).hexdigest()[:40]
 
     def has(self, batch_id: str) -> bool:
-        return self._file(batch_id).exists()
+        """The batch's lines are here, whole (a file cut short by a crash is removed: read it again)."""
+        return self._file(batch_id).exists() and self.read(batch_id) is not None
 
     def write(self, batch_id: str, lines: Sequence[OutputLine]) -> None:
         encoded = _ENCODER.encode(_File(batch_id, len(lines), [
@@ -121,7 +163,11 @@ class OutputSpool:
             for line in lines]))
         target = self._file(batch_id)
         with tempfile.NamedTemporaryFile(dir=self.path, prefix=".part-", delete=False) as part:
-            part.write(encoded)
+            try:
+                part.write(encoded)
+            except BaseException:  # a full disk: no half file left behind
+                os.unlink(part.name)
+                raise
         os.replace(part.name, target)  # whole or not at all: a try killed mid-write leaves a .part-
 
     def read(self, batch_id: str) -> list[OutputLine] | None:
@@ -153,10 +199,21 @@ class OutputSpool:
         return True
 
     def _remove_stale(self) -> None:
+        """Remove other jobs' spools untouched for :data:`STALE_AFTER`, unless a load holds them."""
         cutoff = time.time() - STALE_AFTER
         for old in self.root.iterdir():
+            if old == self.path or not _JOB_FOLDER.fullmatch(old.name):
+                continue
             try:
-                if old != self.path and old.is_dir() and old.stat().st_mtime < cutoff:
-                    shutil.rmtree(old, ignore_errors=True)
+                if not stat.S_ISDIR(old.lstat().st_mode) or old.lstat().st_mtime >= cutoff:
+                    continue
+                held = os.open(old, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
             except OSError:
                 continue
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(old, ignore_errors=True)
+            except BlockingIOError:
+                pass  # a load is using it
+            finally:
+                os.close(held)

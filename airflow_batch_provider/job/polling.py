@@ -112,12 +112,14 @@ class Poller:
         changed, confirmed, answered, failed = False, 0, 0, 0
         failure: BaseException | None = None
         self.backlog = False
-        for batch_id, result in zip(chosen, results, strict=True):
+        for batch_id, result in zip(chosen, results, strict=True):  # answers first: the API is up
             if isinstance(result, BatchStatus):
                 answered += 1
                 self.retry.succeeded(batch_id)
                 changed |= self.progress.update(result)
                 confirmed += result.terminal  # chosen among the running: a terminal answer is news
+        for batch_id, result in zip(chosen, results, strict=True):
+            if isinstance(result, BatchStatus):
                 continue
             if isinstance(result, BatchApiError) and not is_retryable(result, idempotent=True):
                 # The hooks' one rule (hooks/retry.py): a poll it would not repeat (a refused key, an

@@ -10,7 +10,11 @@ others go on, and the job gives up only when
   key, a batch the API does not know, a redirect, TLS or proxy set-up): the caller checks that first;
 - one batch has been failing for longer than the time budget (the connection's
   ``retry_total_timeout``);
-- or nothing at all has succeeded for that long: the API, or the way to it, is down.
+- or nothing at all has succeeded for that long (counted from the first failure since the last
+  success: a wait's idle interval between polls is not an outage): the API, or the way to it, is down.
+
+A batch's clock runs from the first failure since its last success, unless it was not tried again
+for a while (a wait asks some batches seldom): a failure long after the last one starts it anew.
 """
 
 from __future__ import annotations
@@ -39,10 +43,12 @@ class RetryByTime:
         self.initial_wait = initial_wait
         self.max_wait = max_wait
         self.clock = clock
-        self.last_success = clock()
+        self.down_since: float | None = None  # when the first failure since the last success began
+        self._succeeded_at = clock()  # the last success (or the start): no outage began before it
         self.retried = 0  # batches sent back to be tried again, for the task's log
         self._failing_since: dict[Hashable, float] = {}
         self._failures: dict[Hashable, int] = {}
+        self._failed_at: dict[Hashable, float] = {}
 
     @classmethod
     def of(cls, settings: ApiSettings) -> RetryByTime:
@@ -52,20 +58,32 @@ class RetryByTime:
                    max_wait=settings.retry_max_wait)
 
     def succeeded(self, key: Hashable) -> None:
-        self.last_success = self.clock()
+        self.down_since = None
+        self._succeeded_at = self.clock()
         if self._failing_since:
-            self._failing_since.pop(key, None)
-            self._failures.pop(key, None)
+            self._forget(key)
+
+    def _forget(self, key: Hashable) -> None:
+        self._failing_since.pop(key, None)
+        self._failures.pop(key, None)
+        self._failed_at.pop(key, None)
 
     def failed(self, key: Hashable, error: BaseException, *, started: float | None = None) -> float:
         """Seconds to wait before ``key`` is tried again, after ``error`` (which the hook's retries
         could not get past); ``started``: when the failed call began (the hook may have retried it for
         a while). Raises :class:`GaveUp` once the budget is spent."""
         now = self.clock()
-        since = self._failing_since.setdefault(key, min(now, started if started is not None else now))
+        began = min(now, started if started is not None else now)
+        if began - self._failed_at.get(key, began) > 2 * self.max_wait:
+            self._forget(key)  # not asked since long before (a wait asks some batches seldom): a new streak
+        self._failed_at[key] = now
+        since = self._failing_since.setdefault(key, began)
         failures = self._failures[key] = self._failures.get(key, 0) + 1
-        if now - self.last_success >= self.budget:
-            raise GaveUp(f"no request of the job has succeeded for {now - self.last_success:.0f} s, longer than "
+        if self.down_since is None:
+            self.down_since = max(began, self._succeeded_at)
+        down = self.down_since
+        if now - down >= self.budget:
+            raise GaveUp(f"no request of the job has succeeded for {now - down:.0f} s, longer than "
                          f"retry_total_timeout={self.budget:g} s: the API or the way to it is down; the last "
                          f"error: {error}")
         if now - since >= self.budget:

@@ -183,6 +183,7 @@ class SendTracker:
         self.concurrency = submission.concurrency
         self.limit = AHEAD * submission.concurrency
         self.inherited = set(entry.in_flight)  # maybe created by an earlier try: only an acceptance clears them
+        self.maybe_created: set[int] = set()  # a call of this try may have created them: the same
         # Inherited chunks first: they are in flight in the ledger already, and count against the limit.
         self.queue = deque(sorted(pending, key=lambda chunk: (chunk not in self.inherited, chunk)))
         self.running: dict[Future, int] = {}
@@ -234,7 +235,7 @@ class SendTracker:
     def _start_write(self, writer: ThreadPoolExecutor) -> None:
         """Mark the next chunks in flight, with what came back since the last write, in one write
         made on the writer's thread; when too few can be marked to be worth a write, wait."""
-        room = self.limit - len(self.running) - len(self.delayed)
+        room = self.limit - len(self.running) - len(self.delayed.keys() & self.entry.in_flight)
         if not self.queue or room < min(2 * self.concurrency, len(self.queue)):
             return
         self.marking = [self.queue.popleft() for _ in range(min(room, len(self.queue)))]
@@ -282,19 +283,34 @@ class SendTracker:
             delay = self.retry.failed(chunk, exc, started=self.started.get(chunk))
         except GaveUp as gave_up:
             self.stopped.set()
-            first, last = self.submission.spool.first_and_last_ids([self.submission.spool.chunks[chunk]])[0]
-            error = SubmitGaveUpError(f"chunk {chunk} of job {self.entry.job_id} (ids {first!r} to {last!r}) was "
-                                      f"not accepted: {gave_up}. The batches accepted so far are recorded: a "
-                                      "retry of the task sends only the others")
+            error = SubmitGaveUpError(f"chunk {chunk}{self._ids(chunk)} of job {self.entry.job_id} was not "
+                                      f"accepted: {gave_up}. The batches accepted so far are recorded: a retry of "
+                                      "the task sends only the others")
             error.__cause__ = exc
             self.failed[chunk] = error
             return False
-        if surely_not_created(exc) and chunk not in self.inherited:
-            self.entry.in_flight.discard(chunk)
+        self._forget_if_not_created(chunk, exc)
         self.delayed[chunk] = time.monotonic() + delay
         self.submission.log.warning("Chunk %d was not accepted (%s); sending it again in %.1f s, the others "
                                     "meanwhile", chunk, exc, delay)
         return True
+
+    def _ids(self, chunk: int) -> str:
+        """`` (ids 'a' to 'z')`` for a message; nothing if the rows file cannot be read (the
+        outcome is recorded whatever the message says)."""
+        try:
+            first, last = self.submission.spool.first_and_last_ids([self.submission.spool.chunks[chunk]])[0]
+        except Exception:  # noqa: BLE001 - a message must not stop the ledger's last write
+            return ""
+        return f" (ids {first!r} to {last!r})"
+
+    def _forget_if_not_created(self, chunk: int, exc: BaseException) -> None:
+        """Clear a chunk from the ledger's in-flight set when this failure says no batch was made —
+        unless an earlier try or an earlier call of this one may have made one."""
+        if not surely_not_created(exc):
+            self.maybe_created.add(chunk)
+        elif chunk not in self.inherited and chunk not in self.maybe_created:
+            self.entry.in_flight.discard(chunk)
 
     def _requeue_due(self) -> None:
         now = time.monotonic()
@@ -317,16 +333,15 @@ class SendTracker:
         except _Unsent:
             self._unmark([chunk])
         except Exception as exc:  # noqa: BLE001 - classified here, raised by Submission._fail
-            if not self._send_again_later(chunk, exc) and chunk not in self.failed:
-                self.failed[chunk] = exc
-            if chunk in self.failed and surely_not_created(exc) and chunk not in self.inherited:
-                self.entry.in_flight.discard(chunk)
+            if not self._send_again_later(chunk, exc):
+                self.failed.setdefault(chunk, exc)
+                self._forget_if_not_created(chunk, exc)
         del self.running[future]
 
     def _unmark(self, chunks: list[int]) -> None:
-        """Chunks marked but never sent."""
+        """Chunks marked but never sent (by this call: one sent before may have created a batch)."""
         for chunk in chunks:
-            if chunk not in self.inherited:
+            if chunk not in self.inherited and chunk not in self.maybe_created:
                 self.entry.in_flight.discard(chunk)
                 self.changed.add(self.entry.window_of(chunk))
 

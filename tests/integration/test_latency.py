@@ -37,24 +37,20 @@ def test_the_load_downloads_concurrently_with_bounded_memory(env, tmp_path, monk
     server = env(latency=LATENCY)
     frame = pd.DataFrame({"review_id": range(240), "body": [f"Review {i} is fine." for i in range(240)]})
     job = submit(tmp_path, frame, per_batch=10)  # 24 batches
-    fetched, handed, most_ahead, lock = [0], [0], [0], threading.Lock()
-    real_fetch, real_downloads = reconcile.Reconciliation._fetch, reconcile.Reconciliation._downloads
+    holding, most_held, lock = [0], [0], threading.Lock()
+    real_output = reconcile.Reconciliation._output
 
-    def fetch(self, ref):
-        result = real_fetch(self, ref)
+    def output(self, hook, ref):  # a batch's lines are in memory from its download until its spool file
         with lock:
-            fetched[0] += 1
-            most_ahead[0] = max(most_ahead[0], fetched[0] - handed[0])
-        return result
-
-    def downloads(self):
-        for item in real_downloads(self):
+            holding[0] += 1
+            most_held[0] = max(most_held[0], holding[0])
+        try:
+            return real_output(self, hook, ref)
+        finally:
             with lock:
-                handed[0] += 1
-            yield item
+                holding[0] -= 1
 
-    monkeypatch.setattr(reconcile.Reconciliation, "_fetch", fetch)
-    monkeypatch.setattr(reconcile.Reconciliation, "_downloads", downloads)
+    monkeypatch.setattr(reconcile.Reconciliation, "_output", output)
     peaks = {}
     for concurrency in (1, 8):
         summary = load(job, mode="replace", max_concurrent_downloads=concurrency)
@@ -63,5 +59,5 @@ def test_the_load_downloads_concurrently_with_bounded_memory(env, tmp_path, monk
     # One after another, then eight at once (the server may see a client's next request before it
     # has finished the last: one more).
     assert peaks[1] <= 2 and 4 <= peaks[8] <= 8 + 1, peaks
-    assert most_ahead[0] <= 8 + 1  # never more batches in memory than the window (and the one in hand)
+    assert most_held[0] <= 8  # never more batches in memory than downloads at once: the others wait on disk
     assert database("SELECT COUNT(*), COUNT(DISTINCT review_id) FROM review_labels") == [(240, 240)]

@@ -136,7 +136,7 @@ def test_output_lines_for_unknown_ids_are_counted_not_loaded(env, tmp_path, data
 
 
 def test_a_failure_mid_load_leaves_the_target_unchanged(env, tmp_path, database):
-    server = env()
+    server = env(retry_total_timeout=1.5)  # the outage outlasts it
     load(submit(tmp_path, frame(10)))
     job = submit(tmp_path, frame(40, start=10))
     server.set_faults(rate=1.0, kinds=["502"], routes=["output"], skip_first=2)  # batch 3 of 4 never comes
@@ -150,7 +150,7 @@ def test_a_failure_mid_load_leaves_the_target_unchanged(env, tmp_path, database)
 
 
 def test_a_failure_mid_load_on_a_new_table_leaves_no_table(env, tmp_path, database):
-    server = env()
+    server = env(retry_total_timeout=1.5)  # the outage outlasts it
     job = submit(tmp_path, frame(40))
     server.set_faults(rate=1.0, kinds=["503"], routes=["output"], skip_first=1)
     with pytest.raises(BatchDownloadError, match=r"batch batch-\w+ of job job-\w+ could not be read, so nothing was landed: "

@@ -5,12 +5,11 @@ touched only once every batch is read, and a retry of the load reads only what i
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 
 import pytest
 
-from airflow_batch_provider.job.output_spool import default_spool_dir
+from airflow_batch_provider.job.output_spool import OutputSpool
 from airflow_batch_provider.job.reconcile import BatchDownloadError
 from tests.integration.test_load_operators import frame, load, submit
 
@@ -52,7 +51,7 @@ def test_every_row_lands_once_under_thirty_percent_faults_of_every_kind(env, tmp
 
 
 def test_a_retry_of_the_load_reads_only_what_is_missing(env, tmp_path, warehouse):
-    server = env()  # retry_total_timeout=1.5 s
+    server = env(retry_total_timeout=1.5)  # the outage below outlasts it
     job = submit(tmp_path, frame(80))  # 8 batches
     server.set_faults(rate=1.0, kinds=["502"], routes=["output"], skip_first=3)  # 3 read, then an outage
     with pytest.raises(BatchDownloadError, match=r"no request of the job has succeeded for \d+ s.*The batches read so "
@@ -66,7 +65,7 @@ def test_a_retry_of_the_load_reads_only_what_is_missing(env, tmp_path, warehouse
     assert server.stats()["requests"]["output"] - before == 5  # the 3 read before are taken from the spool
     assert (summary["rows"], summary["ok"]) == (80, 80)
     assert warehouse("SELECT COUNT(*), COUNT(DISTINCT review_id) FROM review_labels") == [(80, 80)]
-    assert os.listdir(default_spool_dir()) == []  # removed once the job landed
+    assert not OutputSpool(job["job_id"]).path.exists()  # removed once the job landed
 
 
 def test_a_batch_the_api_does_not_know_stops_the_load_at_once(env, tmp_path, warehouse):

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 
 import pandas as pd
 import pytest
 
 from airflow_batch_provider.emulator.pytest_plugin import connection_json
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
-from airflow_batch_provider.hooks.errors import SubmitOutcomeUnknownError
+from airflow_batch_provider.hooks.errors import (
+    BatchApiBadRequestError,
+    BatchApiUpstreamError,
+    SubmitOutcomeUnknownError,
+)
 from airflow_batch_provider.job.ledger import JOB_KEY
 from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.job.submission import SubmitGaveUpError
@@ -480,3 +485,29 @@ def test_a_chunk_refused_more_times_than_the_hooks_attempts_is_sent_again_later(
     assert stats["faults_injected"] == {"submit:429": 8}
     assert stats["batches"] == 4 and stats["items"] == 200  # 200 rows / 50: nothing twice
     assert len({b.batch_id for b in read_manifest(reference)[0].batches}) == 4
+
+
+def test_a_chunk_that_may_exist_stays_in_flight_when_the_try_stops_before_resending_it(honouring, tmp_path,
+                                                                                        monkeypatch):
+    """Chunk 0 is made but its answer is lost (a 502 after the server acted), so it is queued to be
+    sent again with its key; chunk 1 is refused first and stops the try, taking the queue back. The ledger must still show chunk
+    0 in flight: it may be billed, whatever the next try's connection says."""
+    real_submit = BatchApiHook.submit_batch
+
+    def submit(self, lines, *, idempotency_key, **kwargs) -> BatchStatus:
+        chunk = idempotency_key.rsplit(":", 1)[1]
+        if chunk == "0":
+            real_submit(self, lines, idempotency_key=idempotency_key, **kwargs)
+            raise BatchApiUpstreamError("the answer was lost", status_code=502, endpoint="POST /v1/batches")
+        if chunk == "1":  # refused once chunk 0 is marked again and queued behind it
+            time.sleep(1)
+            raise BatchApiBadRequestError("refused", status_code=422, endpoint="POST /v1/batches")
+        return real_submit(self, lines, idempotency_key=idempotency_key, **kwargs)
+
+    monkeypatch.setattr(BatchApiHook, "submit_batch", submit)
+    store = DictStateStore()
+    with pytest.raises(BatchApiBadRequestError):
+        run(op(tmp_path, 200, max_concurrent_submits=1), store)
+    window = store["scaledown:window:0"]
+    assert 0 in window["in_flight"] and "0" not in window["accepted"]
+    assert honouring.stats()["batches"] >= 1  # chunk 0 was made

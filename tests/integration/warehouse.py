@@ -16,10 +16,13 @@ from tests.conftest import MYSQL_CONNECTION, POSTGRES_DSN, mysql_query
 
 @pytest.fixture
 def env(make_emulator, monkeypatch, tmp_path):
-    def setup(**emulator_config):
+    def setup(retry_total_timeout: float = 10, **emulator_config):
+        """``retry_total_timeout``: how long a batch may keep failing (short where a test wants the
+        load to give up)."""
         server = make_emulator(**emulator_config)
         monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(
-            server, retry_initial_wait=0.01, retry_max_wait=0.05, retry_max_attempts=3, retry_total_timeout=1.5))
+            server, retry_initial_wait=0.01, retry_max_wait=0.05, retry_max_attempts=3,
+            retry_total_timeout=retry_total_timeout))
         return server
     return setup
 

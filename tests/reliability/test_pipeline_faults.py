@@ -321,7 +321,7 @@ def test_11_sustained_faults_on_a_server_that_ignores_keys(pipeline_env, monkeyp
             billed.append(ignoring.stats()["batches"] - before)
             assert billed[-1] <= chunks, billed
             if run.state == "success":
-                assert landed("rel_sustained") == (1000, 1000, 1000)
+                assert billed[-1] == chunks and landed("rel_sustained") == (1000, 1000, 1000)
                 continue
             stopped += 1
             assert states["submit"] == "failed" and "up_for_retry" not in states.values(), states

@@ -6,10 +6,11 @@ import os
 import stat
 import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airflow_batch_provider.job.output_spool import STALE_AFTER, OutputSpool
+from airflow_batch_provider.job.output_spool import STALE_AFTER, OutputSpool, UnsafeSpoolError
 from airflow_batch_provider.protocol.results import (
     ClassifyResult,
     Entity,
@@ -78,8 +79,30 @@ def test_spools_nobody_touched_for_a_week_are_removed(tmp_path):
         old.write("b1", [])
     with OutputSpool("recent-job", tmp_path) as recent:
         recent.write("b1", [])
+    with OutputSpool("held-job", tmp_path) as held:
+        held.write("b1", [])
+    (tmp_path / "not-a-spool").mkdir()  # a folder this module did not make: never touched
     week_ago = time.time() - STALE_AFTER - 60
-    os.utime(old.path, (week_ago, week_ago))
-    with OutputSpool("another-job", tmp_path):
+    for path in (old.path, held.path, tmp_path / "not-a-spool"):
+        os.utime(path, (week_ago, week_ago))
+    with OutputSpool("held-job", tmp_path), OutputSpool("another-job", tmp_path):  # a load holds held-job's
         pass
-    assert not old.path.exists() and recent.path.exists()
+    assert not old.path.exists() and recent.path.exists() and held.path.exists()
+    assert (tmp_path / "not-a-spool").exists()
+
+
+@pytest.mark.parametrize("made_by", ["another user", "everyone may write", "a link"])
+def test_a_spool_folder_that_is_not_this_users_alone_is_refused(tmp_path, made_by):
+    """Its files would be taken for downloaded results: another local user could forge them."""
+    spool = OutputSpool("job-1", tmp_path)
+    if made_by == "a link":
+        (tmp_path / "elsewhere").mkdir(mode=0o700)
+        spool.path.symlink_to(tmp_path / "elsewhere")
+    else:
+        spool.path.mkdir(mode=0o700)
+        if made_by == "another user":
+            os.chown(spool.path, 12345, 12345)
+        else:
+            spool.path.chmod(0o777)
+    with pytest.raises(UnsafeSpoolError, match="spool folder .*job|spool folder"):
+        spool.__enter__()

@@ -154,7 +154,9 @@ def test_noise_neither_pauses_nor_cuts_but_a_rise_above_it_does():
     budget.slow_down(1.0)
     assert budget._turn()[0] < 0.5 and budget.rate == rate  # no pause for the others, no cut
     budget.cycle_done(answered=90, throttled=12, seconds_per_answer=0.05, saturated=True, confirmed=90)
-    assert budget.rate > rate  # within the noise: it grows as if unthrottled
+    assert budget.rate == rate  # within the noise but above its mean: it holds
+    budget.cycle_done(answered=92, throttled=8, seconds_per_answer=0.05, saturated=True, confirmed=92)
+    assert budget.rate > rate  # below it: it grows as if unthrottled
     rate = budget.rate
     budget.cycle_done(answered=60, throttled=40, seconds_per_answer=0.05, saturated=True, confirmed=60)
     assert budget.rate == rate * 0.7  # 40 %: well above the noise, so the rate's doing
@@ -176,3 +178,21 @@ def test_noise_fades_as_throttles_stop():
     for _ in range(15):
         budget.cycle_done(answered=50, throttled=0, seconds_per_answer=0.05, saturated=True, confirmed=50)
     assert budget.noise == 0
+
+
+def test_a_limit_far_below_the_rate_is_never_taken_for_noise():
+    """Cuts that leave most requests throttled (the rate is many times the limit) are the rate's
+    doing, however little each cut helps: the rate keeps falling, and each 429 pauses the others."""
+    budget = RequestBudget(600, None, concurrency=64, log=LOG)
+    quick(budget, 5)  # 19,200 a minute; the API's limit drops to a tenth of it
+    rates = []
+    for _ in range(8):
+        limit_share = max(0.0, 1 - 1920 / budget.rate)
+        throttled = round(100 * limit_share)
+        budget.cycle_done(answered=100 - throttled, throttled=throttled, seconds_per_answer=0.05, saturated=True,
+                          confirmed=100 - throttled)
+        rates.append(budget.rate)
+    assert budget.noise == 0
+    assert rates[0] == 9600 and rates[-1] < 1920 * 1.05  # down to the limit, not grown past it
+    budget.slow_down(1.0)
+    assert budget._turn()[0] >= 0.9

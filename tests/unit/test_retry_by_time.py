@@ -27,13 +27,13 @@ def retry(clock: Clock, budget: float = 60.0) -> RetryByTime:
 def test_a_batch_is_tried_again_for_as_long_as_the_budget_however_many_times_it_fails():
     clock = Clock()
     tries = retry(clock)
-    for _ in range(200):  # far more failures than any count of attempts would allow
+    for _ in range(300):  # far more failures than any count of attempts would allow
         clock.now += 0.2
         tries.succeeded("other")  # the job goes on
         assert 0.0 <= tries.failed("a", FAILED) <= 8.0
-    clock.now += 21.0
+    clock.now += 1.2
     tries.succeeded("other")
-    with pytest.raises(GaveUp, match=r"it has failed for 61 s \(201 tries after the hook's own retries\), longer "
+    with pytest.raises(GaveUp, match=r"it has failed for 61 s \(301 tries after the hook's own retries\), longer "
                                      r"than retry_total_timeout=60 s; the last error: HTTP 502"):
         tries.failed("a", FAILED)
 
@@ -64,10 +64,31 @@ def test_nothing_succeeding_for_the_budget_gives_up_whatever_failed():
     tries = retry(clock)
     for key in range(5):
         clock.now += 11
-        tries.failed(key, FAILED)
-    clock.now += 5
+        tries.failed(key, FAILED)  # the first at 1011: the API is down from then
+    clock.now += 16
     with pytest.raises(GaveUp, match="no request of the job has succeeded for 60 s, .* the API or the way to it is down"):
         tries.failed("new", FAILED)
+
+
+def test_an_idle_spell_between_successes_is_not_an_outage():
+    """A wait polls every few minutes: the time since its last answer is not time without one."""
+    clock = Clock()
+    tries = retry(clock)
+    tries.succeeded("a")
+    clock.now += 900  # the next cycle, 15 minutes later
+    tries.failed("a", FAILED)
+    clock.now += 30
+    assert tries.failed("a", FAILED) >= 0  # failing for 30 s: tried again
+
+
+def test_a_batch_not_tried_for_long_starts_a_new_streak():
+    clock = Clock()
+    tries = retry(clock)
+    tries.failed("seldom", FAILED)
+    for _ in range(10):  # the job goes on; this batch is not asked about for a while
+        clock.now += 10
+        tries.succeeded("other")
+    assert tries.failed("seldom", FAILED) >= 0  # 100 s after its one failure, more than 2 x max_wait
 
 
 def test_a_retry_after_is_waited_as_asked_up_to_max_wait():
