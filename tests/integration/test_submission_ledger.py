@@ -139,7 +139,7 @@ def test_an_ambiguous_chunk_is_not_resent_by_a_retry_unless_the_user_says_so(bil
 def test_with_the_flag_a_retry_resends_with_the_same_key_and_pays_once(honouring, tmp_path):
     honouring.set_faults(rate=1.0, kinds=["reset_after"], routes=["submit"], skip_first=3)
     store = DictStateStore()
-    with pytest.raises(SubmitGaveUpError, match=r"chunk \d+ of job job-\w+ \(ids '\d+' to '\d+'\) was not accepted"):
+    with pytest.raises(SubmitGaveUpError, match=r"chunk \d+ \(ids '\d+' to '\d+'\) of job job-\w+ was not accepted"):
         run(op(tmp_path, max_concurrent_submits=1), store)
     honouring.set_faults(rate=0.0)
     reference = run(op(tmp_path, max_concurrent_submits=1), store)
@@ -192,7 +192,7 @@ def test_a_retry_with_other_batch_limits_follows_on_input_change(billing, tmp_pa
     """Issue reproduction 3: the retry must not re-attach to batches cut another way."""
     billing.set_faults(rate=1.0, kinds=["429"], routes=["submit"], skip_first=2, retry_after=0)
     store = DictStateStore()
-    with pytest.raises(SubmitGaveUpError, match=r"chunk \d+ of job job-\w+ \(ids '\d+' to '\d+'\) was not accepted"):
+    with pytest.raises(SubmitGaveUpError, match=r"chunk \d+ \(ids '\d+' to '\d+'\) of job job-\w+ was not accepted"):
         run(op(tmp_path, 8, max_items_per_batch=2, max_concurrent_submits=1), store)
     billing.set_faults(rate=0.0)
     assert billing.stats()["batches"] == 2
