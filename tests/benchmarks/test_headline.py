@@ -7,6 +7,10 @@ of a fresh Airflow (``default_deferrable`` False: the sensor pokes from the work
 own. Printed per phase against its floor (batches x latency / concurrency; the load asks once a
 batch): the submit, the wait after the emulator's last batch finished, the load; the total; the
 peak RSS, and the peak while each task ran. Run with `make benchmarks` (about 20 minutes on 2 cores); figures in docs/performance.md.
+
+``test_a_million_rows_under_sustained_faults`` runs it again with 30 % of requests failing on every
+route in every way (issue 24), against the same run without faults in the same test: both with the
+defaults plus ``retry_ambiguous_submits``; it also reports the load's spool at its fullest.
 """
 
 from __future__ import annotations
