@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
+from airflow_batch_provider.job.reconcile import Reconciliation
 from tests.conftest import POSTGRES_DSN, load_dag
 from tests.emulator_helpers import EmulatorProcess
 from tests.reliability.conftest import API_KEY, drop, query, record
@@ -104,8 +105,8 @@ def test_4_emulator_restarted_mid_batch(monkeypatch, tmp_path):
            rows=(500, *rows[:2]), batches=(10, stats["batches"]))
 
 
-def test_5_database_connection_killed_mid_load(pipeline_env):
-    emulator = pipeline_env
+@pytest.mark.usefixtures("pipeline_env")
+def test_5_database_connection_killed_mid_load(monkeypatch):
     drop("rel_dbfail")
     run, states = run_pipeline(rows=300, table="rel_dbfail")
     assert run.state == "success", states
@@ -124,14 +125,20 @@ def test_5_database_connection_killed_mid_load(pipeline_env):
                 return
             time.sleep(0.02)
 
-    # The output comes slowly, so the load is still staging rows when its connection is killed.
-    set_faults(emulator, rate=1.0, kinds=["slow"], slow_seconds=0.4, routes=["output"])
+    # Every batch is read before the table is touched; the rows then come slowly out of the spool
+    # (as a big job's would), so the load is still staging when its connection is killed.
+    real_read = Reconciliation._read
+
+    def slow_read(self, ref):
+        time.sleep(0.4)
+        return real_read(self, ref)
+
+    monkeypatch.setattr(Reconciliation, "_read", slow_read)
     killer = threading.Thread(target=kill_load_connection)
     killer.start()
     try:
         run, states = run_pipeline(rows=300, table="rel_dbfail")  # a second run: the same ids again
     finally:
-        set_faults(emulator, rate=0.0)
         killer.join()
     assert killed, "the load's connection was never seen"
     assert killed["target_then"] == before  # the failed load left the target as it was
