@@ -3,7 +3,8 @@
 Ours: the load's own path without the network. A :class:`Reconciliation` reads the job's rows file
 and 20,000 API batches of 50 output lines (v2), parses them (the hook's ``OutputReader``), accounts
 for every row and types it (``ResultColumns``); the dialect's ``TableWriter`` lands them (one
-transaction, bulk path). Only the download is replaced: each batch's lines are read from a local file.
+transaction, bulk path). Only the download is replaced: each batch's lines are read from a local file
+into the job's spool, which the landing then reads, as a load's does.
 
 Baselines, same run, same rows already parsed and typed: ``DbApiHook.insert_rows(commit_every=1000)``,
 and the database's raw bulk path straight into the table: on PostgreSQL a ``COPY`` (CSV written by
@@ -48,8 +49,8 @@ from pathlib import Path
 from airflow.sdk import ObjectStoragePath
 from airflow_batch_provider.destinations import table_writer_for
 from airflow_batch_provider.job.manifest import BatchRef, JobManifest
+from airflow_batch_provider.job.output_spool import OutputSpool
 from airflow_batch_provider.job.reconcile import Reconciliation
-from airflow_batch_provider.protocol import BatchState, BatchStatus
 
 offsets = np.load(OFFSETS)
 manifest = JobManifest(job_id="bench", conn_id="bench", model="classify", request=REQUEST, id_column="review_id",
@@ -58,20 +59,23 @@ manifest = JobManifest(job_id="bench", conn_id="bench", model="classify", reques
 fd = os.open(PATH, os.O_RDONLY)
 
 class LocalOutput(Reconciliation):
-    # The download, from a file instead of GET /output; everything after it is the load's own.
-    def _fetch(self, ref):
-        number = ref.first_row // PER_BATCH
-        start, stop = int(offsets[number]), int(offsets[number + 1])
-        reader = OutputReader("classify")
-        lines = reader.feed(os.pread(fd, stop - start, start)) + reader.close()
-        return BatchStatus(ref.batch_id, BatchState.COMPLETED, "completed", ref.rows, ref.rows, 0, 2), lines
+    # The download, from a file instead of GET /output, into the spool; everything after it is the load's own.
+    def download(self):
+        for ref in self.manifest.batches:
+            number = ref.first_row // PER_BATCH
+            start, stop = int(offsets[number]), int(offsets[number + 1])
+            reader = OutputReader("classify")
+            self.spool.write(ref.batch_id, reader.feed(os.pread(fd, stop - start, start)) + reader.close())
 
 if MODE != "existing":  # a first landing, as the baselines': the table is created
     conn = hook.get_conn(); conn.cursor().execute("DROP TABLE IF EXISTS bench_ours"); conn.commit(); conn.close()
 started = time.perf_counter()  # else "replace" into the table the run before landed: staged, then merged
-reconciliation = LocalOutput("bench", manifest, ObjectStoragePath(f"file://{JOB}"), columns, None, concurrency=int(os.environ.get("CONC", "8")))
+spool = OutputSpool("bench", Path(JOB) / "spool").__enter__()
+reconciliation = LocalOutput("bench", manifest, ObjectStoragePath(f"file://{JOB}"), columns, None, spool)
 reconciliation.log = type("Quiet", (), {"info": staticmethod(lambda *a: None)})()
+reconciliation.download()
 rows = table_writer_for(hook, "bench_ours", "replace", columns.schema, "review_id").write(iter(reconciliation))
+spool.discard()
 assert rows == N == reconciliation.counts.ok, (rows, reconciliation.counts)
 print(rows / (time.perf_counter() - started), peak())
 """

@@ -79,3 +79,14 @@ def test_a_batch_the_api_does_not_know_stops_the_load_at_once(env, tmp_path, war
     after = server.stats()["requests"]
     asked = {route: after[route] - before.get(route, 0) for route in ("output", "status")}
     assert asked == {"output": 1, "status": 1}  # not asked again
+
+
+def test_an_output_not_there_yet_after_its_batch_completed_is_read_again(env, tmp_path, warehouse):
+    """The API says the batch completed, but its output still answers 404: not an unknown batch
+    (which would stop the load at once), an output not ready yet, read again later."""
+    server = env()
+    job = submit(tmp_path, frame(20))
+    server.set_faults(rate=1.0, kinds=["404"], routes=["output"], max_faults=2)  # output, status: completed, output
+    summary = load(job, max_concurrent_downloads=1)
+    assert (summary["rows"], summary["ok"]) == (20, 20)
+    assert server.stats()["faults_injected"] == {"output:404": 2}
