@@ -52,6 +52,10 @@ NOISE_FACTOR, NOISE_MARGIN = 2.0, 0.05
 # of 30 % or more, a rate at most 1 / (1 - 0.25) times a real limit is back under it, so a limit's
 # throttles fall to nothing and cannot be learned as noise; a rate far above a limit throttles more.
 MOST_NOISE = 0.25
+# At the start a cut cannot lower the rate, so it cannot show the throttles are not the rate's doing:
+# a share this low is still taken for noise there (a limit that close below the start would at worst
+# be met at about the start with that share of 429s, and a cycle above twice the share cuts again).
+MOST_NOISE_AT_THE_START = 0.15
 FEWEST_TO_JUDGE = 10  # requests a cycle needs before its throttled share says anything
 
 
@@ -82,7 +86,9 @@ class RequestBudget:
         self._told_in_cycle = False  # slow_down was called during the cycle under way
         self.throttles = 0  # times the API asked to slow down, whether or not it was obeyed at once
         self.noise = 0.0  # share of requests throttled whatever the rate (see the module docstring)
-        self._cut_share: float | None = None  # the throttled share of the last cycle that cut the rate
+        self._cut_share: float | None = None  # the throttled share of the last cycles before a cut
+        self._after_cut = (0, 0)  # requests and throttles since that cut, until there are enough to judge
+        self._recent = (0.0, 0.0)  # requests and throttles of the last few cycles, each cycle half the last
         self._above_noise = False  # the last cycle's throttled share was above the noise: hold the rate
         self._stopped = threading.Event()  # the wait is over: no turn is waited for
 
@@ -165,18 +171,25 @@ class RequestBudget:
         self.rate = lowered
 
     def _throttled_by_the_rate(self, answered: int, throttled: int) -> bool:
-        """Whether this cycle's throttles call for a lower rate; learns the noise on the way: a cut
-        after which the throttled share, no more than MOST_NOISE, stays at half or more of what it
-        was did not help. A cycle within the noise but above its mean holds the rate (see cycle_done)."""
+        """Whether this cycle's throttles call for a lower rate. On the way it learns the noise: when
+        the throttled share of the requests after a cut (FEWEST_TO_JUDGE of them at least, over as
+        many cycles as that takes) is at least half the share before it, and no more than
+        MOST_NOISE, the cut did not help. A cycle within the noise but above it holds the rate."""
         asked = answered + throttled
         share = throttled / asked if asked else 0.0
-        if self._cut_share is not None and asked >= FEWEST_TO_JUDGE:
-            if self._cut_share / 2 <= share <= MOST_NOISE and self.rate > self.start:  # the cut did lower it
-                if not self.noise:
-                    self.log.info("%s: %.0f %% of requests are throttled whatever the rate (after a cut as before); "
-                                  "taken as noise: the rate is cut only when more are", self.what, 100 * share)
-                self.noise = min(MOST_NOISE, share if not self.noise else 0.7 * self.noise + 0.3 * share)
-            self._cut_share = None
+        self._recent = (0.5 * self._recent[0] + asked, 0.5 * self._recent[1] + throttled)  # the last few cycles
+        if self._cut_share is not None:
+            self._after_cut = (self._after_cut[0] + asked, self._after_cut[1] + throttled)
+            if self._after_cut[0] >= FEWEST_TO_JUDGE:
+                after = self._after_cut[1] / self._after_cut[0]
+                most = MOST_NOISE if self.rate > self.start else MOST_NOISE_AT_THE_START  # the cut lowered it, or not
+                if self._cut_share / 2 <= after <= most:
+                    if not self.noise:
+                        self.log.info("%s: %.0f %% of requests are throttled whatever the rate (after a cut as "
+                                      "before); taken as noise: the rate is cut only when more are", self.what,
+                                      100 * after)
+                    self.noise = min(most, after if not self.noise else 0.7 * self.noise + 0.3 * after)
+                self._cut_share = None
         if self.noise and (not throttled or (asked >= FEWEST_TO_JUDGE and share < self.noise / 2)):
             self.noise = 0.0 if self.noise < 0.01 else 0.8 * self.noise  # fewer throttles: it fades
         self._above_noise = bool(throttled) and share > self.noise
@@ -185,8 +198,8 @@ class RequestBudget:
         if self.noise and (asked < FEWEST_TO_JUDGE or share <= NOISE_FACTOR * self.noise + NOISE_MARGIN):
             self._told_in_cycle = False
             return False
-        if asked >= FEWEST_TO_JUDGE:
-            self._cut_share = share
+        if self._cut_share is None:  # judged once enough requests have followed
+            self._cut_share, self._after_cut = self._recent[1] / self._recent[0], (0, 0)
         return True
 
     def per_cycle(self, interval: float) -> int:

@@ -196,3 +196,28 @@ def test_a_limit_far_below_the_rate_is_never_taken_for_noise():
     assert rates[0] == 9600 and rates[-1] < 1920 * 1.05  # down to the limit, not grown past it
     budget.slow_down(1.0)
     assert budget._turn()[0] >= 0.9
+
+
+def test_noise_is_learned_at_the_start_too_where_a_cut_cannot_lower_the_rate():
+    """A wait starts at the connection's requests_per_minute: random 429s there must not pin it."""
+    budget = RequestBudget(600, None, concurrency=32, log=LOG)
+    for _ in range(2):
+        budget.cycle_done(answered=18, throttled=2, seconds_per_answer=0.05, saturated=True, confirmed=18)
+    assert budget.noise == pytest.approx(0.1)
+    for _ in range(3):
+        budget.cycle_done(answered=19, throttled=1, seconds_per_answer=0.05, saturated=True, confirmed=19)
+    assert budget.rate > 600
+    stuck = RequestBudget(600, None, concurrency=32, log=LOG)  # a limit at half the start: 50 % throttled
+    for _ in range(4):
+        stuck.cycle_done(answered=10, throttled=10, seconds_per_answer=0.05, saturated=True, confirmed=10)
+    assert stuck.noise == 0 and stuck.rate == 600
+
+
+def test_noise_is_judged_over_as_many_small_cycles_as_it_takes():
+    """A wait at its starting rate asks a few batches a cycle: one 429 in five is no verdict."""
+    budget = RequestBudget(600, None, concurrency=32, log=LOG)
+    for cycle in range(30):  # one 429 in every ten requests, five requests a cycle
+        throttled = cycle % 2
+        budget.cycle_done(answered=5 - throttled, throttled=throttled, seconds_per_answer=0.05, saturated=True,
+                          confirmed=5 - throttled)
+    assert 0.05 <= budget.noise <= 0.15
