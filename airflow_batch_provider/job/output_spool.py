@@ -154,7 +154,7 @@ class OutputSpool:
 
     def has(self, batch_id: str) -> bool:
         """The batch's lines are here, whole (a file cut short by a crash is removed: read it again)."""
-        return self._file(batch_id).exists() and self.read(batch_id) is not None
+        return self.read(batch_id) is not None
 
     def write(self, batch_id: str, lines: Sequence[OutputLine]) -> None:
         encoded = _ENCODER.encode(_File(batch_id, len(lines), [
