@@ -110,6 +110,9 @@ class BatchApiHook(HttpHook):
         self.throttled = 0  # times the API said to slow down (429, Retry-After) on status and output reads
         # Told, with the seconds asked, each time the API asks to slow down: a wait's request budget.
         self.on_throttled: Callable[[float], None] | None = None
+        # Each request tried once, for callers that retry by time (job/retry_by_time.py): a failed
+        # request leaves its thread at once, instead of sleeping through its backoff there.
+        self.one_attempt = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(batch_api_conn_id={self.batch_api_conn_id!r})"
@@ -182,16 +185,20 @@ class BatchApiHook(HttpHook):
                 location=response.headers.get("Location"), secrets=settings.secrets)
         return response
 
-    def _note_retry(self, failure: BaseException) -> None:
+    def _note_failure(self, failure: BaseException) -> None:
         pause = pause_asked(failure, self.settings.retry_max_wait)
         if pause is not None:
             self.throttled += 1  # a wait's request budget reads it (job/polling.py)
             if self.on_throttled is not None:
                 self.on_throttled(pause)
 
+    @property
+    def _attempts(self) -> int | None:
+        return 1 if self.one_attempt else None  # None: the connection's retry_max_attempts
+
     def _json(self, method: str, endpoint: str, **kwargs: Any) -> Any:
         for attempt in retry_policy(self.settings, idempotent=True, log=self.log, what=f"{method} {endpoint}",
-                                    on_retry=self._note_retry):
+                                    on_failure=self._note_failure, attempts=self._attempts):
             with attempt:
                 response = self._send(method, endpoint, **kwargs)
                 failure: Exception
@@ -235,7 +242,7 @@ class BatchApiHook(HttpHook):
             idempotent = settings.retry_ambiguous_submits
             try:
                 for attempt in retry_policy(settings, idempotent=idempotent, log=self.log,
-                                            what=f"submitting a batch of {items} requests"):
+                                            what=f"submitting a batch of {items} requests", attempts=self._attempts):
                     with attempt:
                         body.seek(0)
                         response = self._send("POST", BATCHES, data=body, headers=headers)
@@ -274,7 +281,8 @@ class BatchApiHook(HttpHook):
         endpoint = f"{BATCHES}/{batch_id}/output"
         reader = OutputReader(expected_model, self.settings.max_output_line_bytes)
         for attempt in retry_policy(self.settings, idempotent=True, log=self.log, what=f"GET {endpoint}",
-                                    on_retry=self._note_retry):  # a load's downloads slow down together
+                                    on_failure=self._note_failure,  # a load's downloads slow down together
+                                    attempts=self._attempts):
             with attempt:
                 with self._send("GET", endpoint, stream=True) as response:
                     broken: TransportError | None = None
@@ -343,9 +351,11 @@ class ThreadHooks:
     """One :class:`BatchApiHook` (and so one pooled session) per thread, for pools of worker
     threads: a ``requests.Session`` is not meant to be shared between threads."""
 
-    def __init__(self, batch_api_conn_id: str, on_throttled: Callable[[float], None] | None = None) -> None:
+    def __init__(self, batch_api_conn_id: str, on_throttled: Callable[[float], None] | None = None, *,
+                 one_attempt: bool = False) -> None:
         self.batch_api_conn_id = batch_api_conn_id
         self.on_throttled = on_throttled  # given to every thread's hook
+        self.one_attempt = one_attempt  # so is this (see BatchApiHook.one_attempt)
         self._local = threading.local()
         self._all: list[BatchApiHook] = []
 
@@ -354,6 +364,7 @@ class ThreadHooks:
         if hook is None:
             hook = self._local.hook = BatchApiHook(self.batch_api_conn_id)
             hook.on_throttled = self.on_throttled
+            hook.one_attempt = self.one_attempt
             self._all.append(hook)
         return hook
 

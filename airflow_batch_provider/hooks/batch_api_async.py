@@ -77,7 +77,7 @@ class BatchApiAsyncHook(HttpAsyncHook):
             )
         return self._client
 
-    def _note_retry(self, failure: BaseException) -> None:
+    def _note_failure(self, failure: BaseException) -> None:
         pause = pause_asked(failure, self._settings.retry_max_wait if self._settings else math.inf)
         if pause is not None:
             self.throttled += 1
@@ -103,7 +103,7 @@ class BatchApiAsyncHook(HttpAsyncHook):
         url = settings.base_url + endpoint
         proxy, proxy_headers = self._proxy
         async for attempt in retry_policy(settings, idempotent=True, log=self.log, what=what,
-                                          asynchronous=True, on_retry=self._note_retry):
+                                          asynchronous=True, on_failure=self._note_failure):
             with attempt:
                 # The requests of one wait share this hook: when the API asked one of them to slow
                 # down, the others wait too, instead of each meeting its own 429.

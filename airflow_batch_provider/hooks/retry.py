@@ -268,30 +268,37 @@ class _RetryAfterPastBudget(tenacity.stop.stop_base):
 @overload
 def retry_policy(settings: ApiSettings, *, idempotent: bool, log: TaskLog, what: str,
                  asynchronous: Literal[False] = False,
-                 on_retry: Callable[[BaseException], None] | None = None) -> tenacity.Retrying: ...
+                 on_failure: Callable[[BaseException], None] | None = None,
+                 attempts: int | None = None) -> tenacity.Retrying: ...
 @overload
 def retry_policy(settings: ApiSettings, *, idempotent: bool, log: TaskLog, what: str,
                  asynchronous: Literal[True],
-                 on_retry: Callable[[BaseException], None] | None = None) -> tenacity.AsyncRetrying: ...
+                 on_failure: Callable[[BaseException], None] | None = None,
+                 attempts: int | None = None) -> tenacity.AsyncRetrying: ...
 def retry_policy(settings: ApiSettings, *, idempotent: bool, log: TaskLog, what: str,
                  asynchronous: bool = False,
-                 on_retry: Callable[[BaseException], None] | None = None) -> tenacity.Retrying | tenacity.AsyncRetrying:
-    """``on_retry`` is told of each failure about to be retried (a wait's request budget learns
-    from the 429s the hook absorbs)."""
+                 on_failure: Callable[[BaseException], None] | None = None,
+                 attempts: int | None = None) -> tenacity.Retrying | tenacity.AsyncRetrying:
+    """``on_failure`` is told of every failed attempt, the last one too (a wait's request budget
+    learns from each 429). ``attempts``: at most this many, instead of the connection's
+    ``retry_max_attempts`` (1: the caller retries by time, job/retry_by_time.py)."""
+    most = attempts or settings.retry_max_attempts
+
+    def retry(failure: BaseException) -> bool:  # tenacity asks once per failed attempt
+        if on_failure is not None:
+            on_failure(failure)
+        return is_retryable(failure, idempotent=idempotent)
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
-        failure = state.outcome.exception() if state.outcome else None
-        if on_retry is not None and failure is not None:
-            on_retry(failure)
         log.warning("%s failed (%s); retrying in %.1f s (attempt %d of %d)", what,
                     state.outcome and state.outcome.exception(), state.next_action.sleep if state.next_action else 0.0,
-                    state.attempt_number + 1, settings.retry_max_attempts)
+                    state.attempt_number + 1, most)
 
     kwargs: dict[str, Any] = dict(
-        retry=tenacity.retry_if_exception(lambda exc: is_retryable(exc, idempotent=idempotent)),
+        retry=tenacity.retry_if_exception(retry),
         wait=_BackoffOrRetryAfter(settings.retry_initial_wait, settings.retry_max_wait, log),
         stop=(_RetryAfterPastBudget(settings.retry_total_timeout, log)  # first: it says why it stops
-              | tenacity.stop_after_attempt(settings.retry_max_attempts)
+              | tenacity.stop_after_attempt(most)
               | tenacity.stop_before_delay(settings.retry_total_timeout)),
         before_sleep=before_sleep,
         reraise=True,

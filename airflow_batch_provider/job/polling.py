@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_batch_provider.hooks.batch_api import ThreadHooks
-from airflow_batch_provider.hooks.errors import BatchApiError, BatchApiRateLimitedError
+from airflow_batch_provider.hooks.errors import BatchApiError
 from airflow_batch_provider.hooks.retry import is_retryable
 from airflow_batch_provider.job.budget import RequestBudget
 from airflow_batch_provider.job.retry_by_time import GaveUp, RetryByTime
@@ -133,7 +133,6 @@ class Poller:
                 self.retry.failed(batch_id, result, started=self._started)
             except GaveUp as exc:
                 return changed, Stop(f"gave up polling batch {batch_id} of job {self.job_id}: {exc}")
-        throttled += sum(isinstance(r, BatchApiRateLimitedError) for r in results)
         trips = self._round_trips
         saturated = self._running > len(chosen)
         self.budget.cycle_done(answered, throttled, sum(trips) / len(trips) if answered and trips else None,
@@ -152,7 +151,8 @@ class WorkerPolling:
 
     def __init__(self, poller: Poller, batch_api_conn_id: str) -> None:
         self.poller = poller
-        self.hooks = ThreadHooks(batch_api_conn_id, on_throttled=poller.budget.slow_down)
+        self.hooks = ThreadHooks(batch_api_conn_id, on_throttled=poller.budget.slow_down,
+                                 one_attempt=True)  # a batch failed is asked again next cycle
         self.pool = ThreadPoolExecutor(poller.max_concurrency, thread_name_prefix="scaledown-poll")
 
     def _status(self, batch_id: str) -> BatchStatus | BaseException:

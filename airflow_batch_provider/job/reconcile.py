@@ -130,7 +130,7 @@ class Reconciliation:
         # until the API asks one of them to slow down; then together, at once, paced from half the
         # rate it was answering, growing back while answers come back quickly.
         self._budget: RequestBudget | None = None
-        self._hooks = ThreadHooks(conn_id)
+        self._hooks = ThreadHooks(conn_id, one_attempt=True)  # a batch is retried by time (download)
         self._round_trips: list[float] = []
 
     def _fetch(self, ref: BatchRef) -> None:

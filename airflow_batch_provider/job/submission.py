@@ -401,7 +401,7 @@ class Submission:
         self.entry: LedgerEntry | None = None
         self.abandoned: set[int] = set()  # left in flight by an earlier try, never resent (on_ambiguous="abandon")
         self.job_id = job_id_for(task, identity)
-        self._hooks = ThreadHooks(conn_id)
+        self._hooks = ThreadHooks(conn_id, one_attempt=True)  # a chunk is retried by time (SendTracker)
 
     # -- what earlier tries did ---------------------------------------------------------------------
     def _entry(self) -> LedgerEntry:

@@ -129,6 +129,36 @@ def test_retry_after_is_honoured(make_emulator, monkeypatch):
     assert server.stats()["faults_injected"] == {"status:429": 2}
 
 
+def test_a_hook_of_one_attempt_leaves_the_retry_to_its_caller_and_tells_every_throttle_once(make_emulator,
+                                                                                            monkeypatch):
+    """The job's threads (submit, wait, load) retry by time: their hooks try once, so a failed request
+    frees its thread at once instead of sleeping through backoffs. The budget still hears of every
+    429, the last one too, and once each."""
+    server = make_emulator()
+    use(monkeypatch, server, retry_initial_wait=0.01, retry_max_wait=2, retry_ambiguous_submits=True)
+    hook = BatchApiHook()
+    batch = hook.submit_batch(lines(1))
+    told: list[float] = []
+    hook.on_throttled = told.append
+    server.set_faults(rate=1.0, kinds=["429"], retry_after=1, routes=["status"], max_faults=2)
+    assert hook.get_batch(batch.batch_id).batch_id == batch.batch_id  # retried by the hook: 2 429s, then read
+    assert told == [1.0, 1.0] and hook.throttled == 2
+
+    hook.one_attempt, told[:], hook.throttled = True, [], 0
+    server.set_faults(rate=1.0, kinds=["429"], retry_after=1, routes=["status"], max_faults=1)
+    started = time.monotonic()
+    with pytest.raises(BatchApiRateLimitedError):
+        hook.get_batch(batch.batch_id)
+    assert time.monotonic() - started < 1.0  # not the Retry-After: the caller waits its turn again
+    assert told == [1.0] and hook.throttled == 1  # the one not retried here is told too
+    server.set_faults(rate=1.0, kinds=["502"], routes=["output", "submit"], max_faults=2)
+    with pytest.raises(BatchApiUpstreamError):
+        list(hook.iter_output(batch.batch_id))
+    with pytest.raises(BatchApiUpstreamError):  # retry_ambiguous_submits: the caller sends it again, same key
+        hook.submit_batch(lines(1), idempotency_key="k")
+    assert server.stats()["faults_injected"] == {"status:429": 3, "output:502": 1, "submit:502": 1}
+
+
 def test_output_stream_cut_mid_way_is_resumed_without_duplicates(make_emulator, monkeypatch):
     server = make_emulator()
     use(monkeypatch, server)
