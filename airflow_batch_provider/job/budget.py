@@ -19,7 +19,8 @@ Throttles the rate does not cause are told apart from those it does: when the sh
 requests does not fall after a cut (a flaky proxy or network answering 429 or 503 with
 ``Retry-After`` whatever the rate), that share is taken as noise. From then on a throttle neither
 pauses the others nor cuts the rate at once (its own request still waits as asked); a cycle cuts the
-rate only when its throttled share rises well above the noise, and otherwise grows as if unthrottled.
+rate (by 30 %) only when its throttled share rises well above the noise, and otherwise grows as if
+unthrottled: doubling again, as the cuts that taught the noise found no limit.
 The noise estimate fades while fewer throttles come.
 """
 
@@ -163,7 +164,9 @@ class RequestBudget:
     def _lower(self, throttled: int) -> None:
         # The first throttle ends the doubling, which may have overshot the limit up to twice: halve.
         current = self.rate if math.isfinite(self.rate) else len(self._started) * 60.0  # what it was sending
-        lowered = max(self.start, current / GROWTH if self.found is None else current * LATER_CUT)
+        # The first throttle halves; under noise that halving went to the cuts that taught the noise.
+        first = self.found is None and not self.noise
+        lowered = max(self.start, current / GROWTH if first else current * LATER_CUT)
         self.found = lowered
         if lowered < self.rate:
             self.log.info("%s: %s a minute (the API asked to slow down %d time(s))", self.what,
@@ -188,6 +191,7 @@ class RequestBudget:
                         self.log.info("%s: %.0f %% of requests are throttled whatever the rate (after a cut as "
                                       "before); taken as noise: the rate is cut only when more are", self.what,
                                       100 * after)
+                        self.found = None  # the cuts that taught it found no limit: double again
                     self.noise = min(most, after if not self.noise else 0.7 * self.noise + 0.3 * after)
                 self._cut_share = None
         if self.noise and (not throttled or (asked >= FEWEST_TO_JUDGE and share < self.noise / 2)):

@@ -62,7 +62,7 @@ BACKLOG_SPAN = 1.0  # seconds: a cycle's length while finished batches wait to b
 
 
 class Poller:
-    """``retry``: when a batch whose status could not be read (after the hook's retries) is given up
+    """``retry``: when a batch whose status could not be read is given up
     on; until then it is asked about again in later cycles, as any running batch is."""
 
     def __init__(self, progress: JobProgress, budget: RequestBudget, *, max_concurrency: int,
@@ -139,7 +139,7 @@ class Poller:
                                saturated=saturated, confirmed=confirmed)
         self.backlog = saturated and answered > 0 and 2 * confirmed >= answered  # the budget paces it
         if failed:
-            self.log.warning("%d of %d status requests failed in this cycle (after the hook's retries); those "
+            self.log.warning("%d of %d status requests failed in this cycle; those "
                              "batches are asked about again: %s", failed, len(chosen), failure)
         return changed, None
 

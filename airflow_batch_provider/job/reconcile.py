@@ -109,7 +109,7 @@ class Reconciliation:
 
     Up to ``concurrency`` batches are read at once (each network round trip costs time, not CPU),
     each written to the spool as it arrives, so memory holds at most ``concurrency`` batches whatever
-    the job's size. A batch whose read fails after the hook's retries goes back in the queue with
+    the job's size. A batch whose read fails (each is tried once) goes back in the queue with
     backoff while the others are read (:class:`RetryByTime`); the load gives up on it only after the
     connection's ``retry_total_timeout``, or at once when no retry can help.
     """

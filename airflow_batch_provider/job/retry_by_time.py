@@ -1,5 +1,7 @@
 """Retrying a batch by time, not by count: the one rule a submit's chunks, a wait's status reads and
-a load's downloads follow once the hook's own retries for one request are spent.
+a load's downloads follow: their threads try each request once (a failed one would otherwise sleep
+through its backoffs in the hook, sending nothing), and the trigger's polls once the hook's retries
+are spent.
 
 Under sustained faults (30 % of requests failing, say) one request in a thousand fails all of the
 hook's attempts in a row: counted per request, a big job would almost surely hit one and fail as a
@@ -69,9 +71,9 @@ class RetryByTime:
         self._failed_at.pop(key, None)
 
     def failed(self, key: Hashable, error: BaseException, *, started: float | None = None) -> float:
-        """Seconds to wait before ``key`` is tried again, after ``error`` (which the hook's retries
-        could not get past); ``started``: when the failed call began (the hook may have retried it for
-        a while). Raises :class:`GaveUp` once the budget is spent."""
+        """Seconds to wait before ``key`` is tried again, after ``error``; ``started``: when the
+        failed call began (the trigger's hook may have retried it for a while). Raises
+        :class:`GaveUp` once the budget is spent."""
         now = self.clock()
         began = min(now, started if started is not None else now)
         if began - self._failed_at.get(key, began) > 2 * self.max_wait:
@@ -87,7 +89,7 @@ class RetryByTime:
                          f"retry_total_timeout={self.budget:g} s: the API or the way to it is down; the last "
                          f"error: {error}")
         if now - since >= self.budget:
-            raise GaveUp(f"it has failed for {now - since:.0f} s ({failures} tries after the hook's own retries), "
+            raise GaveUp(f"it has failed for {now - since:.0f} s ({failures} tries), "
                          f"longer than retry_total_timeout={self.budget:g} s; the last error: {error}")
         self.retried += 1
         asked = pause_asked(error, self.max_wait)

@@ -166,9 +166,10 @@ class SendTracker:
     pool and the write under way hold at most ``AHEAD × concurrency`` unsettled chunks, so a try killed
     at any moment leaves at most that many chunks in flight in the ledger.
 
-    A call that failed after the hook's retries, where sending it again is safe (it surely created no
-    batch, or the server honours its ``Idempotency-Key``: ``retry_ambiguous_submits``), goes back in
-    the queue with backoff while the others are sent (:class:`RetryByTime`); the try gives up on it
+    A call that failed (each is tried once: see job/retry_by_time.py), where sending it again is
+    safe (it surely created no batch, or the server honours its ``Idempotency-Key``:
+    ``retry_ambiguous_submits``), goes back in the queue with backoff while the others are sent
+    (:class:`RetryByTime`); the try gives up on it
     only after the connection's ``retry_total_timeout``. After any other failure nothing new starts:
     queued chunks are taken back (never sent), the calls under way finish, and every outcome is
     written before the exception goes on, also when the try itself is stopped (a task timeout, a

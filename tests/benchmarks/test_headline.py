@@ -106,6 +106,7 @@ def run_headline(tmp_path: Path, *, deferrable: bool, faults: dict | None = None
                                 str(tmp_path / "jobs")], env=env, cwd=ROOT, capture_output=True, text=True,
                                timeout=3 * 3600)
         total = time.time() - started
+        (tmp_path / "child.log").write_text(child.stdout + child.stderr)  # the task logs, to read after
         stats = emulator.stats()
     finally:
         watch.stop.set()
