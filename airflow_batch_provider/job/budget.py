@@ -20,7 +20,8 @@ requests does not fall after a cut (a flaky proxy or network answering 429 or 50
 ``Retry-After`` whatever the rate), that share is taken as noise. From then on a throttle neither
 pauses the others nor cuts the rate at once (its own request still waits as asked); a cycle cuts the
 rate (by 30 %) only when its throttled share rises well above the noise, and otherwise grows as if
-unthrottled: doubling again, as the cuts that taught the noise found no limit.
+unthrottled (doubling again when the noise was learned at the start, where the cuts lowered nothing
+and so found no limit).
 The noise estimate fades while fewer throttles come.
 """
 
@@ -191,7 +192,10 @@ class RequestBudget:
                         self.log.info("%s: %.0f %% of requests are throttled whatever the rate (after a cut as "
                                       "before); taken as noise: the rate is cut only when more are", self.what,
                                       100 * after)
-                        self.found = None  # the cuts that taught it found no limit: double again
+                        if self.found is not None and self.found <= self.start:
+                            # Cuts at the start lowered nothing, so they found no limit: double again.
+                            # (Higher up, a share this low may be a limit close by: approach it.)
+                            self.found = None
                     self.noise = min(most, after if not self.noise else 0.7 * self.noise + 0.3 * after)
                 self._cut_share = None
         if self.noise and (not throttled or (asked >= FEWEST_TO_JUDGE and share < self.noise / 2)):

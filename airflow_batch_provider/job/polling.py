@@ -74,9 +74,9 @@ class Poller:
         self.job_id = job_id
         self.log = log
         self.cycles = 0
-        # The last cycle asked for all the budget allowed, more batches were waiting, and most answers
-        # said "finished": a backlog of finished batches to confirm, so the next cycle starts at once
-        # (the budget's pace, not the poll interval, spaces its requests).
+        # The last cycle asked for all the budget allowed and more batches were waiting (or some of its
+        # reads failed), and most answers said "finished": a backlog of finished batches to confirm,
+        # so the next cycle starts at once (the budget's pace, not the poll interval, spaces it).
         self.backlog = False
         self._running = 0
         self._started = 0.0
@@ -137,7 +137,9 @@ class Poller:
         saturated = self._running > len(chosen)
         self.budget.cycle_done(answered, throttled, sum(trips) / len(trips) if answered and trips else None,
                                saturated=saturated, confirmed=confirmed)
-        self.backlog = saturated and answered > 0 and 2 * confirmed >= answered  # the budget paces it
+        # Failed reads count as waiting: in the tail of a job under faults they are mostly finished
+        # batches, and each level of that tail would otherwise wait a poll interval.
+        self.backlog = (saturated or failed > 0) and answered > 0 and 2 * confirmed >= answered
         if failed:
             self.log.warning("%d of %d status requests failed in this cycle; those "
                              "batches are asked about again: %s", failed, len(chosen), failure)

@@ -37,7 +37,12 @@ class RetryByTime:
     """:meth:`failed` says when to try a batch again (or raises :class:`GaveUp`); :meth:`succeeded`
     clears its record. ``budget``: seconds a batch may keep failing, and the job may go without any
     success. Waits grow exponentially from ``initial_wait`` up to ``max_wait``, with full jitter
-    (so batches that failed together do not come back together), or are what the API asked for."""
+    (so batches that failed together do not come back together), or are what the API asked for.
+
+    They grow with the fewer of the batch's own failures and the job's failures since its last
+    success: while other requests succeed, the API is up and a batch that failed by chance several
+    times in a row (one in a hundred under 30 % faults) is tried again soon, not after the longest
+    wait; in an outage every failure counts, and the waits grow as one batch's would."""
 
     def __init__(self, budget: float, *, initial_wait: float, max_wait: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -48,6 +53,7 @@ class RetryByTime:
         self.down_since: float | None = None  # when the first failure since the last success began
         self._succeeded_at = clock()  # the last success (or the start): no outage began before it
         self.retried = 0  # batches sent back to be tried again, for the task's log
+        self._streak = 0  # failures since the job's last success, whatever the batch
         self._failing_since: dict[Hashable, float] = {}
         self._failures: dict[Hashable, int] = {}
         self._failed_at: dict[Hashable, float] = {}
@@ -61,6 +67,7 @@ class RetryByTime:
 
     def succeeded(self, key: Hashable) -> None:
         self.down_since = None
+        self._streak = 0
         self._succeeded_at = self.clock()
         if self._failing_since:
             self._forget(key)
@@ -81,6 +88,7 @@ class RetryByTime:
         self._failed_at[key] = now
         since = self._failing_since.setdefault(key, began)
         failures = self._failures[key] = self._failures.get(key, 0) + 1
+        self._streak += 1
         if self.down_since is None:
             self.down_since = max(began, self._succeeded_at)
         down = self.down_since
@@ -95,7 +103,7 @@ class RetryByTime:
         asked = pause_asked(error, self.max_wait)
         if asked is not None:
             return asked
-        return random.uniform(0.0, min(self.max_wait, self.initial_wait * 2 ** (failures - 1)))
+        return random.uniform(0.0, min(self.max_wait, self.initial_wait * 2 ** (min(failures, self._streak) - 1)))
 
     @property
     def failing(self) -> int:

@@ -456,6 +456,20 @@ def test_a_poke_confirms_a_backlog_of_finished_batches_beyond_one_cycles_budget(
     assert server.stats()["requests"]["status"] - before == 200
 
 
+def test_a_finished_batch_whose_read_failed_is_asked_again_at_once_not_a_poll_interval_later(make_emulator,
+                                                                                               monkeypatch, tmp_path):
+    """The tail of a job under faults: every batch has finished, but some reads fail. Those are asked
+    again in the next cycle at once, as a backlog, so one poke confirms the job (it stopped after
+    the first cycle, and each level of the tail waited a poll interval)."""
+    server = make_emulator()
+    job = submit(server, monkeypatch, tmp_path, rows=80, per_batch=10)  # 8 batches: one cycle asks them all
+    wait_for_job(job)
+    server.set_faults(rate=1.0, kinds=["502"], routes=["status"], max_faults=3, retry_after=0)
+    done = BatchSensor(task_id="wait", job=job, deferrable=False, poke_interval=60).poke({})
+    assert done.is_done and done.xcom_value["batches_done"] == 8
+    assert server.stats()["faults_injected"] == {"status:502": 3}
+
+
 def test_a_rescheduled_poke_takes_back_what_the_last_one_learned(make_emulator, monkeypatch, tmp_path):
     """Each rescheduled poke is a new process: the finished batches (and their counts), the rate and
     the cycle are kept in the task's state store, so the next poke asks only about the others."""

@@ -99,7 +99,7 @@ def test_a_retry_after_is_waited_as_asked_up_to_max_wait():
 
 
 @given(st.lists(st.sampled_from("abc"), min_size=1, max_size=60))
-def test_waits_grow_with_the_batch_own_failures_and_stay_within_bounds(keys):
+def test_waits_grow_with_the_batch_own_failures_in_an_outage_and_stay_within_bounds(keys):
     clock = Clock()
     tries = retry(clock, budget=1e9)
     count: dict[str, int] = {}
@@ -108,3 +108,15 @@ def test_waits_grow_with_the_batch_own_failures_and_stay_within_bounds(keys):
         wait = tries.failed(key, FAILED)
         assert 0.0 <= wait <= min(8.0, 2 ** (count[key] - 1))
     assert tries.failing == len(count) and tries.retried == len(keys)
+
+
+def test_while_other_requests_succeed_a_batch_failing_by_chance_is_tried_again_soon():
+    """Under random faults one batch fails several times in a row now and then: while the job's
+    other requests succeed, its wait stays at the first one's, not the longest."""
+    clock = Clock()
+    tries = retry(clock, budget=1e9)
+    for _ in range(6):
+        tries.succeeded("other")
+        assert 0.0 <= tries.failed("unlucky", FAILED) <= 1.0
+    waits = [tries.failed("unlucky", FAILED) for _ in range(200)]  # nothing succeeds any more: an outage
+    assert max(waits) > 4.0
