@@ -93,7 +93,9 @@ def get_provider_info() -> dict:
                     "max_bytes_per_batch": _field("Max bytes per batch", "integer", 50 * 1024 * 1024,
                                                   "JSONL bytes per submitted batch"),
                     "retry_max_attempts": _field("Retry: attempts", "integer", 6,
-                                                 "attempts per call for 429/5xx/connection errors"),
+                                                 "attempts per call for 429/5xx/connection errors (the "
+                                                 "trigger's polls, realtime calls); a job's submit, worker "
+                                                 "wait and load retry each batch by time instead"),
                     "retry_initial_wait": _field("Retry: first wait (s)", "number", 1.0,
                                                  "exponential backoff with full jitter starts here"),
                     "retry_max_wait": _field("Retry: longest wait (s)", "number", 60.0,

@@ -242,7 +242,8 @@ class BatchApiHook(HttpHook):
             idempotent = settings.retry_ambiguous_submits
             try:
                 for attempt in retry_policy(settings, idempotent=idempotent, log=self.log,
-                                            what=f"submitting a batch of {items} requests", attempts=self._attempts):
+                                            what=f"submitting a batch of {items} requests",
+                                            on_failure=self._note_failure, attempts=self._attempts):
                     with attempt:
                         body.seek(0)
                         response = self._send("POST", BATCHES, data=body, headers=headers)

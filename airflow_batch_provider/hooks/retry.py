@@ -294,12 +294,15 @@ def retry_policy(settings: ApiSettings, *, idempotent: bool, log: TaskLog, what:
                     state.outcome and state.outcome.exception(), state.next_action.sleep if state.next_action else 0.0,
                     state.attempt_number + 1, most)
 
+    once = most == 1  # nothing is waited: no wait to work out (and to warn about)
     kwargs: dict[str, Any] = dict(
         retry=tenacity.retry_if_exception(retry),
-        wait=_BackoffOrRetryAfter(settings.retry_initial_wait, settings.retry_max_wait, log),
-        stop=(_RetryAfterPastBudget(settings.retry_total_timeout, log)  # first: it says why it stops
-              | tenacity.stop_after_attempt(most)
-              | tenacity.stop_before_delay(settings.retry_total_timeout)),
+        wait=tenacity.wait_none() if once else _BackoffOrRetryAfter(settings.retry_initial_wait,
+                                                                    settings.retry_max_wait, log),
+        stop=tenacity.stop_after_attempt(1) if once else (
+            _RetryAfterPastBudget(settings.retry_total_timeout, log)  # first: it says why it stops
+            | tenacity.stop_after_attempt(most)
+            | tenacity.stop_before_delay(settings.retry_total_timeout)),
         before_sleep=before_sleep,
         reraise=True,
     )

@@ -146,10 +146,11 @@ class RequestBudget:
                 return
 
     def slow_down(self, seconds: float) -> None:
-        """The API asked a request to slow down (the hooks call this as they retry it, after
-        ``seconds``): no request starts before then, and the rate is lowered at once, not at the end
-        of the cycle. The other answers of the same burst say the same thing, so it is lowered again
-        only once ``seconds`` and one more have passed, whatever the cycles."""
+        """The API asked a request to slow down (the hooks call this for every throttled answer,
+        with the ``seconds`` it asked for): no request starts before then, and the rate is lowered
+        at once, not at the end of the cycle. The other answers of the same burst say the same
+        thing, so it is lowered again only once ``seconds`` and one more have passed, whatever the
+        cycles."""
         with self._lock:
             self.throttles += 1
             if self.noise:  # maybe noise: its request waits as asked, and the cycle's share decides

@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_batch_provider.hooks.batch_api import ThreadHooks
 from airflow_batch_provider.hooks.errors import BatchApiError
-from airflow_batch_provider.hooks.retry import is_retryable
+from airflow_batch_provider.hooks.retry import is_retryable, slowed_down
 from airflow_batch_provider.job.budget import RequestBudget
 from airflow_batch_provider.job.retry_by_time import GaveUp, RetryByTime
 from airflow_batch_provider.job.waiting import BatchPollingError, BatchPollingRefusedError, JobProgress
@@ -107,9 +107,9 @@ class Poller:
 
     def settle(self, chosen: Sequence[str], results: Sequence[BatchStatus | BaseException], *,
                throttled: int) -> tuple[bool, Stop | None]:
-        """Record a cycle's answers (statuses, or the errors the hook raised after its retries):
-        whether anything changed, and why polling must stop, if it must."""
-        changed, confirmed, answered, failed = False, 0, 0, 0
+        """Record a cycle's answers (statuses, or the errors the hook raised): whether anything
+        changed, and why polling must stop, if it must."""
+        changed, confirmed, answered, failed, faulted = False, 0, 0, 0, 0
         failure: BaseException | None = None
         self.backlog = False
         for batch_id, result in zip(chosen, results, strict=True):  # answers first: the API is up
@@ -128,6 +128,7 @@ class Poller:
                 return changed, Stop(f"polling batch {batch_id} of job {self.job_id} failed and will not recover: "
                                      f"{result}", refused=isinstance(result, AirflowFailException))
             failed += 1
+            faulted += not slowed_down(result)  # a throttled read waits the next cycle, as asked
             failure = failure or result
             try:  # asked about again in a later cycle, as every running batch is
                 self.retry.failed(batch_id, result, started=self._started)
@@ -137,9 +138,9 @@ class Poller:
         saturated = self._running > len(chosen)
         self.budget.cycle_done(answered, throttled, sum(trips) / len(trips) if answered and trips else None,
                                saturated=saturated, confirmed=confirmed)
-        # Failed reads count as waiting: in the tail of a job under faults they are mostly finished
-        # batches, and each level of that tail would otherwise wait a poll interval.
-        self.backlog = (saturated or failed > 0) and answered > 0 and 2 * confirmed >= answered
+        # Reads that failed (not throttled) count as waiting: in the tail of a job under faults they
+        # are mostly finished batches, and each level of that tail would otherwise wait an interval.
+        self.backlog = (saturated or faulted > 0) and answered > 0 and 2 * confirmed >= answered
         if failed:
             self.log.warning("%d of %d status requests failed in this cycle; those "
                              "batches are asked about again: %s", failed, len(chosen), failure)

@@ -28,6 +28,8 @@ from collections.abc import Callable, Hashable
 from airflow_batch_provider.hooks.retry import pause_asked
 from airflow_batch_provider.hooks.settings import ApiSettings
 
+QUICK_TRIES = 8
+
 
 class GaveUp(Exception):
     """A batch should not be tried again; the message says why (the caller names the batch)."""
@@ -39,10 +41,12 @@ class RetryByTime:
     success. Waits grow exponentially from ``initial_wait`` up to ``max_wait``, with full jitter
     (so batches that failed together do not come back together), or are what the API asked for.
 
-    They grow with the fewer of the batch's own failures and the job's failures since its last
-    success: while other requests succeed, the API is up and a batch that failed by chance several
-    times in a row (one in a hundred under 30 % faults) is tried again soon, not after the longest
-    wait; in an outage every failure counts, and the waits grow as one batch's would."""
+    For a batch's first :data:`QUICK_TRIES` failures they grow with the fewer of its own failures and
+    the job's failures since its last success: while other requests succeed, the API is up and a
+    batch that failed by chance several times in a row (one in a hundred under 30 % faults) is tried
+    again soon, not after the longest wait; in an outage every failure counts, and the waits grow as
+    one batch's would. A batch failing longer than that, while others succeed, backs off on its own
+    count (so a body that is always refused is not resent every second)."""
 
     def __init__(self, budget: float, *, initial_wait: float, max_wait: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -103,7 +107,10 @@ class RetryByTime:
         asked = pause_asked(error, self.max_wait)
         if asked is not None:
             return asked
-        return random.uniform(0.0, min(self.max_wait, self.initial_wait * 2 ** (min(failures, self._streak) - 1)))
+        # While other requests succeed, the first QUICK_TRIES failures are taken for chance (eight in a
+        # row at 30 % faults: one batch in 15,000); past them the batch's own count rules alone.
+        exponent = failures if failures > QUICK_TRIES else min(failures, self._streak)
+        return random.uniform(0.0, min(self.max_wait, self.initial_wait * 2 ** (exponent - 1)))
 
     @property
     def failing(self) -> int:

@@ -31,6 +31,7 @@ from airflow.sdk.exceptions import AirflowException
 from airflow_batch_provider.hooks.batch_api import BatchApiHook, ThreadHooks
 from airflow_batch_provider.hooks.retry import is_retryable
 from airflow_batch_provider.hooks.retry import surely_not_created as not_created_by
+from airflow_batch_provider.job.budget import budget_for
 from airflow_batch_provider.job.errors import (
     AmbiguousSubmissionError,
     InputChangedError,
@@ -195,9 +196,17 @@ class SendTracker:
         self.writing_windows: set[int] = set()  # the windows of the write under way
         self.stopped = threading.Event()  # set by the thread whose call failed, before a queued call can start
         self.progress = ProgressLog(submission.log, "Submitted", "batches", entry.chunks)
-        self.retry = RetryByTime.of(BatchApiHook(submission.conn_id).settings)
+        settings = BatchApiHook(submission.conn_id).settings
+        self.retry = RetryByTime.of(settings)
         self.started: dict[int, float] = {}  # when each chunk's last call began
         self.delayed: dict[int, float] = {}  # chunks to send again, and when
+        # The calls share one request budget, as a load's downloads do (job/budget.py): as fast as
+        # the threads allow until the API asks one of them to slow down; then every call waits and
+        # goes on paced (a thread freed by a 429 would otherwise send the next chunk at once).
+        self.budget = budget_for(settings, None, self.concurrency, submission.log, "Submit requests", unpaced=True)
+        submission._hooks.on_throttled = self.budget.slow_down  # before this run's threads make their hooks
+        self._round_trips: list[float] = []  # of the calls answered since the budget's last cycle
+        self._adapted = (time.monotonic(), 0)  # the budget's last cycle: when, and its slow-downs then
 
     def run(self) -> dict[int, BaseException]:
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="scaledown-submit")
@@ -221,8 +230,10 @@ class SendTracker:
                         self._settle(future)
                 if self.failed:
                     self._stop()
+                self._adapt()
                 self._progress()
         finally:
+            self.budget.stop()  # calls waiting for a turn end unsent
             pool.shutdown(wait=True, cancel_futures=True)  # the calls under way finish; queued ones never start
             writer.shutdown(wait=True)
             for future in list(self.running):
@@ -262,15 +273,28 @@ class SendTracker:
             self.marking.pop(0)
 
     def _call(self, chunk: int) -> str:
-        if self.stopped.is_set():
+        if self.stopped.is_set() or not self.budget.wait_turn():
             raise _Unsent
-        self.started[chunk] = time.monotonic()
+        self.started[chunk] = sent = time.monotonic()
         try:
-            return self.submission._send(self.entry.job_id, chunk)
+            batch_id = self.submission._send(self.entry.job_id, chunk)
         except Exception as exc:
             if not self._may_send_again(exc):
                 self.stopped.set()
             raise
+        self._round_trips.append(time.monotonic() - sent)  # list.append: safe from the threads
+        return batch_id
+
+    def _adapt(self) -> None:
+        """A second's calls are the budget's cycle: it grows back while answers come quickly."""
+        at, slowdowns = self._adapted
+        if time.monotonic() - at < 1:
+            return
+        trips, self._round_trips = self._round_trips, []
+        told = self.budget.slowdowns  # read once: a slow_down between two reads would be lost
+        self.budget.cycle_done(len(trips), told - slowdowns, sum(trips) / len(trips) if trips else None,
+                               saturated=True, confirmed=len(trips))
+        self._adapted = (time.monotonic(), told)
 
     def _may_send_again(self, exc: BaseException) -> bool:
         """The hooks' one rule: trying again may help, and cannot pay twice (see the class)."""

@@ -154,9 +154,22 @@ def test_a_hook_of_one_attempt_leaves_the_retry_to_its_caller_and_tells_every_th
     server.set_faults(rate=1.0, kinds=["502"], routes=["output", "submit"], max_faults=2)
     with pytest.raises(BatchApiUpstreamError):
         list(hook.iter_output(batch.batch_id))
-    with pytest.raises(BatchApiUpstreamError):  # retry_ambiguous_submits: the caller sends it again, same key
+    with pytest.raises(BatchApiUpstreamError):  # retry_ambiguous_submits: the caller may send it again
         hook.submit_batch(lines(1), idempotency_key="k")
     assert server.stats()["faults_injected"] == {"status:429": 3, "output:502": 1, "submit:502": 1}
+
+
+def test_a_hook_of_one_attempt_still_refuses_to_resend_an_ambiguous_submit(make_emulator, monkeypatch):
+    """Without retry_ambiguous_submits, one POST that may have created a batch is not for the caller
+    to resend either: the error says the outcome is unknown."""
+    server = make_emulator()
+    use(monkeypatch, server)
+    hook = BatchApiHook()
+    hook.one_attempt = True
+    server.set_faults(rate=1.0, kinds=["502"], routes=["submit"], max_faults=1)
+    with pytest.raises(SubmitOutcomeUnknownError):
+        hook.submit_batch(lines(1), idempotency_key="k")
+    assert server.stats()["requests"]["submit"] == 1
 
 
 def test_output_stream_cut_mid_way_is_resumed_without_duplicates(make_emulator, monkeypatch):

@@ -128,3 +128,26 @@ def test_a_load_shares_one_budget_and_slows_down_together(finished_job, tmp_path
     refused = after["rate_limited"] - before["rate_limited"]
     print(f"load at 6000/min: {asked} output requests, {refused} answered 429")
     assert refused <= 0.01 * asked, (refused, asked)
+
+
+def test_a_submit_shares_one_budget_and_slows_down_together(tmp_path, monkeypatch):
+    """The submit's threads try each POST once (job/retry_by_time.py): a thread a 429 freed would send
+    the next chunk at once and walk the whole queue into the limit. They share one request budget,
+    as the load's downloads do: at 1,200 a minute, 300 chunks are billed once each, with few 429s
+    (without the budget: 8 threads sent as fast as 429s came back)."""
+    server = EmulatorProcess([], tmp_path).start()
+    try:
+        server.control("/_emulator/rate-limit", per_minute=1_200)
+        monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", json.dumps(
+            {"conn_type": "batch_api", "host": server.url, "password": server.api_key}))
+        frame = pd.DataFrame({"id": range(300), "text": [f"Row {i}. It is fine." for i in range(300)]})
+        job = DataFrameToBatchOperator(task_id="submit", dataframe=frame, id_column="id", text_column="text",
+                                       request=Summarize(), max_items_per_batch=1,
+                                       manifest_dir=str(tmp_path / "jobs")).execute({"task_state_store": DictStateStore()})
+        stats = server.stats()
+    finally:
+        server.stop()
+    asked, refused = stats["requests"]["submit"], stats["rate_limited"]
+    print(f"submit at 1200/min: {asked} submit requests, {refused} answered 429")
+    assert job["batches"] == 300 == stats["batches"]  # billed once each
+    assert refused <= 0.1 * asked, (refused, asked)

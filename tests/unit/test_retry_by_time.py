@@ -120,3 +120,9 @@ def test_while_other_requests_succeed_a_batch_failing_by_chance_is_tried_again_s
         assert 0.0 <= tries.failed("unlucky", FAILED) <= 1.0
     waits = [tries.failed("unlucky", FAILED) for _ in range(200)]  # nothing succeeds any more: an outage
     assert max(waits) > 4.0
+    stubborn = retry(clock, budget=1e9)
+    waits = []
+    for _ in range(100):  # the others succeed, this one always fails: past the quick tries it backs off
+        stubborn.succeeded("other")
+        waits.append(stubborn.failed("refused", FAILED))
+    assert max(waits[:8]) <= 1.0 and max(waits[8:]) > 4.0
