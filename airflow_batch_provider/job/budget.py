@@ -22,7 +22,8 @@ pauses the others nor cuts the rate at once (its own request still waits as aske
 rate (by 30 %) only when its throttled share rises well above the noise, and otherwise grows as if
 unthrottled (doubling again when the noise was learned at the start, where the cuts lowered nothing
 and so found no limit).
-The noise estimate fades while fewer throttles come.
+The noise estimate follows the share seen over every fifty requests within it, so it fades once
+fewer throttles come.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ MOST_NOISE = 0.25
 # be met at about the start with that share of 429s, and a cycle above twice the share cuts again).
 MOST_NOISE_AT_THE_START = 0.15
 FEWEST_TO_JUDGE = 10  # requests a cycle needs before its throttled share says anything
+NOISE_WINDOW = 50  # requests within the noise over which its estimate follows what they saw
 
 
 class RequestBudget:
@@ -92,6 +94,7 @@ class RequestBudget:
         self._after_cut = (0, 0)  # requests and throttles since that cut, until there are enough to judge
         self._recent = (0.0, 0.0)  # requests and throttles of the last few cycles, each cycle half the last
         self._above_noise = False  # the last cycle's throttled share was above the noise: hold the rate
+        self._within_noise = (0, 0)  # requests and throttles since the noise estimate last followed them
         self._stopped = threading.Event()  # the wait is over: no turn is waited for
 
     def resume(self, rate: float, found: float | None) -> None:
@@ -199,17 +202,34 @@ class RequestBudget:
                             self.found = None
                     self.noise = min(most, after if not self.noise else 0.7 * self.noise + 0.3 * after)
                 self._cut_share = None
-        if self.noise and (not throttled or (asked >= FEWEST_TO_JUDGE and share < self.noise / 2)):
-            self.noise = 0.0 if self.noise < 0.01 else 0.8 * self.noise  # fewer throttles: it fades
-        self._above_noise = bool(throttled) and share > self.noise
+        within = not self.noise or asked < FEWEST_TO_JUDGE or share <= NOISE_FACTOR * self.noise + NOISE_MARGIN
+        if self.noise and within:
+            self._follow_noise(asked, throttled)
+        # More throttles than the noise accounts for (by half a request at least, not by rounding);
+        # a few requests say little: one 429 in nine is 11 %, above a 9 % noise by chance half the time.
+        self._above_noise = asked >= FEWEST_TO_JUDGE and throttled > self.noise * asked + 0.5
         if not throttled:
             return False
-        if self.noise and (asked < FEWEST_TO_JUDGE or share <= NOISE_FACTOR * self.noise + NOISE_MARGIN):
+        if self.noise and within:
             self._told_in_cycle = False
             return False
         if self._cut_share is None:  # judged once enough requests have followed
             self._cut_share, self._after_cut = self._recent[1] / self._recent[0], (0, 0)
         return True
+
+    def _follow_noise(self, asked: int, throttled: int) -> None:
+        """Follow the noise over every NOISE_WINDOW requests within it, not cycle by cycle: at a few
+        requests a cycle, most cycles see no throttle by chance, and fading on each of them let the
+        estimate fall to nothing, after which the next throttle cut the rate and paused every request
+        (a submit under 30 % faults sank to its starting rate)."""
+        self._within_noise = (self._within_noise[0] + asked, self._within_noise[1] + throttled)
+        if self._within_noise[0] < NOISE_WINDOW:
+            return
+        seen = self._within_noise[1] / self._within_noise[0]
+        self.noise = min(MOST_NOISE, 0.7 * self.noise + 0.3 * seen)
+        if self.noise < 0.01:  # the throttles have stopped
+            self.noise = 0.0
+        self._within_noise = (0, 0)
 
     def per_cycle(self, interval: float) -> int:
         """Requests a cycle ``interval`` seconds long may make (at least one): what the rate allows,

@@ -246,3 +246,20 @@ def test_once_noise_is_learned_at_the_start_the_rate_doubles_again():
     rate = near.rate
     quick(near)
     assert near.rate == pytest.approx(rate * 1.05)  # approached, not doubled past it
+
+
+def test_noise_seen_a_few_requests_a_cycle_is_kept_not_faded_into_cuts():
+    """Nine requests a cycle, 9 % of them throttled at random: most cycles see no throttle, which is
+    chance, not the noise ending. Fading on each of them let the estimate fall to nothing, and the
+    next throttle cut the rate and paused every request: a submit under 30 % faults sank to its
+    starting rate. Followed over every 50 requests, the noise stays, and the rate grows."""
+    import random
+
+    chance = random.Random(9)
+    budget = RequestBudget(600, None, concurrency=8, log=LOG)
+    for _ in range(300):
+        throttled = sum(chance.random() < 0.09 for _ in range(9))
+        budget.cycle_done(answered=9 - throttled, throttled=throttled, seconds_per_answer=0.05, saturated=True,
+                          confirmed=9 - throttled)
+    assert 0.04 <= budget.noise <= 0.15
+    assert budget.rate >= 8 * 60 / 0.05 / 2  # at least half what 8 requests in flight answer at 50 ms
