@@ -147,7 +147,7 @@ class BatchApiAsyncHook(HttpAsyncHook):
                 except (aiohttp.InvalidURL, ValueError) as exc:  # a host aiohttp cannot use: nothing was sent
                     failure = TransportSetupError(f"the request to {settings.shown_url} could not be made: "
                                                   f"{type(exc).__name__}", endpoint=what)
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     failure = TransportError(f"the request to {settings.shown_url} failed: {type(exc).__name__}",
                                              request_sent=True, endpoint=what)
                 raise failure

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -122,7 +122,7 @@ class RowBuffer:
 
     def __init__(self, columns: ResultColumns) -> None:
         self.columns = columns
-        self.loaded_at = datetime.now(timezone.utc)
+        self.loaded_at = datetime.now(UTC)
         self._batch_ids: list[str] = []
         # Parallel lists, not a tuple per row: tuples would be millions of objects for the
         # garbage collector to walk, and it walked them often enough to slow the load by a third.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import psycopg2
@@ -69,8 +69,8 @@ def test_classify_lands_typed_rows_with_label_score_columns(env, tmp_path, datab
     loaded_at = rows[0][9] if not isinstance(rows[0][9], str) else datetime.fromisoformat(rows[0][9])
     if database.kind == "mysql":  # DATETIME(6) has no zone: it holds UTC's wall time
         assert loaded_at.tzinfo is None
-        loaded_at = loaded_at.replace(tzinfo=timezone.utc)
-    assert abs(loaded_at - datetime.now(timezone.utc)) < timedelta(hours=1)  # the time, with its zone
+        loaded_at = loaded_at.replace(tzinfo=UTC)
+    assert abs(loaded_at - datetime.now(UTC)) < timedelta(hours=1)  # the time, with its zone
 
 
 def test_summarize_and_extract_columns(env, tmp_path, database):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import hypothesis.strategies as st
 import psycopg2
@@ -29,7 +29,7 @@ def rows(batch_ids: list[str], ids: list[int], text: str) -> pa.RecordBatch:
     return pa.record_batch({
         "id": pa.array(ids, pa.int64()), "batch_id": pa.array(batch_ids, pa.string()),
         "summary": pa.array([f"{text} {i} \"quoted\", back\\slash, NULL" for i in ids], pa.string()),
-        "loaded_at": pa.array([datetime(2026, 11, 26, 7, 0, tzinfo=timezone.utc)] * len(ids),
+        "loaded_at": pa.array([datetime(2026, 11, 26, 7, 0, tzinfo=UTC)] * len(ids),
                               pa.timestamp("us", tz="UTC")),
         "ok": pa.array([True] * len(ids))})
 
