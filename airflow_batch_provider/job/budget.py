@@ -19,11 +19,11 @@ Throttles the rate does not cause are told apart from those it does: when the sh
 requests does not fall after a cut (a flaky proxy or network answering 429 or 503 with
 ``Retry-After`` whatever the rate), that share is taken as noise. From then on a throttle neither
 pauses the others nor cuts the rate at once (its own request still waits as asked); a cycle cuts the
-rate (by 30 %) only when its throttled share rises well above the noise, and otherwise grows as if
-unthrottled (doubling again when the noise was learned at the start, where the cuts lowered nothing
-and so found no limit).
-The noise estimate follows the share seen over every fifty requests within it, so it fades once
-fewer throttles come.
+rate (by 30 %) only when its throttled share rises well above the noise, holds it when a cycle sees
+more throttles than the noise accounts for, and otherwise grows as if unthrottled (doubling again
+when the noise was learned at the start, where the cuts lowered nothing and so found no limit).
+The noise estimate follows the share seen over every fifty requests within it down (never above
+what a cut showed), so it fades once fewer throttles come.
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ class RequestBudget:
         self._recent = (0.0, 0.0)  # requests and throttles of the last few cycles, each cycle half the last
         self._above_noise = False  # the last cycle's throttled share was above the noise: hold the rate
         self._within_noise = (0, 0)  # requests and throttles since the noise estimate last followed them
+        self._learned = 0.0  # the noise as the last cut showed it: following it only lowers it
         self._stopped = threading.Event()  # the wait is over: no turn is waited for
 
     def resume(self, rate: float, found: float | None) -> None:
@@ -201,13 +202,14 @@ class RequestBudget:
                             # (Higher up, a share this low may be a limit close by: approach it.)
                             self.found = None
                     self.noise = min(most, after if not self.noise else 0.7 * self.noise + 0.3 * after)
+                    self._learned, self._within_noise = self.noise, (0, 0)  # the most it may be, until a cut says more
                 self._cut_share = None
         within = not self.noise or asked < FEWEST_TO_JUDGE or share <= NOISE_FACTOR * self.noise + NOISE_MARGIN
         if self.noise and within:
             self._follow_noise(asked, throttled)
-        # More throttles than the noise accounts for (by half a request at least, not by rounding);
-        # a few requests say little: one 429 in nine is 11 %, above a 9 % noise by chance half the time.
-        self._above_noise = asked >= FEWEST_TO_JUDGE and throttled > self.noise * asked + 0.5
+        # More throttles than the noise accounts for, by half a request at least (one 429 in nine
+        # against a 9 % noise is chance, not more): hold the rate.
+        self._above_noise = throttled > self.noise * asked + 0.5
         if not throttled:
             return False
         if self.noise and within:
@@ -218,7 +220,7 @@ class RequestBudget:
         return True
 
     def _follow_noise(self, asked: int, throttled: int) -> None:
-        """Follow the noise over every NOISE_WINDOW requests within it, not cycle by cycle: at a few
+        """Follow the noise down over every NOISE_WINDOW requests within it, not cycle by cycle: at a few
         requests a cycle, most cycles see no throttle by chance, and fading on each of them let the
         estimate fall to nothing, after which the next throttle cut the rate and paused every request
         (a submit under 30 % faults sank to its starting rate)."""
@@ -226,7 +228,9 @@ class RequestBudget:
         if self._within_noise[0] < NOISE_WINDOW:
             return
         seen = self._within_noise[1] / self._within_noise[0]
-        self.noise = min(MOST_NOISE, 0.7 * self.noise + 0.3 * seen)
+        # Only down from what a cut showed: throttles the rate causes within twice the noise would
+        # otherwise raise it, step by step, until a limit passed for noise.
+        self.noise = min(self._learned, 0.7 * self.noise + 0.3 * seen)
         if self.noise < 0.01:  # the throttles have stopped
             self.noise = 0.0
         self._within_noise = (0, 0)

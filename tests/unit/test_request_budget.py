@@ -263,3 +263,22 @@ def test_noise_seen_a_few_requests_a_cycle_is_kept_not_faded_into_cuts():
                           confirmed=9 - throttled)
     assert 0.04 <= budget.noise <= 0.15
     assert budget.rate >= 8 * 60 / 0.05 / 2  # at least half what 8 requests in flight answer at 50 ms
+    learned, rate = budget._learned, budget.rate  # the noise a cut showed: the most it may be
+    for _ in range(20):  # then a limit: 6 of 9 throttled, a cycle too small to cut but not to hold
+        budget.cycle_done(answered=3, throttled=6, seconds_per_answer=0.05, saturated=True, confirmed=3)
+    assert budget.rate <= rate and budget.noise <= learned  # held, and the limit's 429s are not noise
+    for _ in range(3):  # in cycles big enough to judge, well above the noise: cut
+        budget.cycle_done(answered=10, throttled=10, seconds_per_answer=0.05, saturated=True, confirmed=10)
+    assert budget.rate < rate and budget.noise <= learned
+
+
+def test_throttles_the_rate_causes_within_twice_the_noise_do_not_raise_it():
+    """Followed over windows, the estimate only comes down from what a cut showed: 429s of a limit
+    just above the noise would otherwise raise it step by step until the limit passed for noise."""
+    budget = RequestBudget(600, None, concurrency=32, log=LOG)
+    for _ in range(2):
+        budget.cycle_done(answered=18, throttled=2, seconds_per_answer=0.05, saturated=True, confirmed=18)
+    learned = budget.noise
+    for _ in range(50):  # 18 %: under twice the noise plus five points, so not cut; but held
+        budget.cycle_done(answered=82, throttled=18, seconds_per_answer=0.05, saturated=True, confirmed=82)
+    assert budget.noise <= learned
