@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 DEFAULT_LOCK_TIMEOUT = 3600.0  # seconds a load waits for another load of its table, without execution_timeout
 
 
-class TooManyFailedRowsError(AirflowException):
-    """More rows failed or went missing than ``max_failed_ratio`` allows. The rows were landed."""
+class TooManyFailedRowsError(AirflowFailException):
+    """More rows failed or went missing than ``max_failed_ratio`` allows. The rows were landed, so a
+    retry of the load would land the same rows and fail the same way: Airflow does not retry it."""
 
 
 class IncrementalModeError(AirflowFailException):

@@ -10,6 +10,7 @@ import pandas as pd
 import psycopg2
 import pyarrow.parquet as pq
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_batch_provider.destinations.table import TableSchemaError
 from airflow_batch_provider.job.manifest import read_manifest, write_manifest
@@ -106,8 +107,9 @@ def test_modes_and_exactly_once_on_rerun(env, tmp_path, database):
 def test_item_errors_and_missing_rows_are_landed_and_counted(env, tmp_path, database):
     env(item_failure_rate=0.2, output_drop_rate=0.1, output_duplicate_rate=0.1)
     job = submit(tmp_path, frame(50))
-    with pytest.raises(TooManyFailedRowsError, match=r"of 50 rows failed .* All rows were landed"):
+    with pytest.raises(TooManyFailedRowsError, match=r"of 50 rows failed .* All rows were landed") as failed:
         load(job)
+    assert isinstance(failed.value, AirflowFailException)  # a retry lands the same rows: not retried
     rows = dict(database("SELECT status, COUNT(*) FROM review_labels GROUP BY status"))
     assert rows["error"] > 0 and rows["missing"] > 0 and sum(rows.values()) == 50
     assert database("SELECT DISTINCT error_code FROM review_labels WHERE status = 'missing'") == [("no_output_line",)]
