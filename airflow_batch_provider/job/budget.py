@@ -97,6 +97,8 @@ class RequestBudget:
         self._within_noise = (0, 0)  # requests and throttles since the noise estimate last followed them
         self._learned = 0.0  # the noise as the last cut showed it: following it only lowers it
         self._stopped = threading.Event()  # the wait is over: no turn is waited for
+        self._answers: list[float] = []  # round trips answered since the last cycle (answered / each_second)
+        self._second = (time.monotonic(), 0)  # the last each_second cycle: when, and the throttles then
 
     def resume(self, rate: float, found: float | None) -> None:
         """Go on as a rescheduled poke's budget left off: its rate, and the rate its last cut found,
@@ -106,11 +108,6 @@ class RequestBudget:
 
     def _within(self, rate: float) -> float:
         return max(self.start, rate if self.ceiling is None else min(self.ceiling, rate))
-
-    @property
-    def slowdowns(self) -> int:
-        """Times the API has asked to slow down (a load's downloads read it between cycles)."""
-        return self.throttles
 
     def stop(self) -> None:
         """The wait is over (done, failed, or killed): turns being waited for end at once."""
@@ -234,6 +231,23 @@ class RequestBudget:
         if self.noise < 0.01:  # the throttles have stopped
             self.noise = 0.0
         self._within_noise = (0, 0)
+
+    def answered(self, seconds: float) -> None:
+        """One request answered after ``seconds`` (from the threads of a submit or a load: list.append
+        is safe there), for :meth:`each_second`."""
+        self._answers.append(seconds)
+
+    def each_second(self) -> None:
+        """For requests that do not come in cycles (a submit's calls, a load's downloads): once a
+        second has passed since the last, that second's answers and throttles are a cycle."""
+        at, throttles = self._second
+        if time.monotonic() - at < 1:
+            return
+        trips, self._answers = self._answers, []
+        told = self.throttles  # read once: a slow_down between two reads would be lost
+        self.cycle_done(len(trips), told - throttles, sum(trips) / len(trips) if trips else None,
+                        saturated=True, confirmed=len(trips))
+        self._second = (time.monotonic(), told)
 
     def per_cycle(self, interval: float) -> int:
         """Requests a cycle ``interval`` seconds long may make (at least one): what the rate allows,

@@ -131,7 +131,6 @@ class Reconciliation:
         # rate it was answering, growing back while answers come back quickly.
         self._budget: RequestBudget | None = None
         self._hooks = ThreadHooks(conn_id, one_attempt=True)  # a batch is retried by time (download)
-        self._round_trips: list[float] = []
 
     def _fetch(self, ref: BatchRef) -> None:
         """Read a batch: its output into the spool, or (no output yet) its state. The output is asked
@@ -144,12 +143,12 @@ class Reconciliation:
         sent = time.monotonic()
         try:
             self._output(hook, ref)
-            self._round_trips.append(time.monotonic() - sent)  # answered (list.append: safe from threads)
+            self._budget.answered(time.monotonic() - sent)
             return
         except BatchNotFoundError:
             status = hook.get_batch(ref.batch_id)  # an unknown batch raises BatchNotFoundError again
         # Only answers count as answered: the budget hears of each throttled request from the hook.
-        self._round_trips.append(time.monotonic() - sent)
+        self._budget.answered(time.monotonic() - sent)
         if status.state is not BatchState.COMPLETED:
             self._states[ref.batch_id] = (status.state, status.raw_status)
             return
@@ -181,7 +180,6 @@ class Reconciliation:
         running: dict[Future, tuple[BatchRef, float]] = {}
         progress = ProgressLog(self.log, "Read", "batches", total)
         read = total - len(todo)
-        adapted_at, slowdowns = time.monotonic(), 0
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="scaledown-download")
         try:
             while queue or later or running:
@@ -203,12 +201,7 @@ class Reconciliation:
                         continue
                     delay = self._again_in(retry, ref, failure, started)
                     heapq.heappush(later, (time.monotonic() + delay, id(ref), ref))
-                if time.monotonic() - adapted_at >= 1:  # a second's downloads are the budget's cycle
-                    trips, self._round_trips = self._round_trips, []
-                    told = budget.slowdowns  # read once: a slow_down between two reads would be lost
-                    budget.cycle_done(len(trips), told - slowdowns, sum(trips) / len(trips) if trips else None,
-                                      saturated=True, confirmed=len(trips))
-                    adapted_at, slowdowns = time.monotonic(), told
+                budget.each_second()  # a second's downloads are the budget's cycle
                 progress.update(read, f"{retry.failing} failing, to be read again" if retry.failing else "")
         finally:
             budget.stop()  # threads waiting for a turn end without sending

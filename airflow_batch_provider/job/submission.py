@@ -205,8 +205,6 @@ class SendTracker:
         # goes on paced (a thread freed by a 429 would otherwise send the next chunk at once).
         self.budget = budget_for(settings, None, self.concurrency, submission.log, "Submit requests", unpaced=True)
         submission._hooks.on_throttled = self.budget.slow_down  # before this run's threads make their hooks
-        self._round_trips: list[float] = []  # of the calls answered since the budget's last cycle
-        self._adapted = (time.monotonic(), 0)  # the budget's last cycle: when, and its slow-downs then
 
     def run(self) -> dict[int, BaseException]:
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="scaledown-submit")
@@ -230,7 +228,7 @@ class SendTracker:
                         self._settle(future)
                 if self.failed:
                     self._stop()
-                self._adapt()
+                self.budget.each_second()  # grows back while answers come quickly
                 self._progress()
         finally:
             self.budget.stop()  # calls waiting for a turn end unsent
@@ -282,19 +280,8 @@ class SendTracker:
             if not self._may_send_again(exc):
                 self.stopped.set()
             raise
-        self._round_trips.append(time.monotonic() - sent)  # list.append: safe from the threads
+        self.budget.answered(time.monotonic() - sent)
         return batch_id
-
-    def _adapt(self) -> None:
-        """A second's calls are the budget's cycle: it grows back while answers come quickly."""
-        at, slowdowns = self._adapted
-        if time.monotonic() - at < 1:
-            return
-        trips, self._round_trips = self._round_trips, []
-        told = self.budget.slowdowns  # read once: a slow_down between two reads would be lost
-        self.budget.cycle_done(len(trips), told - slowdowns, sum(trips) / len(trips) if trips else None,
-                               saturated=True, confirmed=len(trips))
-        self._adapted = (time.monotonic(), told)
 
     def _may_send_again(self, exc: BaseException) -> bool:
         """The hooks' one rule: trying again may help, and cannot pay twice (see the class)."""
