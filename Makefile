@@ -3,20 +3,30 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: install mysql-client-headers test demo benchmarks stress reliability-page clean
 
-$(STAMP): pyproject.toml constraints.txt
-	@pkg-config --exists mariadb || pkg-config --exists mysqlclient || $(MAKE) mysql-client-headers
+# Two installs into one venv: the demo's (the provider and SQLite: nothing to compile, no root) and the
+# tests' (every extra, whose MySQL provider compiles mysqlclient).
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+
+$(DEMO_STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(PY) -m pip install -q -c constraints.txt -e '.[demo]'
+	touch $(DEMO_STAMP)
+
+$(STAMP): pyproject.toml constraints.txt | $(VENV)/bin/python
+	@pkg-config --exists mariadb || pkg-config --exists mysqlclient || $(MAKE) mysql-client-headers
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
 
 install: $(STAMP)
 
-# mysqlclient, which apache-airflow-providers-mysql requires (the tests use its MySqlHook), compiles
-# against the MariaDB/MySQL client headers: Debian's libmariadb-dev, installed once if missing.
+# mysqlclient, which apache-airflow-providers-mysql requires on Linux (the tests use its MySqlHook), compiles
+# against the MariaDB/MySQL client headers: Debian's libmariadb-dev, installed once if missing. Only
+# `make test` needs them; `make demo` does not.
 mysql-client-headers:
 	$(if $(filter 0,$(shell id -u)),,sudo -n) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo -n) apt-get install -y -qq libmariadb-dev pkg-config
@@ -26,7 +36,7 @@ test: $(STAMP)
 	$(PY) -m mypy
 	$(PY) -m pytest -q tests
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(PY) dags/run_demo.py $(ARGS)
 
 benchmarks: $(STAMP)

@@ -106,6 +106,10 @@ def get_provider_info() -> dict:
                         "Retry ambiguous submits", "boolean", False,
                         "resubmit after a failure that happened once the body was sent; safe only "
                         "if the server honours Idempotency-Key"),
+                    "legacy_realtime_paths": _field(
+                        "Realtime: older paths", "boolean", False,
+                        "the hook's extract/summarize/classify call /extract, /summarization/abstractive "
+                        "and /classify instead of /v1/chat/completions and /v1/scaledown"),
                     "max_output_line_bytes": _field(
                         "Max output line (bytes)", "integer", 16 * 1024 * 1024,
                         "a longer output line is dropped and counted as unattributable"),

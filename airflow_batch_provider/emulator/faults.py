@@ -16,6 +16,7 @@ from collections import Counter
 from airflow_batch_provider.emulator.config import FaultSettings
 from airflow_batch_provider.emulator.rate_limit import RateLimit
 from airflow_batch_provider.protocol import BATCHES_URL
+from airflow_batch_provider.protocol.realtime import REALTIME_PATHS
 
 _UNCOMPLETED = "ASGI callable returned without completing response."
 
@@ -34,7 +35,7 @@ def route_of(method: str, path: str) -> str | None:
         return "submit" if method == "POST" else None
     if path.startswith(BATCHES_URL + "/"):
         return "output" if path.rstrip("/").endswith("/output") else "status"
-    if path in ("/extract", "/summarization/abstractive", "/classify"):
+    if path in REALTIME_PATHS:
         return "realtime"
     return None
 

@@ -18,6 +18,7 @@ import msgspec
 from airflow_batch_provider.emulator import engines
 from airflow_batch_provider.emulator.config import EmulatorConfig
 from airflow_batch_provider.emulator.store import BatchStore
+from airflow_batch_provider.protocol.results import completion_body
 
 log = logging.getLogger(__name__)
 SLICE = 500
@@ -33,16 +34,7 @@ def chance(key: str, salt: str) -> float:
 def output_line(custom_id: str, model: str | None, content: dict | None, error: dict | None) -> bytes:
     if error is not None:
         return msgspec.json.encode({"custom_id": custom_id, "response": None, "error": error}) + b"\n"
-    body = {
-        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-        "object": "chat.completion",
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": msgspec.json.encode(content).decode()},
-            "finish_reason": "stop",
-        }],
-    }
+    body = completion_body(model, content, f"chatcmpl-{uuid.uuid4().hex[:24]}")
     return msgspec.json.encode(
         {"custom_id": custom_id, "response": {"status_code": 200, "body": body}, "error": None}
     ) + b"\n"

@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import requests
 from airflow.providers.http.hooks.http import HttpHook
@@ -54,12 +54,14 @@ from airflow_batch_provider.protocol import (
     ExtractResult,
     Label,
     OutputLine,
+    Request,
+    Result,
     Summarize,
     SummarizeResult,
     UnexpectedResponseError,
 )
 from airflow_batch_provider.protocol.output import OutputReader
-from airflow_batch_provider.protocol.results import parse_result
+from airflow_batch_provider.protocol.realtime import realtime_call, realtime_result
 
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
@@ -299,24 +301,25 @@ class BatchApiHook(HttpHook):
         self.log.debug("Read %d output lines of batch %s", reader.yielded, batch_id)
 
     # -- realtime endpoints ----------------------------------------------------------------------
-    def _realtime(self, endpoint: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        payload = {k: v for k, v in payload.items() if v is not None}
-        return self._json("POST", endpoint, json=payload)
+    def _realtime(self, request: Request, text: str, **options: Any) -> Result:
+        """One text, one result, in the shape the connection's server speaks (protocol/realtime.py). The
+        request was built (so validated) before anything is sent."""
+        legacy = self.settings.legacy_realtime_paths
+        call = realtime_call(request, text, options, legacy=legacy)
+        return realtime_result(request, self._json("POST", call.path, json=call.payload), legacy=legacy)
 
     def extract(self, text: str, entities: Mapping[str, str], instruction: str | None = None,
                 **options: Any) -> ExtractResult:
-        request = Extract(entities, instruction)  # validates before sending
-        return parse_result("extract", self._realtime(
-            "/extract", {"text": text, **request.params(), **options}))
+        """Entities of ``text`` now; ``options`` are the API's ``threshold``, ``top_n``, ``context_chars``."""
+        return cast(ExtractResult, self._realtime(Extract(entities, instruction), text, **options))
 
     def summarize(self, text: str, instructions: str | None = None, max_tokens: int | None = None) -> SummarizeResult:
-        request = Summarize(instructions, max_tokens)  # validates before sending
-        answer = self._realtime("/summarization/abstractive", {"text": text, **request.params()})
-        return parse_result("summarize", answer)
+        """A summary of ``text`` now."""
+        return cast(SummarizeResult, self._realtime(Summarize(instructions, max_tokens), text))
 
     def classify(self, text: str, labels: Sequence[Label], system_prompt: str | None = None) -> ClassifyResult:
-        request = Classify(labels, system_prompt)  # validates before sending
-        return parse_result("classify", self._realtime("/classify", {"text": text, **request.params()}))
+        """``text`` scored against each label's rubric now."""
+        return cast(ClassifyResult, self._realtime(Classify(labels, system_prompt), text))
 
     # -- connection test -------------------------------------------------------------------------
     def test_connection(self) -> tuple[bool, str]:

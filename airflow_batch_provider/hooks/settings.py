@@ -74,6 +74,9 @@ class ApiSettings:
     retry_max_wait: float = 60.0
     retry_total_timeout: float = 600.0
     retry_ambiguous_submits: bool = False
+    # The realtime helpers call /extract, /summarization/abstractive and /classify, the API's older
+    # shape, instead of /v1/chat/completions and /v1/scaledown (protocol/realtime.py).
+    legacy_realtime_paths: bool = False
     max_output_line_bytes: int = DEFAULT_MAX_OUTPUT_LINE_BYTES  # longer output lines are dropped and counted
     # A wait's status requests: the rate it starts at, and the most it may grow to (job/budget.py).
     requests_per_minute: float = 600.0

@@ -205,6 +205,32 @@ def parse_result(model: str, content: Mapping[str, Any]) -> Result:
     raise ValueError(f"unknown model {model!r}")
 
 
+def completion_body(model: str | None, content: Any, completion_id: str) -> dict[str, Any]:
+    """A ChatCompletion carrying ``content`` as a JSON string, as the API answers (a server's side)."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": msgspec.json.encode(content).decode()},
+            "finish_reason": "stop",
+        }],
+    }
+
+
+def completion_content(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The domain result a ChatCompletion carries in ``choices[0].message.content``: a JSON string (as
+    batch output lines have it) or an object; raises ``KeyError``/``IndexError``/``TypeError``/
+    ``msgspec.DecodeError`` for any other shape."""
+    content = body["choices"][0]["message"]["content"]
+    if isinstance(content, (str, bytes)):
+        content = msgspec.json.decode(content)
+    if not isinstance(content, Mapping):
+        raise TypeError("content is not an object")
+    return content
+
+
 def parse_output_line(obj: Mapping[str, Any], expected_model: str | None = None) -> OutputLine:
     """Read one decoded output line.
 
@@ -236,12 +262,7 @@ def parse_output_line(obj: Mapping[str, Any], expected_model: str | None = None)
         return OutputLine(custom_id, model, None,
                           ItemError(f"http_{status_code}", str(body)[:500]))
     try:
-        content = body["choices"][0]["message"]["content"]
-        if isinstance(content, (str, bytes)):
-            content = msgspec.json.decode(content)
-        if not isinstance(content, Mapping):
-            raise TypeError("content is not an object")
-        result = parse_result(str(model), content)
+        result = parse_result(str(model), completion_content(body))
     except (KeyError, IndexError, TypeError, ValueError, msgspec.DecodeError) as exc:
         return OutputLine(custom_id, model, None,
                           ItemError("invalid_content", storable(f"unreadable {model} result: {exc}"[:500])))

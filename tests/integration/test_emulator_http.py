@@ -248,6 +248,37 @@ def test_realtime_endpoints(make_emulator):
     assert requests.post(server.url + "/extract", headers=_headers(server), data=b"{oops").status_code == 400
 
 
+def test_realtime_as_the_published_client_calls_it(make_emulator):
+    """Today's shape (spec 3.1): chat completions for summarize and extract, decisions for classify."""
+    server = make_emulator()
+    text = "Apple Inc. reported Q1 revenue of $94.8B. CEO Tim Cook made the announcement on Feb 1st."
+
+    def post(path, **body):
+        return requests.post(server.url + path, headers=_headers(server), json=body)
+
+    summary = post("/v1/chat/completions", model="summarize", max_tokens=50, messages=[
+        {"role": "system", "content": "Use bullet points."}, {"role": "user", "content": text}]).json()
+    assert summary["object"] == "chat.completion" and summary["model"] == "summarize"
+    content = json.loads(summary["choices"][0]["message"]["content"])
+    assert set(content) == {"summary", "input_chars", "output_chars", "latency_ms"}
+    assert content["summary"].startswith("•")  # the system message is the instructions
+    extracted = post("/v1/chat/completions", model="extract", entities={"ceo": "Name of the CEO"},
+                     messages=[{"role": "user", "content": text}]).json()
+    entities = json.loads(extracted["choices"][0]["message"]["content"])["entities"]
+    assert [e["text"] for e in entities] == ["Tim Cook"]
+    decided = post("/v1/scaledown", model="classify-1", state={"text": "Great!"}, questions={
+        "tone": {"type": "choice", "criteria": {"good": "Is it praise?", "bad": "Is it a complaint?"}}}).json()
+    answer = decided["answers"]["tone"]
+    assert answer["choice"] == "good" and set(answer["probabilities"]) == {"good", "bad"}
+    assert answer["confidence"] == answer["probabilities"]["good"]
+    assert post("/v1/scaledown", model="classify-2", state={"text": "x"}, questions={}).status_code == 422
+    assert post("/v1/scaledown", model="classify-1", state={"text": "x"},
+                questions={"q": {"type": "choice", "criteria": {}}}).status_code == 422
+    assert post("/v1/chat/completions", model="summarize", messages=[]).status_code == 422
+    assert post("/v1/chat/completions", model="nope", messages=[{"role": "user", "content": "x"}]).status_code == 422
+    assert server.stats()["requests"]["realtime"] == 7
+
+
 def test_a_100k_line_submission_completes(make_emulator):
     server = make_emulator()
     line = b'{"custom_id":"%d","method":"POST","url":"/v1/chat/completions","body":{"model":"summarize","text":"Item %d is short. It has two sentences."}}\n'

@@ -22,7 +22,7 @@ from airflow_batch_provider.hooks.errors import (
     SubmitOutcomeUnknownError,
 )
 from airflow_batch_provider.hooks.settings import MissingApiKeyError
-from airflow_batch_provider.protocol import Classify, Extract, Label, LineEncoder, Summarize
+from airflow_batch_provider.protocol import Classify, Extract, InvalidRequestError, Label, LineEncoder, Summarize
 
 FAST_RETRIES = {"retry_initial_wait": 0.01, "retry_max_wait": 0.05, "retry_max_attempts": 5}
 POS = Label("Positive", "Does this text express satisfaction, praise, or approval?")
@@ -287,15 +287,32 @@ def test_the_key_never_appears_in_repr_errors_or_logs(make_emulator, monkeypatch
     assert not [text for text in texts if server.api_key in text]
 
 
-def test_realtime_endpoints(make_emulator, monkeypatch):
-    use(monkeypatch, make_emulator())
+@pytest.mark.parametrize("legacy", [False, True], ids=["todays-paths", "legacy-paths"])
+def test_realtime_endpoints(make_emulator, monkeypatch, legacy):
+    server = make_emulator()
+    use(monkeypatch, server, legacy_realtime_paths=legacy)
     hook = BatchApiHook()
+    paths_asked: list[str] = []
+    send = hook._json
+
+    def noting_path(method, endpoint, **kwargs):  # a spy: the request still goes to the emulator
+        paths_asked.append(endpoint)
+        return send(method, endpoint, **kwargs)
+
+    monkeypatch.setattr(hook, "_json", noting_path)
     text = "Apple Inc. reported Q1 revenue of $94.8B. CEO Tim Cook made the announcement on Feb 1st."
     assert [e.text for e in hook.extract(text, {"ceo": "Name of the CEO"}).entities] == ["Tim Cook"]
     assert hook.summarize(text, max_tokens=200).summary.startswith("Apple Inc.")
-    assert hook.classify("I love it, great quality!", [POS, NEG]).top_label == "Positive"
-    with pytest.raises(Exception, match="entities must be a non-empty mapping"):
+    classified = hook.classify("I love it, great quality!", [POS, NEG], system_prompt="Product reviews.")
+    assert classified.top_label == "Positive"
+    assert [label.label for label in classified.labels] == ["Positive", "Negative"]
+    assert sum(classified.scores.values()) == pytest.approx(1.0)
+    with pytest.raises(InvalidRequestError, match="entities must be a non-empty mapping"):
         hook.extract(text, {})
+    assert server.stats()["requests"]["realtime"] == 3  # the refused extract was never sent
+    expected = (["/extract", "/summarization/abstractive", "/classify"] if legacy
+                else ["/v1/chat/completions", "/v1/chat/completions", "/v1/scaledown"])
+    assert paths_asked == expected
 
 
 def test_async_hook_polls_with_one_session_and_survives_a_503_burst(make_emulator, monkeypatch):
