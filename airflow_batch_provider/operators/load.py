@@ -18,6 +18,7 @@ from airflow_batch_provider.destinations import table_writer_for
 from airflow_batch_provider.destinations.connection import db_hook
 from airflow_batch_provider.destinations.parquet import write_parquet
 from airflow_batch_provider.destinations.table import MODES, refuse_percent
+from airflow_batch_provider.job.load_report import LoadReport
 from airflow_batch_provider.job.manifest import JobManifest, read_manifest
 from airflow_batch_provider.job.output_spool import OutputSpool
 from airflow_batch_provider.job.reconcile import Reconciliation
@@ -72,6 +73,7 @@ class BaseBatchOutputOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("job",)
+    ui_color = "#e6f4ea"  # beside the submit's blue and the sensor's amber: the rows have landed
 
     def __init__(self, *, job: Any, max_failed_ratio: float = 0.0, label_scores: bool = False,
                  entity_columns: str | None = None, max_concurrent_downloads: int = 8, **kwargs: Any) -> None:
@@ -108,7 +110,8 @@ class BaseBatchOutputOperator(BaseOperator):
             reconciliation = Reconciliation(manifest.conn_id, manifest, location, columns, self.log, spool,
                                             concurrency=self.max_concurrent_downloads)
             reconciliation.download()  # every batch, before the destination is touched
-            landed = self.land(iter(reconciliation), columns)
+            report = LoadReport(manifest.id_column)
+            landed = self.land(report.watch(iter(reconciliation)), columns)
             if spool.discard():
                 self.log.debug("Removed the job's spool %s", spool.path)
         counts = reconciliation.counts
@@ -118,7 +121,9 @@ class BaseBatchOutputOperator(BaseOperator):
                 f"lists {manifest.total_rows}; this is a bug, please report it")
         summary: dict[str, Any] = {"job_id": manifest.job_id, **counts.as_dict(),
                                    "invalid_rows": manifest.invalid_rows}
-        self.log.info("Job %s landed: %s", manifest.job_id, counts.describe())
+        self.log.info("Job %s landed: %s\n%s", manifest.job_id, counts.describe(), report.summary())
+        if (failed_rows := report.failed_table()) is not None:
+            self.log.warning("Job %s: %s", manifest.job_id, failed_rows)
         target = self.destination()
         self._landed = (target, landed, columns.schema, str(location), manifest.total_rows)
         if "outlet_events" in context:  # lineage: the counts travel with the asset event

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -149,8 +149,10 @@ class BaseBatchSubmitOperator(BaseOperator):
     :param wait_timeout: longest wait for the job, from submission.
     """
 
-    template_fields: Sequence[str] = ("batch_api_conn_id", "manifest_dir", "skip_landed_table",
+    template_fields: Sequence[str] = ("request", "batch_api_conn_id", "manifest_dir", "skip_landed_table",
                                       "skip_landed_database")
+    # The Rendered tab shows the request as what it asks (Request.serialize): model, rubrics, instructions.
+    template_fields_renderers: ClassVar[dict[str, str]] = {"request": "json"}
     ui_color = "#e8f0fe"
 
     def __init__(
@@ -234,10 +236,14 @@ class BaseBatchSubmitOperator(BaseOperator):
         raise NotImplementedError
 
     # -- the job ------------------------------------------------------------------------------------
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        super().render_template_fields(context, jinja_env)  # leaves `request` as it is: a frozen dataclass
+        self.request = _render_request(self, self.request, context)  # a new request, its text rendered
+
     def execute(self, context: Context) -> dict[str, Any]:
         manifest_dir = self.manifest_dir or default_manifest_dir()
         require_shared_manifest_dir(manifest_dir)
-        request = _render_request(self, self.request, context)
+        request = self.request
         hook = BatchApiHook(self.batch_api_conn_id)
         max_items = self.max_items_per_batch or hook.settings.max_items_per_batch
         max_bytes = self.max_bytes_per_batch or hook.settings.max_bytes_per_batch
@@ -542,7 +548,8 @@ class SqlToBatchOperator(BaseBatchSubmitOperator):
     template_fields: Sequence[str] = (*BaseBatchSubmitOperator.template_fields, "sql", "parameters",
                                       "conn_id", "hook_params", "database")
     template_ext: Sequence[str] = (".sql",)
-    template_fields_renderers = {"sql": "sql"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {
+        **BaseBatchSubmitOperator.template_fields_renderers, "sql": "sql"}
 
     def __init__(self, *, sql: str, conn_id: str, parameters: Iterable | dict | None = None,
                  hook_params: dict | None = None, database: str | None = None, **kwargs: Any) -> None:

@@ -53,6 +53,11 @@ class _Request:
         """The body fields other than ``text``, as sent on the wire (None values left out)."""
         raise NotImplementedError
 
+    def serialize(self) -> dict[str, Any]:
+        """What is asked of every row (model, labels and rubrics, instructions): how Airflow shows a
+        request among a task's rendered fields."""
+        return {"model": self.model, **self.params()}
+
 
 @dataclass(frozen=True)
 class Extract(_Request):

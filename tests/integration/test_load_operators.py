@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
@@ -116,6 +118,24 @@ def test_item_errors_and_missing_rows_are_landed_and_counted(env, tmp_path, data
     summary = load(job, max_failed_ratio=0.9)
     assert summary["duplicate_lines"] > 0 and summary["ok"] + summary["error"] + summary["missing"] == 50
     assert database("SELECT COUNT(*) FROM review_labels") == [(50,)]
+
+
+def test_the_task_log_tells_what_landed_and_why_rows_failed(env, tmp_path, database, caplog, capfd):
+    env(item_failure_rate=0.5, output_drop_rate=0.1)
+    job = submit(tmp_path, frame(60))
+    with caplog.at_level(logging.INFO):
+        summary = load(job, max_failed_ratio=1.0)
+    log = caplog.text + "".join(capfd.readouterr())  # Airflow's structlog may write to the stream
+    failed = summary["error"] + summary["missing"]
+    assert summary["error"] and summary["missing"] and failed > 20
+    assert re.search(rf"ok\s+{summary['ok']}\s+[\d.]+%", log) and re.search(rf"error\s+{summary['error']}\s", log)
+    assert re.search(rf"missing\s+{summary['missing']}\s", log)
+    assert "top error kinds: " in log and f"no_output_line {summary['missing']}" in log
+    assert f"the first 20 of {failed} failed rows" in log
+    table = log[log.index(f"the first 20 of {failed} failed rows"):]
+    failed_ids = {str(i) for (i,) in database("SELECT review_id FROM review_labels WHERE status <> 'ok'")}
+    shown = re.findall(r"^(\d+)\s+(?:error|missing)\s", table, re.M)
+    assert len(shown) == 20 and set(shown) <= failed_ids
 
 
 def test_a_failed_batch_lands_its_rows_as_missing(env, tmp_path, database):

@@ -81,6 +81,22 @@ def test_callable_dataframe_and_templated_request(emulator, tmp_path):
     assert manifest.request == {"instructions": "Mention Kettles Ltd."}
 
 
+def test_the_rendered_tab_shows_what_was_asked_with_its_templates_rendered(tmp_path):
+    from airflow.serialization.helpers import serialize_template_field
+
+    request = Classify([Label("on_topic", "Is it about {{ params.shop }}?"), Label("rude", "Is it rude?")],
+                       system_prompt="Reviews of {{ params.shop }}.")
+    op = frame_op(tmp_path, reviews(3), request=request)
+    assert "request" in op.template_fields and op.template_fields_renderers["request"] == "json"
+    op.render_template_fields({"params": {"shop": "Kettles Ltd"}})
+    assert op.request == Classify([Label("on_topic", "Is it about Kettles Ltd?"), Label("rude", "Is it rude?")],
+                                  system_prompt="Reviews of Kettles Ltd.")
+    assert serialize_template_field(op.request, "request") == {
+        "model": "classify", "system_prompt": "Reviews of Kettles Ltd.",
+        "labels": [{"name": "on_topic", "rubric": "Is it about Kettles Ltd?"}, {"name": "rude", "rubric": "Is it rude?"}]}
+    assert request.serialize()["labels"][0]["rubric"] == "Is it about {{ params.shop }}?"  # the DAG's own is untouched
+
+
 @pytest.mark.parametrize(
     ("frame", "message"),
     [

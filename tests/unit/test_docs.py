@@ -1,17 +1,13 @@
 """Every code block in README.md and docs/ is exercised, and every public parameter is documented.
 
-Python blocks are executed. Shell blocks are checked command by command: `make` targets exist,
-emulator command lines parse, `airflow connections` calls name the right connection type,
-`AIRFLOW_CONN_*` values are valid JSON. A command this test does not know fails it, so a new kind of
-snippet must come with a way to check it. Text blocks are prose.
+Python blocks are executed. Shell blocks are run by tests/integration/test_doc_commands.py (it needs
+Airflow's database and the emulator). Text blocks are prose.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import re
-import shlex
 from pathlib import Path
 
 import pytest
@@ -37,45 +33,6 @@ def test_every_block_is_of_a_known_kind():
 def test_python_blocks_run(code):
     # A block runs as a file of the dags folder would (an example DAG's block is that file).
     exec(compile(code, "<doc>", "exec"), {"__name__": "doc_snippet", "__file__": str(ROOT / "dags" / "doc_snippet.py")})
-
-
-def _check_command(words: list[str]) -> None:
-    makefile = (ROOT / "Makefile").read_text()
-    if words[0] == "make":
-        targets = [w for w in words[1:] if "=" not in w]
-        for target in targets:
-            assert re.search(rf"^{target}:", makefile, re.M), f"no make target {target}"
-    elif words[:3] == ["python", "-m", "airflow_batch_provider.emulator"]:
-        from airflow_batch_provider.emulator.__main__ import parse_args
-        parse_args(words[3:])
-    elif words[:2] == ["airflow", "connections"]:
-        assert words[2] in ("add", "test", "get")
-        if words[2] == "add":
-            assert words[words.index("--conn-type") + 1] == "batch_api"
-    elif words[0] == "export":
-        name, _, value = words[1].partition("=")
-        if name.startswith("AIRFLOW_CONN_"):
-            assert json.loads(value)["conn_type"]
-        elif name.startswith("AIRFLOW__SCALEDOWN__"):
-            from airflow_batch_provider.get_provider_info import get_provider_info
-            options = get_provider_info()["config"]["scaledown"]["options"]
-            assert name.removeprefix("AIRFLOW__SCALEDOWN__").lower() in options, f"{name} is not a declared option"
-    elif words[:2] == ["pip", "install"]:
-        assert words[2].startswith(("./", "/", "-e")), "the package is not on PyPI: install from a clone"
-    elif words[:2] == ["docker", "compose"]:
-        assert (ROOT / "docker" / "docker-compose.yml").exists()
-    elif words[0] in ("cp", "cd"):
-        pass
-    else:
-        raise AssertionError(f"no check for shell command {' '.join(words)!r}")
-
-
-@pytest.mark.parametrize("code", list(blocks("bash")))
-def test_shell_blocks_name_real_things(code):
-    for line in code.replace("\\\n", " ").splitlines():
-        line = line.split("  #")[0].strip()
-        if line and not line.startswith("#"):
-            _check_command(shlex.split(line))
 
 
 def _public_parameters():
