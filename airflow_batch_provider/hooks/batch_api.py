@@ -35,6 +35,7 @@ from airflow_batch_provider.hooks.errors import (
 )
 from airflow_batch_provider.hooks.retry import (
     TransportError,
+    TransportSetupError,
     is_retryable,
     misconfigured,
     parse_retry_after,
@@ -142,7 +143,11 @@ class BatchApiHook(HttpHook):
         return None  # the key goes in x-api-key, never as basic auth (HttpHook's default for a login)
 
     def _set_base_url(self, connection: Any) -> None:
-        super()._set_base_url(connection)
+        try:
+            super()._set_base_url(connection)
+        except ValueError as exc:  # e.g. "Invalid IPv6 URL": a setting to fix, not a failure to retry
+            raise TransportSetupError(f"the host of connection {connection.conn_id!r} is not a usable URL ({exc})",
+                                      endpoint="") from None
         self.base_url = ApiSettings.base_url_of(connection)  # HttpHook assumes http://; we default to https
         self._srv_lookup_enabled = False  # SRV targets would get HttpHook's http:// and carry the key in clear
 
@@ -167,13 +172,14 @@ class BatchApiHook(HttpHook):
                 method, url, stream=stream, allow_redirects=False,
                 timeout=(settings.connect_timeout, settings.read_timeout), **self._transport, **kwargs)
         except requests.exceptions.InvalidHeader:  # its message would quote the header value
-            failure = BatchApiError("a request header could not be sent (its value is not shown)",
-                                    endpoint=f"{method} {endpoint}")
+            failure = TransportSetupError("a request header could not be sent (its value is not shown); check "
+                                          "the connection's extras", endpoint=f"{method} {endpoint}")
         except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError, ContentDecodingError) as exc:
             failure = _transport_error(exc, f"{method} {endpoint}", settings)
         except requests.RequestException as exc:  # an invalid URL, a missing schema: its text quotes the URL
-            failure = BatchApiError(f"the request to {settings.shown_url} could not be made: {type(exc).__name__}",
-                                    endpoint=f"{method} {endpoint}")
+            failure = TransportSetupError(f"the request to {settings.shown_url} could not be made "
+                                          f"({type(exc).__name__}): check the connection's host",
+                                          endpoint=f"{method} {endpoint}")
         if failure is not None:
             raise failure
         if response.status_code >= 300:

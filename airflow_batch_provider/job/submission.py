@@ -26,7 +26,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 from airflow.sdk import ObjectStoragePath
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_batch_provider.hooks.batch_api import BatchApiHook, ThreadHooks
 from airflow_batch_provider.hooks.retry import is_retryable
@@ -530,4 +530,6 @@ class Submission:
         if ambiguous and not (self.retry_ambiguous or self.on_ambiguous in ("resubmit", "abandon")):
             raise self._ambiguous(entry, ambiguous, str(failed[ambiguous[0]])) from failed[ambiguous[0]]
         # A retry sends what is not accepted: in-flight chunks again with the same key, or (abandon) never.
+        if isinstance(first, NotSent) and isinstance(first.__cause__, AirflowFailException):
+            raise first.__cause__  # a key or a setting met before the POST: no retry fixes it
         raise first

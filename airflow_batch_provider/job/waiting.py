@@ -19,8 +19,9 @@ from airflow_batch_provider.job.manifest import JobManifest
 from airflow_batch_provider.protocol.status import BatchState, BatchStatus
 
 
-class BatchJobFailedError(AirflowException):
-    """Batches of the job failed as a whole; their rows will not come back."""
+class BatchJobFailedError(AirflowFailException):
+    """Batches of the job failed as a whole; their rows will not come back, and a retry of the wait
+    would find them failed again, so the task fails without Airflow's retries."""
 
 
 class BatchJobTimeoutError(AirflowException):

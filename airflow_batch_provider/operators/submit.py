@@ -238,7 +238,10 @@ class BaseBatchSubmitOperator(BaseOperator):
     # -- the job ------------------------------------------------------------------------------------
     def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
         super().render_template_fields(context, jinja_env)  # leaves `request` as it is: a frozen dataclass
-        self.request = _render_request(self, self.request, context)  # a new request, its text rendered
+        try:
+            self.request = _render_request(self, self.request, context)  # a new request, its text rendered
+        except InvalidRequestError as exc:  # e.g. a rubric that renders empty: the same on every try
+            raise InvalidInputError(f"the request, once its templates were rendered: {exc}") from exc
 
     def execute(self, context: Context) -> dict[str, Any]:
         manifest_dir = self.manifest_dir or default_manifest_dir()

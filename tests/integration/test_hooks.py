@@ -9,6 +9,7 @@ import socket
 import time
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_batch_provider.emulator.pytest_plugin import connection_json
 from airflow_batch_provider.hooks.batch_api import BatchApiAsyncHook, BatchApiHook
@@ -21,6 +22,7 @@ from airflow_batch_provider.hooks.errors import (
     BatchNotFoundError,
     SubmitOutcomeUnknownError,
 )
+from airflow_batch_provider.hooks.retry import TransportSetupError
 from airflow_batch_provider.hooks.settings import MissingApiKeyError
 from airflow_batch_provider.protocol import Classify, Extract, InvalidRequestError, Label, LineEncoder, Summarize
 
@@ -285,6 +287,15 @@ def test_the_key_never_appears_in_repr_errors_or_logs(make_emulator, monkeypatch
     texts = [repr(hook), str(info.value), repr(info.value), repr(hook.settings), logs]
     assert "retrying" in logs
     assert not [text for text in texts if server.api_key in text]
+
+
+@pytest.mark.parametrize("host", ["http://[::1", "http://exa mple.com", "http://127.0.0.1:99999"])
+def test_a_host_that_is_not_a_usable_url_fails_without_airflows_retries(monkeypatch, host):
+    monkeypatch.setenv("AIRFLOW_CONN_BAD_HOST", json.dumps({"conn_type": "batch_api", "host": host,
+                                                             "password": "secret-key", "extra": FAST_RETRIES}))
+    with pytest.raises(TransportSetupError) as failed:
+        BatchApiHook("bad_host").get_batch("b")
+    assert isinstance(failed.value, AirflowFailException) and "secret-key" not in str(failed.value)
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["todays-paths", "legacy-paths"])

@@ -8,6 +8,7 @@ import json
 import sqlite3
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_batch_provider.job.output_spool import OutputSpool
 from airflow_batch_provider.job.reconcile import BatchDownloadError
@@ -74,8 +75,9 @@ def test_a_batch_the_api_does_not_know_stops_the_load_at_once(env, tmp_path, war
     server.set_faults(rate=1.0, kinds=["404"], routes=["output", "status"])
     before = server.stats()["requests"]
     with pytest.raises(BatchDownloadError, match=r"batch batch-\w+ of job job-\w+ could not be read, and trying "
-                                                 r"again cannot help, so nothing was landed: HTTP 404"):
+                                                 r"again cannot help, so nothing was landed: HTTP 404") as failed:
         load(job, max_concurrent_downloads=1)
+    assert isinstance(failed.value, AirflowFailException)  # every try would fail alike: no Airflow retries
     after = server.stats()["requests"]
     asked = {route: after[route] - before.get(route, 0) for route in ("output", "status")}
     assert asked == {"output": 1, "status": 1}  # not asked again

@@ -180,6 +180,27 @@ def _job(make_emulator, monkeypatch, tmp_path):
                           retry_total_timeout=1)
 
 
+@pytest.mark.parametrize(("status", "fails_fast"), [("404", True), ("401", True), (ROUTER, False)])
+def test_a_wait_that_cannot_recover_fails_without_airflows_retries_unless_a_later_try_may(
+        make_emulator, monkeypatch, tmp_path, status, fails_fast):
+    """A batch the API does not know, or a refused key, fails every try alike; the API's batch router
+    being unconfigured is a deployment's state, which a later try may find fixed."""
+    from airflow_batch_provider.job.waiting import BatchPollingError
+    from airflow_batch_provider.triggers.batch import BatchTrigger, check_event
+    from tests.integration.test_trigger_and_sensor import events
+
+    server, job = _job(make_emulator, monkeypatch, tmp_path)
+    if status == ROUTER:
+        server = make_emulator(router=False)
+        monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(server, retry_max_attempts=1))
+    else:
+        server.set_faults(rate=1.0, kinds=[status], routes=["status"], retry_after=0)
+    [event] = events(BatchTrigger(job=job, poll_interval=0.01, deadline=time.time() + 60, max_concurrency=1))
+    with pytest.raises(BatchPollingError, match="will not recover") as failed:
+        check_event(event)
+    assert isinstance(failed.value, AirflowFailException) is fails_fast
+
+
 @pytest.mark.parametrize(("status", "gives_up_at_once"), [("400", True), ("401", True), (ROUTER, True),
                                                           ("503", False), ("409", False)])
 def test_the_trigger_stops_on_what_the_rule_does_not_retry(make_emulator, monkeypatch, tmp_path, status,

@@ -6,12 +6,14 @@ creates a batch: its batch count is exactly what a user would be billed.
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
 
 import pandas as pd
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_batch_provider.emulator.pytest_plugin import connection_json
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
@@ -20,6 +22,7 @@ from airflow_batch_provider.hooks.errors import (
     BatchApiUpstreamError,
     SubmitOutcomeUnknownError,
 )
+from airflow_batch_provider.hooks.settings import MissingApiKeyError
 from airflow_batch_provider.job.ledger import JOB_KEY
 from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.job.submission import SubmitGaveUpError
@@ -511,3 +514,14 @@ def test_a_chunk_that_may_exist_stays_in_flight_when_the_try_stops_before_resend
     window = store["scaledown:window:0"]
     assert 0 in window["in_flight"] and "0" not in window["accepted"]
     assert honouring.stats()["batches"] >= 1  # chunk 0 was made
+
+
+def test_a_setting_met_on_the_way_to_the_first_post_fails_without_airflows_retries(billing, tmp_path, monkeypatch):
+    """With both batch limits given, the connection is first read by the threads that send: a key it
+    lost there (or an unusable extra) is the same fail-fast error as anywhere else, and nothing is sent."""
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", json.dumps({"conn_type": "batch_api", "host": billing.url}))
+    monkeypatch.delenv("SCALEDOWN_API_KEY", raising=False)
+    with pytest.raises(MissingApiKeyError) as failed:
+        run(op(tmp_path, 100, max_bytes_per_batch=1 << 20), DictStateStore())
+    assert isinstance(failed.value, AirflowFailException)
+    assert billing.stats()["batches"] == 0

@@ -97,6 +97,12 @@ def test_the_rendered_tab_shows_what_was_asked_with_its_templates_rendered(tmp_p
     assert request.serialize()["labels"][0]["rubric"] == "Is it about {{ params.shop }}?"  # the DAG's own is untouched
 
 
+def test_a_request_whose_template_renders_empty_fails_without_airflows_retries(tmp_path):
+    op = frame_op(tmp_path, reviews(3), request=Summarize(instructions="{{ params.style }}"))
+    with pytest.raises(InvalidInputError, match="once its templates were rendered: instructions must not be empty"):
+        op.render_template_fields({"params": {"style": "  "}})
+
+
 @pytest.mark.parametrize(
     ("frame", "message"),
     [

@@ -12,7 +12,7 @@ import time
 import pandas as pd
 import pytest
 import requests
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
 from airflow_batch_provider.emulator.pytest_plugin import connection_json
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
@@ -109,8 +109,9 @@ def test_a_failed_batch_fails_the_job(make_emulator, monkeypatch, tmp_path):
     job = submit(server, monkeypatch, tmp_path)
     [event] = events(BatchTrigger(job=job, poll_interval=0.05))
     assert event["status"] == "failed" and event["failed_batches"]  # fails fast, on the first one seen
-    with pytest.raises(BatchJobFailedError, match="their rows will not come back"):
+    with pytest.raises(BatchJobFailedError, match="their rows will not come back") as failed:
         check_event(event)
+    assert isinstance(failed.value, AirflowFailException)  # a retry of the wait finds them failed again
 
 
 def test_a_refused_key_is_an_error_at_once(make_emulator, monkeypatch, tmp_path):
