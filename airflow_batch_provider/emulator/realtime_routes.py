@@ -41,9 +41,11 @@ def _unreadable(exc: InvalidRequestError) -> ApiError:
 
 async def _extracted(data: dict[str, Any]) -> dict[str, Any]:
     """Extract's realtime answer in both shapes: entities at or above ``threshold``, the ``top_n`` best."""
-    result = await _realtime("extract", data)
     top_n = data.get("top_n") or 0
     threshold = data.get("threshold", 0.5)
+    if not isinstance(top_n, int) or isinstance(top_n, bool) or not isinstance(threshold, (int, float)):
+        raise ApiError(422, "top_n must be an integer and threshold a number")
+    result = await _realtime("extract", data)
     entities = [e for e in result["entities"] if e["confidence"] >= threshold]
     if top_n:
         entities = sorted(entities, key=lambda e: -e["confidence"])[:top_n]

@@ -53,6 +53,7 @@ from airflow_batch_provider.protocol import (
     ClassifyResult,
     Extract,
     ExtractResult,
+    InvalidRequestError,
     Label,
     OutputLine,
     Request,
@@ -164,7 +165,7 @@ class BatchApiHook(HttpHook):
         settings, session = self.settings, self.session
         # Errors are raised after the except blocks: raised inside, requests' exception (whose text
         # quotes the URL with its userinfo and query) would stay attached as __context__.
-        failure: BatchApiError | None = None
+        failure: BatchApiError | InvalidRequestError | None = None
         try:
             # Redirects are not followed: requests would carry x-api-key to any host a 3xx names.
             url = self.url_from_endpoint(endpoint)
@@ -176,6 +177,9 @@ class BatchApiHook(HttpHook):
                                           "the connection's extras", endpoint=f"{method} {endpoint}")
         except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError, ContentDecodingError) as exc:
             failure = _transport_error(exc, f"{method} {endpoint}", settings)
+        except requests.exceptions.InvalidJSONError as exc:  # e.g. a realtime option of nan or a numpy integer
+            failure = InvalidRequestError(f"the request to {method} {endpoint} cannot be sent as JSON "
+                                          f"({type(exc.__cause__ or exc).__name__}); nothing was sent")
         except requests.RequestException as exc:  # an invalid URL, a missing schema: its text quotes the URL
             failure = TransportSetupError(f"the request to {settings.shown_url} could not be made "
                                           f"({type(exc).__name__}): check the connection's host",
@@ -324,7 +328,11 @@ class BatchApiHook(HttpHook):
         return cast(SummarizeResult, self._realtime(Summarize(instructions, max_tokens), text))
 
     def classify(self, text: str, labels: Sequence[Label], system_prompt: str | None = None) -> ClassifyResult:
-        """``text`` scored against each label's rubric now."""
+        """``text`` scored against each label's rubric now. The decisions endpoint takes no system
+        prompt: one given is sent only on the older paths (``legacy_realtime_paths``)."""
+        if system_prompt is not None and not self.settings.legacy_realtime_paths:
+            self.log.warning("classify: the decisions endpoint (/v1/scaledown) has no system prompt, so it is not "
+                             "sent; set the connection's legacy_realtime_paths to send it to /classify")
         return cast(ClassifyResult, self._realtime(Classify(labels, system_prompt), text))
 
     # -- connection test -------------------------------------------------------------------------

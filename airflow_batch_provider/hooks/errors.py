@@ -97,12 +97,6 @@ class SubmitOutcomeUnknownError(BatchApiError):
     """
 
 
-def no_task_retry_fixes(exc: BaseException) -> bool:
-    """A failure that fails the same on every try of the task until a setting changes: the fail-fast
-    errors (a key, a certificate, a redirect, a bad request) and a batch the API does not know."""
-    return isinstance(exc, (AirflowFailException, BatchNotFoundError))
-
-
 def safe_url(url: str) -> str:
     """A URL fit for a message: no userinfo, query or fragment (a pre-signed URL's token lives there)."""
     try:

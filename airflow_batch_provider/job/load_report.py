@@ -2,7 +2,7 @@
 kinds, and a capped table of failed rows, so a user sees why rows failed without querying the table.
 
 It watches the record batches on their way to the destination: memory holds the counts per kind and
-at most :data:`SHOWN_FAILED_ROWS` rows, whatever the job's size.
+at most the failed rows it shows, whatever the job's size.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tabulate import tabulate
 
-SHOWN_FAILED_ROWS = 20
+SHOWN_FAILED_ROWS = 20  # the default; the load's log_failed_rows
 SHOWN_KINDS = 5
 MESSAGE_WIDTH = 100  # an error message is cut here in the log; the destination holds it whole
 
@@ -22,8 +22,9 @@ MESSAGE_WIDTH = 100  # an error message is cut here in the log; the destination 
 class LoadReport:
     """Counts the rows of each status and error kind, and keeps the first failed rows."""
 
-    def __init__(self, id_column: str) -> None:
+    def __init__(self, id_column: str, shown_failed_rows: int = SHOWN_FAILED_ROWS) -> None:
         self.id_column = id_column
+        self.shown_failed_rows = shown_failed_rows
         self.statuses: Counter[str] = Counter()
         self.kinds: Counter[str] = Counter()  # error_code of error and missing rows
         self.failed_rows: list[tuple[object, str, str, str]] = []
@@ -45,7 +46,7 @@ class LoadReport:
             self.statuses[item["values"]] += item["counts"]
         for item in pc.value_counts(pc.fill_null(failed.column("error_code"), "(none)")).to_pylist():
             self.kinds[item["values"]] += item["counts"]
-        room = SHOWN_FAILED_ROWS - len(self.failed_rows)
+        room = self.shown_failed_rows - len(self.failed_rows)
         if room > 0:
             shown = failed.slice(0, room)
             for id_value, row_status, code, message in zip(*(shown.column(name).to_pylist() for name in (

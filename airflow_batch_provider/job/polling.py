@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from airflow_batch_provider.hooks.batch_api import ThreadHooks
-from airflow_batch_provider.hooks.errors import BatchApiError, no_task_retry_fixes
+from airflow_batch_provider.hooks.errors import BatchApiError
 from airflow_batch_provider.hooks.retry import is_retryable, slowed_down
 from airflow_batch_provider.job.budget import RequestBudget
 from airflow_batch_provider.job.retry_by_time import GaveUp, RetryByTime
@@ -124,7 +126,7 @@ class Poller:
                 # unknown batch, a redirect, the router not configured, a TLS or proxy failure)
                 # fails alike on every later cycle.
                 return changed, Stop(f"polling batch {batch_id} of job {self.job_id} failed and will not recover: "
-                                     f"{result}", refused=no_task_retry_fixes(result))
+                                     f"{result}", refused=isinstance(result, AirflowFailException))
             failed += 1
             faulted += not slowed_down(result)  # a throttled read waits the next cycle, as asked
             failure = failure or result

@@ -23,7 +23,7 @@ from airflow.sdk import ObjectStoragePath
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_batch_provider.hooks.batch_api import BatchApiHook, ThreadHooks
-from airflow_batch_provider.hooks.errors import BatchApiError, BatchNotFoundError, no_task_retry_fixes
+from airflow_batch_provider.hooks.errors import BatchApiError, BatchNotFoundError
 from airflow_batch_provider.hooks.retry import is_retryable
 from airflow_batch_provider.job.budget import RequestBudget, budget_for
 from airflow_batch_provider.job.manifest import ABANDONED_CODE, ROWS_FILE, BatchRef, JobManifest
@@ -217,7 +217,10 @@ class Reconciliation:
                 from failure
         retryable = isinstance(failure, OutputNotReadyError) or is_retryable(failure, idempotent=True)
         if not retryable:  # the hooks' one rule: a batch the API does not know, a redirect, ...
-            error = BatchDownloadRefusedError if no_task_retry_fixes(failure) else BatchDownloadError
+            # A batch the wait saw finish that the API now says it does not know (another host, or its
+            # output expired) stays unknown on every try; the router not configured may be fixed later.
+            unknown = isinstance(failure, BatchNotFoundError)
+            error = BatchDownloadRefusedError if unknown else BatchDownloadError
             raise error(f"{where} could not be read, and trying again cannot help, so nothing was landed: "
                         f"{failure}") from failure
         try:

@@ -530,6 +530,7 @@ class Submission:
         if ambiguous and not (self.retry_ambiguous or self.on_ambiguous in ("resubmit", "abandon")):
             raise self._ambiguous(entry, ambiguous, str(failed[ambiguous[0]])) from failed[ambiguous[0]]
         # A retry sends what is not accepted: in-flight chunks again with the same key, or (abandon) never.
-        if isinstance(first, NotSent) and isinstance(first.__cause__, AirflowFailException):
-            raise first.__cause__  # a key or a setting met before the POST: no retry fixes it
+        for failure in failed.values():  # a key or a setting met before a POST: no retry fixes it
+            if isinstance(failure, NotSent) and isinstance(failure.__cause__, AirflowFailException):
+                raise failure.__cause__
         raise first

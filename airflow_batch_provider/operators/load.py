@@ -18,7 +18,7 @@ from airflow_batch_provider.destinations import table_writer_for
 from airflow_batch_provider.destinations.connection import db_hook
 from airflow_batch_provider.destinations.parquet import write_parquet
 from airflow_batch_provider.destinations.table import MODES, refuse_percent
-from airflow_batch_provider.job.load_report import LoadReport
+from airflow_batch_provider.job.load_report import SHOWN_FAILED_ROWS, LoadReport
 from airflow_batch_provider.job.manifest import JobManifest, read_manifest
 from airflow_batch_provider.job.output_spool import OutputSpool
 from airflow_batch_provider.job.reconcile import Reconciliation
@@ -70,14 +70,20 @@ class BaseBatchOutputOperator(BaseOperator):
         ``"first"`` value or ``"all"`` values (JSON list); None for just the ``entities`` JSON.
     :param max_concurrent_downloads: batches whose status and output are fetched at once (each is
         a network round trip); memory holds at most this many batches.
+    :param log_failed_rows: failed rows (id, status, error code, message) shown in the task log
+        after the load; 0: none, where task logs are read more widely than the table.
     """
 
     template_fields: Sequence[str] = ("job",)
     ui_color = "#e6f4ea"  # beside the submit's blue and the sensor's amber: the rows have landed
 
     def __init__(self, *, job: Any, max_failed_ratio: float = 0.0, label_scores: bool = False,
-                 entity_columns: str | None = None, max_concurrent_downloads: int = 8, **kwargs: Any) -> None:
+                 entity_columns: str | None = None, max_concurrent_downloads: int = 8,
+                 log_failed_rows: int = SHOWN_FAILED_ROWS, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if log_failed_rows < 0:
+            raise ValueError(f"log_failed_rows must be >= 0, got {log_failed_rows}")
+        self.log_failed_rows = log_failed_rows
         if max_concurrent_downloads < 1:
             raise ValueError(f"max_concurrent_downloads must be >= 1, got {max_concurrent_downloads}")
         self.max_concurrent_downloads = max_concurrent_downloads
@@ -110,7 +116,7 @@ class BaseBatchOutputOperator(BaseOperator):
             reconciliation = Reconciliation(manifest.conn_id, manifest, location, columns, self.log, spool,
                                             concurrency=self.max_concurrent_downloads)
             reconciliation.download()  # every batch, before the destination is touched
-            report = LoadReport(manifest.id_column)
+            report = LoadReport(manifest.id_column, self.log_failed_rows)
             landed = self.land(report.watch(iter(reconciliation)), columns)
             if spool.discard():
                 self.log.debug("Removed the job's spool %s", spool.path)

@@ -86,9 +86,9 @@ __all__ = ["AmbiguousSubmissionError", "BaseBatchSubmitOperator", "DataFrameToBa
            "InvalidInputError", "InvalidRowsError", "ParquetToBatchOperator", "SqlToBatchOperator"]
 
 
-def _render_request(operator: BaseOperator, request: Request, context: Context) -> Request:
+def _render_request(operator: BaseOperator, request: Request, context: Context, jinja_env: Any = None) -> Request:
     """Jinja in the request's text parameters (instructions, descriptions, rubrics, prompts)."""
-    render = lambda value: operator.render_template(value, context)  # noqa: E731
+    render = lambda value: operator.render_template(value, context, jinja_env)  # noqa: E731
     if isinstance(request, Extract):
         return Extract({k: render(v) for k, v in request.entities.items()}, render(request.instruction))
     if isinstance(request, Summarize):
@@ -236,12 +236,16 @@ class BaseBatchSubmitOperator(BaseOperator):
         raise NotImplementedError
 
     # -- the job ------------------------------------------------------------------------------------
-    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
-        super().render_template_fields(context, jinja_env)  # leaves `request` as it is: a frozen dataclass
-        try:
-            self.request = _render_request(self, self.request, context)  # a new request, its text rendered
-        except InvalidRequestError as exc:  # e.g. a rubric that renders empty: the same on every try
-            raise InvalidInputError(f"the request, once its templates were rendered: {exc}") from exc
+    def render_template(self, content: Any, context: Context, jinja_env: Any = None,
+                        seen_oids: set[int] | None = None) -> Any:
+        """A request (a frozen dataclass) renders into a new one, its text parameters rendered. Here,
+        not in ``render_template_fields``: a mapped task's fields are rendered by this method alone."""
+        if isinstance(content, (Extract, Summarize, Classify)):
+            try:
+                return _render_request(self, content, context, jinja_env)
+            except InvalidRequestError as exc:  # e.g. a rubric that renders empty: the same on every try
+                raise InvalidInputError(f"the request, once its templates were rendered: {exc}") from exc
+        return super().render_template(content, context, jinja_env, seen_oids)
 
     def execute(self, context: Context) -> dict[str, Any]:
         manifest_dir = self.manifest_dir or default_manifest_dir()

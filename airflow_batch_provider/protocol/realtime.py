@@ -29,9 +29,7 @@ LEGACY_PATHS = {"extract": "/extract", "summarize": "/summarization/abstractive"
 DECISIONS_URL = "/v1/scaledown"
 DECISION_MODEL = "classify-1"
 REALTIME_PATHS = (CHAT_COMPLETIONS_URL, DECISIONS_URL, *LEGACY_PATHS.values())
-# A Classify asks one choice question. The spec names no place for a system prompt on the decisions
-# endpoint; it travels as state.instructions (the emulator reads it there).
-QUESTION = "label"
+QUESTION = "label"  # a Classify asks one choice question
 # The field a chat message's system content stands for, per model, in the older shape and in batch bodies.
 _SYSTEM_FIELD = {"summarize": "instructions", "extract": "instruction", "classify": "system_prompt"}
 
@@ -52,12 +50,9 @@ def realtime_call(request: Request, text: str, options: Mapping[str, Any] | None
     params = request.params()
     if legacy:
         return RealtimeCall(LEGACY_PATHS[request.model], {"text": text, **params, **extra})
-    if isinstance(request, Classify):
-        state: dict[str, Any] = {"text": text}
-        if request.system_prompt is not None:
-            state["instructions"] = request.system_prompt
+    if isinstance(request, Classify):  # the decisions endpoint has no place for a system prompt (the hook warns)
         question = {"type": "choice", "criteria": {label.name: label.rubric for label in request.labels}}
-        return RealtimeCall(DECISIONS_URL, {"model": DECISION_MODEL, "state": state,
+        return RealtimeCall(DECISIONS_URL, {"model": DECISION_MODEL, "state": {"text": text},
                                             "questions": {QUESTION: question}, **extra})
     system = params.pop(_SYSTEM_FIELD[request.model], None)
     messages = [{"role": "system", "content": system}] if system is not None else []
@@ -80,12 +75,17 @@ def realtime_result(request: Request, answer: Mapping[str, Any], *, legacy: bool
 
 
 def _classify_content(decision: Mapping[str, Any], request: Classify) -> dict[str, Any]:
-    probabilities = decision.get("probabilities") or {}
-    if not isinstance(probabilities, Mapping):
-        raise TypeError("probabilities is not an object")
+    """A decision as classify's result: ``choice`` the top label, ``probabilities`` the scores; an answer
+    naming a label that was not asked, or leaving one out, is not a result of this request."""
+    probabilities = decision.get("probabilities")
+    names = [label.name for label in request.labels]
+    if not isinstance(probabilities, Mapping) or set(probabilities) != set(names):
+        raise ValueError(f"probabilities must score exactly the labels asked ({', '.join(names)})")
+    if decision.get("choice") not in names:
+        raise ValueError(f"choice {decision.get('choice')!r:.60} is not one of the labels asked")
     return {"top_label": decision["choice"], "scores": dict(probabilities),
             "labels": [{"label": label.name, "score": probabilities[label.name], "rubric": label.rubric}
-                       for label in request.labels if label.name in probabilities]}
+                       for label in request.labels]}
 
 
 # -- the server's side (the emulator) ----------------------------------------------------------------
@@ -117,7 +117,7 @@ def bodies_from_decision(payload: Mapping[str, Any]) -> dict[str, dict[str, Any]
         criteria = question.get("criteria") if isinstance(question, Mapping) else None
         if not isinstance(question, Mapping) or question.get("type") != "choice" or not isinstance(criteria, Mapping):
             raise InvalidRequestError(f"question {name!r} must be {{type: 'choice', criteria: {{label: description}}}}")
-        bodies[name] = {"model": "classify", "text": state.get("text"), "system_prompt": state.get("instructions"),
+        bodies[name] = {"model": "classify", "text": state.get("text"),
                         "labels": [{"name": label, "rubric": rubric} for label, rubric in criteria.items()]}
     return bodies
 

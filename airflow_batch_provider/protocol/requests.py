@@ -53,10 +53,17 @@ class _Request:
         """The body fields other than ``text``, as sent on the wire (None values left out)."""
         raise NotImplementedError
 
+    __version__: ClassVar[int] = 1  # of serialize()'s shape, which Airflow's XCom stores beside it
+
     def serialize(self) -> dict[str, Any]:
         """What is asked of every row (model, labels and rubrics, instructions): how Airflow shows a
-        request among a task's rendered fields."""
+        request among a task's rendered fields, and how its XCom stores one."""
         return {"model": self.model, **self.params()}
+
+    @staticmethod
+    def deserialize(data: dict[str, Any], version: int) -> Request:
+        """The request :meth:`serialize` described (Airflow's XCom reads a request back with it)."""
+        return request_from_body(data)
 
 
 @dataclass(frozen=True)

@@ -36,3 +36,19 @@ def test_the_demo_lands_what_it_says_and_leaves_no_dag_paused(tmp_path):
         conn.execute("UPDATE dag SET is_paused = 1")
     demo(tmp_path)
     assert set(paused(tmp_path).values()) == {0}
+
+
+def test_make_demo_installs_only_the_demo_extra_and_lands(tmp_path):
+    """The README's first command, in a venv of its own: no MySQL provider (so nothing compiled, no
+    apt), no test tools; and the job lands."""
+    venv = tmp_path / "venv"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "VIRTUAL_ENV", "PYTHONPATH"))}
+    result = subprocess.run(["make", "demo", f"VENV={venv}"], cwd=ROOT, text=True, capture_output=True,
+                            env={**env, "SCALEDOWN_DEMO_DIR": str(tmp_path / "demo")}, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "review_sentiment    300 rows" in result.stdout and "apt-get" not in result.stdout + result.stderr
+    installed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list", "--format=freeze"],
+                               text=True, capture_output=True, check=True).stdout.lower()
+    assert "apache-airflow-providers-sqlite==" in installed
+    for absent in ("mysqlclient", "apache-airflow-providers-mysql", "pytest", "moto", "psycopg2"):
+        assert f"\n{absent}==" not in f"\n{installed}", f"make demo installed {absent}"

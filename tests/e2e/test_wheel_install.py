@@ -59,10 +59,11 @@ def floor_interpreter() -> str:
     return interpreter
 
 
-def quickstart_wheel_lines() -> list[str]:
+def quickstart_block(holding: str) -> list[str]:
+    """The command lines of the quickstart's one shell block that holds ``holding``."""
     quickstart = (ROOT / "docs" / "quickstart.md").read_text()
-    blocks = [m.group(2) for m in BLOCK.finditer(quickstart) if m.group(1) == "bash" and "pip wheel" in m.group(2)]
-    assert len(blocks) == 1, "the quickstart has one block that builds and installs the wheel"
+    blocks = [m.group(2) for m in BLOCK.finditer(quickstart) if m.group(1) == "bash" and holding in m.group(2)]
+    assert len(blocks) == 1, f"the quickstart has one block with {holding!r}"
     return [line for line in blocks[0].splitlines() if line.strip()]
 
 
@@ -88,9 +89,10 @@ def test_the_wheel_installs_on_the_python_floor_and_runs_a_dag(tmp_path):
     clone = copy_of_the_repository(tmp_path / "airflow-batch-provider")
     venv = tmp_path / "venv"
     run([floor_interpreter(), "-m", "venv", str(venv)])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "SCALEDOWN", "VIRTUAL_ENV"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW", "SCALEDOWN", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"))}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
-    for line in quickstart_wheel_lines():  # as the quickstart says, with this venv's pip first on the PATH
+    for line in quickstart_block("pip wheel"):  # as the quickstart says, with this venv's pip first on the PATH
         run(["bash", "-euo", "pipefail", "-c", line], cwd=clone, env=env)
     python = str(venv / "bin" / "python")
     installed = run([python, "-m", "pip", "list", "--format=freeze"], env=env)
@@ -106,19 +108,20 @@ def test_the_wheel_installs_on_the_python_floor_and_runs_a_dag(tmp_path):
     port_file = tmp_path / "emulator.port"
     emulator = subprocess.Popen([python, "-m", "airflow_batch_provider.emulator", "--port", "0", "--port-file",
                                  str(port_file), "--api-key", "wheel-key", "--start-delay", "0.5"],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                env=env, stdout=subprocess.DEVNULL, stderr=(tmp_path / "emulator.log").open("wb"))
     try:
         airflow_env = {**env, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
                        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
                        "AIRFLOW__SCALEDOWN__MANIFEST_DIR": str(tmp_path / "jobs"),
+                       "AIRFLOW__SCALEDOWN__SPOOL_DIR": str(tmp_path / "spool"),
                        "AIRFLOW_VAR_OUT": str(tmp_path / "out.parquet")}
         run([str(venv / "bin" / "airflow"), "db", "migrate"], env=airflow_env)
         assert "airflow-batch-provider" in run([str(venv / "bin" / "airflow"), "providers", "list"], env=airflow_env)
         for _ in range(600):
             if port_file.exists() and port_file.read_text():
                 break
-            assert emulator.poll() is None, "the installed emulator did not start"
+            assert emulator.poll() is None, (tmp_path / "emulator.log").read_text()[-2000:]
             subprocess.run(["sleep", "0.1"])
         airflow_env["AIRFLOW_CONN_BATCH_API_DEFAULT"] = (
             f'{{"conn_type": "batch_api", "host": "http://127.0.0.1:{port_file.read_text()}", "password": "wheel-key"}}')
@@ -128,3 +131,9 @@ def test_the_wheel_installs_on_the_python_floor_and_runs_a_dag(tmp_path):
     finally:
         emulator.terminate()
         emulator.wait(timeout=30)
+    # The quickstart's other way, from the clone itself, into the same venv (its dependencies are there).
+    for line in quickstart_block('".[postgres]"'):
+        run(["bash", "-euo", "pipefail", "-c", line], cwd=clone, env=env)
+    where = run([python, "-c", "import airflow_batch_provider as p; print(p.__file__)"], cwd=tmp_path, env=env)
+    assert str(venv) in where and str(clone) not in where  # installed from the clone, not linked to it
+

@@ -275,8 +275,10 @@ def test_realtime_as_the_published_client_calls_it(make_emulator):
     assert post("/v1/scaledown", model="classify-1", state={"text": "x"},
                 questions={"q": {"type": "choice", "criteria": {}}}).status_code == 422
     assert post("/v1/chat/completions", model="summarize", messages=[]).status_code == 422
+    assert post("/v1/chat/completions", model="extract", entities={"a": "b"}, top_n="3",
+                messages=[{"role": "user", "content": "x"}]).status_code == 422
     assert post("/v1/chat/completions", model="nope", messages=[{"role": "user", "content": "x"}]).status_code == 422
-    assert server.stats()["requests"]["realtime"] == 7
+    assert server.stats()["requests"]["realtime"] == 8
 
 
 def test_a_100k_line_submission_completes(make_emulator):

@@ -299,7 +299,7 @@ def test_a_host_that_is_not_a_usable_url_fails_without_airflows_retries(monkeypa
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["todays-paths", "legacy-paths"])
-def test_realtime_endpoints(make_emulator, monkeypatch, legacy):
+def test_realtime_endpoints(make_emulator, monkeypatch, caplog, capfd, legacy):
     server = make_emulator()
     use(monkeypatch, server, legacy_realtime_paths=legacy)
     hook = BatchApiHook()
@@ -315,15 +315,20 @@ def test_realtime_endpoints(make_emulator, monkeypatch, legacy):
     assert [e.text for e in hook.extract(text, {"ceo": "Name of the CEO"}).entities] == ["Tim Cook"]
     assert hook.summarize(text, max_tokens=200).summary.startswith("Apple Inc.")
     classified = hook.classify("I love it, great quality!", [POS, NEG], system_prompt="Product reviews.")
+    logs = caplog.text + "".join(capfd.readouterr())  # Airflow's structlog may write to the stream
+    assert ("has no system prompt, so it is not sent" in logs) is not legacy
     assert classified.top_label == "Positive"
     assert [label.label for label in classified.labels] == ["Positive", "Negative"]
     assert sum(classified.scores.values()) == pytest.approx(1.0)
     with pytest.raises(InvalidRequestError, match="entities must be a non-empty mapping"):
         hook.extract(text, {})
-    assert server.stats()["requests"]["realtime"] == 3  # the refused extract was never sent
+    assert server.stats()["requests"]["realtime"] == 3  # the refused extracts were never sent
     expected = (["/extract", "/summarization/abstractive", "/classify"] if legacy
                 else ["/v1/chat/completions", "/v1/chat/completions", "/v1/scaledown"])
     assert paths_asked == expected
+    with pytest.raises(InvalidRequestError, match="cannot be sent as JSON"):  # refused here, not retried
+        hook.extract(text, {"ceo": "Name of the CEO"}, threshold=float("nan"))
+    assert server.stats()["requests"]["realtime"] == 3
 
 
 def test_async_hook_polls_with_one_session_and_survives_a_503_burst(make_emulator, monkeypatch):

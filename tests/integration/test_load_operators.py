@@ -136,6 +136,11 @@ def test_the_task_log_tells_what_landed_and_why_rows_failed(env, tmp_path, datab
     failed_ids = {str(i) for (i,) in database("SELECT review_id FROM review_labels WHERE status <> 'ok'")}
     shown = re.findall(r"^(\d+)\s+(?:error|missing)\s", table, re.M)
     assert len(shown) == 20 and set(shown) <= failed_ids
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        load(job, max_failed_ratio=1.0, log_failed_rows=0)  # where logs are read more widely than the table
+    log = caplog.text + "".join(capfd.readouterr())
+    assert "top error kinds: " in log and "failed rows" not in log
 
 
 def test_a_failed_batch_lands_its_rows_as_missing(env, tmp_path, database):

@@ -21,6 +21,19 @@ def test_dataframe_from_xcom_to_manifest(make_emulator, monkeypatch, tmp_path):
 
 
 @pytest.mark.usefixtures("airflow_db")
+def test_a_mapped_submit_renders_the_templates_of_its_request(make_emulator, monkeypatch, tmp_path):
+    """Airflow renders a mapped task's fields without its render_template_fields: the request's
+    templates must be rendered all the same, never sent (and paid for) as written."""
+    server = make_emulator()
+    monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(server))
+    run = load_dag("mapped_submit_dag").test(run_conf={"manifest_dir": str(tmp_path)})
+    tis = {(ti.task_id, ti.map_index): ti for ti in run.get_task_instances()}
+    assert run.state == "success", {k: ti.state for k, ti in tis.items()}
+    assert tis[("rubrics", -1)].xcom_pull(task_ids="rubrics") == ["Does the text praise mapped_submit?"] * 2
+    assert server.stats()["batches"] == 3 + 2
+
+
+@pytest.mark.usefixtures("airflow_db")
 def test_sensor_and_wait_for_completion_defer_and_resume(make_emulator, monkeypatch, tmp_path):
     server = make_emulator(items_per_second=150, start_delay=0.3)
     monkeypatch.setenv("AIRFLOW_CONN_BATCH_API_DEFAULT", connection_json(server))

@@ -79,15 +79,8 @@ def test_the_scaling_example_is_the_example_dag():
     assert code in (ROOT / "docs" / "scaling.md").read_text()
 
 
-def test_make_demo_installs_only_the_demo_extra_and_never_the_headers():
-    """`make demo` must work without root, apt or a compiler: its install is `.[demo]`, which holds no
-    MySQL provider (mysqlclient compiles against the MariaDB headers), and it does not ask for them."""
+def test_the_quickstart_installs_the_wheel_of_this_version():
     import tomllib
 
-    makefile = (ROOT / "Makefile").read_text()
-    demo_stamp = re.search(r"^\$\(DEMO_STAMP\):.*\n((?:\t.*\n)+)", makefile, re.M)
-    assert demo_stamp and "-e '.[demo]'" in demo_stamp.group(1)
-    assert not re.search(r"apt|sudo|pkg-config|mysql-client-headers", demo_stamp.group(1))
-    assert re.search(r"^demo: \$\(DEMO_STAMP\)$", makefile, re.M)
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert extras["demo"] == ["airflow-batch-provider[sqlite]"] and not any("mysql" in d for d in extras["sqlite"])
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert f"dist/airflow_batch_provider-{version}-py3-none-any.whl" in (ROOT / "docs" / "quickstart.md").read_text()

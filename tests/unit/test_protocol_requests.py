@@ -108,3 +108,18 @@ def test_request_from_body_validates_and_knows_every_model():
         request_from_body({"model": "translate"})
     with pytest.raises(InvalidRequestError, match="labels must be a list"):
         request_from_body({"model": "classify", "labels": "a"})
+
+
+def test_a_request_goes_through_airflows_xcom_serialization_and_back(monkeypatch):
+    """serialize() (which the Rendered tab shows) and deserialize() round-trip, so a request may travel
+    through XCom, once a deployment allows the package's classes to be read back."""
+    monkeypatch.setenv("AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES", "airflow.* airflow_batch_provider.*")
+    from airflow.sdk import serde
+
+    for cache in (getattr(serde, name, None) for name in ("_get_patterns", "_get_regexp_patterns")):
+        if hasattr(cache, "cache_clear"):
+            cache.cache_clear()
+    requests = [Extract({"ceo": "Name of the CEO"}, "Be brief."), Summarize("Bullets.", 64), Summarize(),
+                Classify([Label("good", "Is it praise?"), Label("bad", "Is it a complaint?")], "Reviews.")]
+    for request in requests:
+        assert serde.deserialize(serde.serialize(request)) == request

@@ -32,7 +32,7 @@ def test_todays_shape_puts_instructions_in_a_system_message():
 def test_classify_asks_the_decisions_endpoint_one_choice_question():
     call = realtime_call(Classify(LABELS, "Reviews."), "Great!")
     assert call.path == "/v1/scaledown"
-    assert call.payload == {"model": "classify-1", "state": {"text": "Great!", "instructions": "Reviews."},
+    assert call.payload == {"model": "classify-1", "state": {"text": "Great!"},  # no place for the prompt
                             "questions": {"label": {"type": "choice", "criteria": {
                                 "good": "Is it praise?", "bad": "Is it a complaint?"}}}}
     result = realtime_result(Classify(LABELS), {"answers": {"label": {
@@ -51,8 +51,11 @@ def test_the_legacy_shape_is_one_path_per_model_with_text_beside_the_fields():
     assert realtime_result(Summarize(), {"summary": "S", "input_chars": 1}, legacy=True).summary == "S"
 
 
-@pytest.mark.parametrize("answer", [{}, {"choices": []}, {"choices": [{"message": {"content": "{oops"}}]},
-                                    {"choices": [{"message": {"content": "[1]"}}]}, {"answers": {}}])
+@pytest.mark.parametrize("answer", [
+    {}, {"choices": []}, {"choices": [{"message": {"content": "{oops"}}]}, {"choices": [{"message": {"content": "[1]"}}]},
+    {"answers": {}}, {"answers": {"label": {"choice": "good", "probabilities": {"good": 1.0}}}},
+    {"answers": {"label": {"choice": "ugly", "probabilities": {"good": 0.5, "bad": 0.5}}}},
+    {"answers": {"label": {"choice": "good", "probabilities": {"good": 0.5, "bad": 0.3, "ugly": 0.2}}}}])
 def test_an_answer_of_another_shape_is_the_packages_error(answer):
     for request in (Summarize(), Classify(LABELS)):
         with pytest.raises(UnexpectedResponseError):
@@ -69,6 +72,6 @@ def test_what_the_hook_sends_the_emulator_reads_as_the_batch_body(text, instruct
                                                                      **extract.params()}
     classify = Classify(LABELS, instructions)
     (body,) = bodies_from_decision(realtime_call(classify, text).payload).values()
-    assert body == {"model": "classify", "text": text, **classify.params(), "system_prompt": instructions}
+    assert body == {"model": "classify", "text": text, "labels": classify.params()["labels"]}
     answer = decision_answer({"top_label": "bad", "scores": {"good": 0.3, "bad": 0.7}})
     assert realtime_result(classify, {"answers": {"label": answer}}).top_label == "bad"

@@ -54,3 +54,15 @@ def test_troubleshooting_names_only_real_classes_and_internal_ones_exist():
     assert documented() - set(exceptions) == set()
     assert set(INTERNAL) - set(exceptions) == set(), "INTERNAL names a class that is gone"
     assert set(INTERNAL) & documented() == set(), "a class is both documented and said to be internal"
+
+
+def test_a_row_says_the_task_fails_without_airflows_retries_exactly_when_it_does():
+    from airflow.sdk.exceptions import AirflowFailException
+
+    exceptions = package_exceptions()
+    text = (ROOT / "docs" / "troubleshooting.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \|(.*)$", text, re.M))
+    wrong = {name: issubclass(exceptions[name], AirflowFailException) for name, row in rows.items()
+             if ("without Airflow's retries" in row) != issubclass(exceptions[name], AirflowFailException)
+             and name != "BatchApiError"}  # the base: its row points at the others'
+    assert not wrong, f"rows to correct (True: fails fast, but its row does not say so): {wrong}"
