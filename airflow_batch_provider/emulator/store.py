@@ -36,7 +36,6 @@ CREATE TABLE IF NOT EXISTS items (
 ) WITHOUT ROWID;
 """
 VISIBLE = ("queued", "processing", "completed", "failed")
-ACTIVE = ("queued", "processing")
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,6 @@ from airflow_batch_provider.hooks.settings import DEFAULT_BASE_URL, ApiSettings
 from airflow_batch_provider.hooks.transport import TRANSPORT_EXTRAS, tls_setup_problem
 from airflow_batch_provider.protocol import (
     BATCHES_URL as BATCHES,
-)
-from airflow_batch_provider.protocol import (
     BatchStatus,
     Classify,
     ClassifyResult,

@@ -1,12 +1,16 @@
-"""Why a job is refused or stopped. Each one fails the task without Airflow's retries: a retry of
-the same task on the same input and settings would meet the same answer, or could pay twice."""
+"""Why a job is refused or stopped: the errors of ``job/``, raised by the submit, the wait and the load
+(and importable from the modules that raise them, as before).
+
+Those that derive from ``AirflowFailException`` fail the task without Airflow's retries: a retry of
+the same task on the same input and settings would meet the same answer, or could pay twice. The
+others may be fixed by a later try (an API that answers again, a job that finishes late)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 if TYPE_CHECKING:
     from airflow_batch_provider.tabular.rows_to_requests import InvalidRow
@@ -54,3 +58,44 @@ class AmbiguousSubmissionError(AirflowFailException):
             "deliberately, which may charge them twice.")
         self.job_id = job_id
         self.chunks = chunks
+
+
+class LocalManifestDirError(AirflowFailException):
+    """A local manifest directory where the trigger and the load may run on other machines."""
+
+
+class UnsafeSpoolError(AirflowFailException):
+    """The spool folder is not this user's alone: its files could be another user's forgeries."""
+
+
+class SubmitGaveUpError(AirflowException):
+    """A chunk was not accepted within the connection's ``retry_total_timeout``: the API, or the way
+    to it, kept failing. What was accepted is recorded; a retry of the task sends the rest."""
+
+
+class BatchJobFailedError(AirflowFailException):
+    """Batches of the job failed as a whole; their rows will not come back, and a retry of the wait
+    would find them failed again, so the task fails without Airflow's retries."""
+
+
+class BatchJobTimeoutError(AirflowException):
+    """The job did not finish by its deadline. Its batches keep running on the server, and a retry
+    of the task waits for them again (an ``AirflowSensorTimeout`` would never be retried)."""
+
+
+class BatchPollingError(AirflowException):
+    """Polling gave up (key refused, batch unknown, or too many failures in a row)."""
+
+
+class BatchPollingRefusedError(BatchPollingError, AirflowFailException):
+    """Polling failed for a cause no retry fixes until a setting changes (a refused key, an untrusted
+    certificate, a proxy refusing its credentials): the task fails without Airflow's retries."""
+
+
+class BatchDownloadError(AirflowException):
+    """A batch's status or output could not be read within the retry budget; nothing was landed."""
+
+
+class BatchDownloadRefusedError(BatchDownloadError, AirflowFailException):
+    """A batch cannot be read as the connection is set (a refused key, an untrusted certificate, a
+    proxy refusing its credentials): a retry of the task cannot help until the connection changes."""

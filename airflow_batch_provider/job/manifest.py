@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import ObjectStoragePath, conf
-from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_batch_provider.job.errors import LocalManifestDirError
 
 MANIFEST_FILE = "manifest.json"
 ROWS_FILE = "rows.arrow"  # Arrow IPC stream: custom_id, id, request_fingerprint, chunk
@@ -89,8 +90,6 @@ def default_manifest_dir() -> str:
     return str(Path(conf.get("core", "dags_folder")).parent / "scaledown_jobs")
 
 
-class LocalManifestDirError(AirflowFailException):
-    """A local manifest directory where the trigger and the load may run on other machines."""
 
 
 LOCAL_EXECUTORS = ("LocalExecutor", "SequentialExecutor", "DebugExecutor")

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import msgspec
 from airflow.sdk import conf
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_batch_provider.job.errors import UnsafeSpoolError
 from airflow_batch_provider.protocol.results import (
     ClassifyResult,
     ExtractResult,
@@ -73,8 +73,6 @@ _DECODER = msgspec.msgpack.Decoder(_File)
 _RESULT_DECODERS = {name: msgspec.msgpack.Decoder(kind) for name, kind in _KINDS.items()}
 
 
-class UnsafeSpoolError(AirflowFailException):
-    """The spool folder is not this user's alone: its files could be another user's forgeries."""
 
 
 def _in_temp() -> Path:

@@ -20,12 +20,13 @@ from typing import Any
 
 import pyarrow as pa
 from airflow.sdk import ObjectStoragePath
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_batch_provider.hooks.batch_api import BatchApiHook, ThreadHooks
 from airflow_batch_provider.hooks.errors import BatchApiError, BatchNotFoundError
 from airflow_batch_provider.hooks.retry import is_retryable
 from airflow_batch_provider.job.budget import RequestBudget, budget_for
+from airflow_batch_provider.job.errors import BatchDownloadError, BatchDownloadRefusedError
 from airflow_batch_provider.job.manifest import ABANDONED_CODE, ROWS_FILE, BatchRef, JobManifest
 from airflow_batch_provider.job.output_spool import OutputSpool
 from airflow_batch_provider.job.retry_by_time import GaveUp, RetryByTime
@@ -88,13 +89,8 @@ class _RowsCursor:
         self._handle.close()
 
 
-class BatchDownloadError(AirflowException):
-    """A batch's status or output could not be read within the retry budget; nothing was landed."""
 
 
-class BatchDownloadRefusedError(BatchDownloadError, AirflowFailException):
-    """A batch cannot be read as the connection is set (a refused key, an untrusted certificate, a
-    proxy refusing its credentials): a retry of the task cannot help until the connection changes."""
 
 
 class OutputNotReadyError(BatchApiError):

@@ -26,16 +26,16 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 from airflow.sdk import ObjectStoragePath
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_batch_provider.hooks.batch_api import BatchApiHook, ThreadHooks
-from airflow_batch_provider.hooks.retry import is_retryable
-from airflow_batch_provider.hooks.retry import surely_not_created as not_created_by
+from airflow_batch_provider.hooks.retry import is_retryable, surely_not_created as not_created_by
 from airflow_batch_provider.job.budget import budget_for
 from airflow_batch_provider.job.errors import (
     AmbiguousSubmissionError,
     InputChangedError,
     InvalidRowsError,
+    SubmitGaveUpError,
 )
 from airflow_batch_provider.job.ledger import Ledger, LedgerEntry
 from airflow_batch_provider.job.manifest import (
@@ -153,9 +153,6 @@ class _Unsent(Exception):
     """A queued chunk that was not sent because an earlier call failed."""
 
 
-class SubmitGaveUpError(AirflowException):
-    """A chunk was not accepted within the connection's ``retry_total_timeout``: the API, or the way
-    to it, kept failing. What was accepted is recorded; a retry of the task sends the rest."""
 
 
 class SendTracker:

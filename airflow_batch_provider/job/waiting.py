@@ -13,29 +13,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException
 
+from airflow_batch_provider.job.errors import (  # the wait's errors, importable from here as before
+    BatchJobFailedError,
+    BatchJobTimeoutError,
+    BatchPollingError as BatchPollingError,
+    BatchPollingRefusedError as BatchPollingRefusedError,
+)
 from airflow_batch_provider.job.manifest import JobManifest
 from airflow_batch_provider.protocol.status import BatchState, BatchStatus
-
-
-class BatchJobFailedError(AirflowFailException):
-    """Batches of the job failed as a whole; their rows will not come back, and a retry of the wait
-    would find them failed again, so the task fails without Airflow's retries."""
-
-
-class BatchJobTimeoutError(AirflowException):
-    """The job did not finish by its deadline. Its batches keep running on the server, and a retry
-    of the task waits for them again (an ``AirflowSensorTimeout`` would never be retried)."""
-
-
-class BatchPollingError(AirflowException):
-    """Polling gave up (key refused, batch unknown, or too many failures in a row)."""
-
-
-class BatchPollingRefusedError(BatchPollingError, AirflowFailException):
-    """Polling failed for a cause no retry fixes until a setting changes (a refused key, an untrusted
-    certificate, a proxy refusing its credentials): the task fails without Airflow's retries."""
 
 
 class Verdict(str, enum.Enum):
@@ -161,3 +148,26 @@ def stopped_waiting(job: dict[str, Any], progress: JobProgress | None) -> str:
     return (f"Stopped waiting for job {job.get('job_id', '?')}; its batches keep running on the server and are "
             f"billed (the API has no cancel): {where}. A new run of the task waits for them again; nothing is "
             "resubmitted.")
+
+
+SHOWN_IDS = 10  # failed batch ids a verdict's message and the trigger's event name
+
+
+def verdict_message(job: dict[str, Any], progress: JobProgress, verdict: Verdict) -> str:
+    """What a finished wait says: the trigger logs it and sends it in its event, the sensor and the
+    worker-side wait log it or raise it (:func:`verdict_error`)."""
+    job_id, counts = job.get("job_id"), progress.counts().describe()
+    if verdict is Verdict.SUCCESS:
+        return f"job {job_id} finished: {counts}"
+    if verdict is Verdict.FAILED:
+        return (f"job {job_id}: batches failed ({', '.join(progress.failed()[:SHOWN_IDS])}); their rows will not "
+                f"come back. The other batches keep running and are billed. {counts}")
+    if verdict is Verdict.TIMEOUT:
+        return (f"job {job_id} not finished by its deadline; the batches keep running on the server and a retry "
+                f"will wait for them again (nothing is resubmitted). {counts}")
+    raise ValueError("a running job has no verdict yet")
+
+
+def verdict_error(verdict: Verdict, message: str) -> AirflowException:
+    """What a wait raises for a job that did not succeed."""
+    return (BatchJobFailedError if verdict is Verdict.FAILED else BatchJobTimeoutError)(message)

@@ -62,6 +62,7 @@ from airflow_batch_provider.job.submission import (
     task_identity,
 )
 from airflow_batch_provider.operators.lineage import (
+    Database,
     database_of,
     ol_input,
     ol_output,
@@ -229,6 +230,8 @@ class BaseBatchSubmitOperator(BaseOperator):
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = poll_interval
         self.wait_timeout = wait_timeout
+        self._submitting: str | None = None            # the job being submitted, for on_kill
+        self._reference: dict[str, Any] | None = None  # the job reference, for lineage
 
     # -- where rows come from ---------------------------------------------------------------------
     def iter_record_batches(self) -> Iterator[pa.RecordBatch]:
@@ -362,21 +365,23 @@ class BaseBatchSubmitOperator(BaseOperator):
 
     def on_kill(self) -> None:
         # The API has no cancel endpoint: batches already accepted keep running, and are billed.
-        job_id = getattr(self, "_submitting", None)
+        job_id = self._submitting
         if job_id:
             self.log.warning("Killed while submitting job %s: the batches already accepted keep running on the "
                              "server and are billed (the API has no cancel); they are recorded in the task's "
                              "ledger, so a retry re-attaches to them instead of paying again.", job_id)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        self._reference = check_event(event)["job"]  # a resumed task is a new process: lineage anew
+        reference: dict[str, Any] = check_event(event)["job"]
+        self._reference = reference  # a resumed task is a new process: lineage anew
         self._capture_source()
-        return self._reference
+        return reference
 
     # -- lineage ------------------------------------------------------------------------------------
-    def _capture_source(self) -> None:
+    def _capture_source(self, hook: Any = None) -> None:
         """Look up what lineage needs of the source while the task runs (the OpenLineage listener
-        calls ``get_openlineage_facets_on_complete`` in a child process with a time limit)."""
+        calls ``get_openlineage_facets_on_complete`` in a child process with a time limit); ``hook``:
+        the source's hook when one is already open (SQL)."""
 
     def source_lineage(self, rows: int) -> tuple[list[Any], dict[str, Any]]:
         """OpenLineage input datasets and job facets of the source: none for a DataFrame."""
@@ -387,7 +392,7 @@ class BaseBatchSubmitOperator(BaseOperator):
         read; output: the job's manifest, which the load reads, with the rows submitted."""
         from airflow.providers.openlineage.extractors import OperatorLineage
 
-        reference = getattr(self, "_reference", None)
+        reference = self._reference
         if not reference:
             return None
         read = reference["rows"] + reference.get("invalid_rows", 0) + reference.get("skipped_rows", 0)
@@ -566,6 +571,7 @@ class SqlToBatchOperator(BaseBatchSubmitOperator):
         self.parameters = parameters
         self.hook_params = hook_params
         self.database = database
+        self._source_db: Database | None = None  # the query's database, for lineage
 
     def iter_record_batches(self) -> Iterator[pa.RecordBatch]:
         hook = db_hook(self.conn_id, self.hook_params, self.database)
@@ -581,7 +587,7 @@ class SqlToBatchOperator(BaseBatchSubmitOperator):
             self._source_db = None
 
     def source_lineage(self, rows: int) -> tuple[list[Any], dict[str, Any]]:
-        return sql_lineage(getattr(self, "_source_db", None), self.sql, rows)
+        return sql_lineage(self._source_db, self.sql, rows)
 
     def _chunks(self, hook: Any) -> Iterator[pa.RecordBatch]:
         if getattr(hook, "conn_type", "") != "postgres":

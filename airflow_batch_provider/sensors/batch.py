@@ -36,8 +36,10 @@ from airflow_batch_provider.job.waiting import (
     JobProgress,
     Verdict,
     stopped_waiting,
+    verdict_error,
+    verdict_message,
 )
-from airflow_batch_provider.logs import ProgressLog
+from airflow_batch_provider.logs import ProgressLog, TaskLog
 from airflow_batch_provider.triggers.batch import check_event, defer_until_done
 
 if TYPE_CHECKING:
@@ -227,21 +229,17 @@ def look(progress: JobProgress, hook: BatchApiHook) -> None:
             break
 
 
-def outcome(job: dict[str, Any], progress: JobProgress, verdict: Verdict, log: Any) -> dict[str, Any]:
+def outcome(job: dict[str, Any], progress: JobProgress, verdict: Verdict, log: TaskLog) -> dict[str, Any]:
     """The counts of a finished job, or the error its verdict stands for."""
-    counts = progress.counts()
-    if verdict is Verdict.FAILED:
-        raise BatchJobFailedError(f"job {job.get('job_id')}: batches failed "
-                                  f"({', '.join(progress.failed()[:10])}). {counts.describe()}")
-    if verdict is Verdict.TIMEOUT:
-        raise BatchJobTimeoutError(f"job {job.get('job_id')} did not finish in time; its batches keep running on "
-                                   f"the server, and a retry of the task waits for them again. {counts.describe()}")
-    log.info("Job %s finished: %s", job.get("job_id"), counts.describe())
-    return {"status": "success", "job": job, **vars(counts)}
+    message = verdict_message(job, progress, verdict)
+    if verdict is not Verdict.SUCCESS:
+        raise verdict_error(verdict, message)
+    log.info("%s", message)
+    return {"status": "success", "job": job, **vars(progress.counts())}
 
 
 def worker_polling(job: dict[str, Any], progress: JobProgress, *, max_concurrency: int,
-                   requests_per_minute: float | None, log: Any) -> WorkerPolling:
+                   requests_per_minute: float | None, log: TaskLog) -> WorkerPolling:
     """The wait's polling from a worker: the trigger's choice of batches, budget and concurrency."""
     conn_id = job.get("conn_id", BatchApiHook.default_conn_name)
     settings = BatchApiHook(conn_id).settings
@@ -252,7 +250,7 @@ def worker_polling(job: dict[str, Any], progress: JobProgress, *, max_concurrenc
 
 
 def wait_on_worker(job: dict[str, Any], manifest: JobManifest, *, poll_interval: float, timeout: timedelta,
-                   log: Any, max_poll_interval: float = 60.0, max_concurrency: int = 32,
+                   log: TaskLog, max_poll_interval: float = 60.0, max_concurrency: int = 32,
                    requests_per_minute: float | None = None) -> dict[str, Any]:
     """Poll from this worker until every batch has finished: waiting without a triggerer, as the
     trigger waits (job/polling.py), the interval growing while nothing changes."""

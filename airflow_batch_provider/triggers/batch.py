@@ -34,12 +34,13 @@ from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.job.polling import Poller, Stop
 from airflow_batch_provider.job.retry_by_time import RetryByTime
 from airflow_batch_provider.job.waiting import (
-    BatchJobFailedError,
-    BatchJobTimeoutError,
+    SHOWN_IDS,
     BatchPollingError,
     JobProgress,
     Verdict,
     stopped_waiting,
+    verdict_error,
+    verdict_message,
 )
 from airflow_batch_provider.logs import ProgressLog
 from airflow_batch_provider.protocol import BatchStatus, ProtocolError
@@ -47,7 +48,6 @@ from airflow_batch_provider.protocol import BatchStatus, ProtocolError
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
 
-SHOWN_IDS = 10
 DEFERRAL_GRACE = timedelta(minutes=10)
 
 
@@ -72,7 +72,7 @@ class BatchTrigger(BaseTrigger):
         None resumes the task with the event.
     """
 
-    def __init__(self, *, job: dict[str, Any], batch_api_conn_id: str = "batch_api_default",
+    def __init__(self, *, job: dict[str, Any], batch_api_conn_id: str = BatchApiAsyncHook.default_conn_name,
                  deadline: float | None = None, poll_interval: float = 5.0, max_poll_interval: float = 60.0,
                  max_concurrency: int = 32, requests_per_minute: float | None = None,
                  max_consecutive_failures: int | None = None, end_with: str | None = None) -> None:
@@ -158,18 +158,9 @@ class BatchTrigger(BaseTrigger):
                     progress_log.update(seen.batches_done, seen.describe())
                     verdict = progress.verdict(time.time(), self.deadline)
                 if verdict is not Verdict.RUNNING:
-                    counts = progress.counts().describe()
-                    messages = {
-                        Verdict.SUCCESS: f"job {job_id} finished: {counts}",
-                        Verdict.FAILED: f"job {job_id}: batches failed ({', '.join(progress.failed()[:SHOWN_IDS])}); "
-                                        f"their rows will not come back. The other batches keep running and are "
-                                        f"billed. {counts}",
-                        Verdict.TIMEOUT: f"job {job_id} not finished by its deadline; the batches keep running on "
-                                         f"the server and a retry will wait for them again (nothing is resubmitted). "
-                                         f"{counts}",
-                    }
-                    self.log.info(messages[verdict])
-                    event = self._event(verdict.value, progress, messages[verdict])
+                    message = verdict_message(self.job, progress, verdict)
+                    self.log.info(message)
+                    event = self._event(verdict.value, progress, message)
                     if verdict is Verdict.SUCCESS and self._ends_task() and await self._set_return_value(event):
                         yield TaskSuccessEvent()
                     else:
@@ -226,7 +217,7 @@ def defer_until_done(operator: BaseOperator, job: dict[str, Any], *, poll_interv
     if end_with is not None and not operator.do_xcom_push:
         end_with = "no_xcom"
     operator.defer(
-        trigger=BatchTrigger(job=job, batch_api_conn_id=job.get("conn_id", "batch_api_default"),
+        trigger=BatchTrigger(job=job, batch_api_conn_id=job.get("conn_id", BatchApiAsyncHook.default_conn_name),
                              deadline=deadline, poll_interval=poll_interval, end_with=end_with, **trigger_kwargs),
         method_name=method_name,
         timeout=timeout + DEFERRAL_GRACE,  # a backstop only: the trigger's own deadline decides
@@ -241,10 +232,8 @@ def check_event(event: dict[str, Any] | None) -> dict[str, Any]:
     status, message = event["status"], event.get("message", "")
     if status == "success":
         return event
-    if status == "failed":
-        raise BatchJobFailedError(message)
-    if status == "timeout":
-        raise BatchJobTimeoutError(message)
+    if status in (Verdict.FAILED, Verdict.TIMEOUT):
+        raise verdict_error(Verdict(status), message)
     if status == "error":
         raise Stop(message, refused=bool(event.get("refused"))).error()
     raise BatchPollingError(f"the trigger returned an unknown status {status!r}: {event!r}")

@@ -25,8 +25,7 @@ import textwrap
 import pytest
 
 from airflow_batch_provider.emulator.worker import output_line
-from tests.conftest import MYSQL_CONNECTION
-from tests.conftest import POSTGRES_DSN as PG
+from tests.conftest import MYSQL_CONNECTION, POSTGRES_DSN as PG
 
 pytestmark = pytest.mark.benchmark
 N = 1_000_000

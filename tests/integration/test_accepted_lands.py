@@ -19,8 +19,7 @@ import psycopg2
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, event, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from airflow_batch_provider.destinations import WRITERS
 from airflow_batch_provider.destinations.table import GenericTableWriter

@@ -15,8 +15,7 @@ import pandas as pd
 import psycopg2
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from airflow_batch_provider.emulator.pytest_plugin import connection_json
 from airflow_batch_provider.hooks.batch_api import BatchApiHook

@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import time
 
-import duckdb
 import pandas as pd
 import psycopg2
 import pytest
@@ -20,8 +19,9 @@ from airflow_batch_provider.job.manifest import read_manifest
 from airflow_batch_provider.operators.load import BatchOutputToTableOperator
 from airflow_batch_provider.operators.submit import DataFrameToBatchOperator
 from airflow_batch_provider.protocol import Summarize
-from tests.conftest import MYSQL_CONNECTION, POSTGRES_DSN, mysql_query
+from tests.conftest import POSTGRES_DSN
 from tests.emulator_helpers import EmulatorFactory, wait_for_job
+from tests.integration.warehouse import a_database
 from tests.state_store import DictStateStore
 
 ROWS = 400
@@ -62,35 +62,9 @@ def batch_ids(job) -> set[str]:
 
 @pytest.fixture(params=["postgres", "mysql", "sqlite", "duckdb"])
 def warehouse(request, tmp_path, monkeypatch):
-    kind = request.param
-    if kind == "mysql":
-        monkeypatch.setenv("AIRFLOW_CONN_OVERLAP", json.dumps(MYSQL_CONNECTION))
+    if request.param == "mysql":
         monkeypatch.setenv("SCALEDOWN_TEST_HOOK_PARAMS", json.dumps({"local_infile": True}))
-        mysql_query("DROP TABLE IF EXISTS overlap")
-
-        def query(sql):
-            return mysql_query(sql)
-    elif kind == "postgres":
-        monkeypatch.setenv("AIRFLOW_CONN_OVERLAP", POSTGRES_DSN.replace("postgresql://", "postgres://"))
-        with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
-            cur.execute("DROP TABLE IF EXISTS overlap")
-
-        def query(sql):
-            with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
-                cur.execute(sql)
-                return cur.fetchall()
-    else:
-        path = str(tmp_path / f"warehouse.{kind}")
-        monkeypatch.setenv("AIRFLOW_CONN_OVERLAP", json.dumps({"conn_type": kind, "host": path}))
-
-        def query(sql):
-            if kind == "sqlite":
-                with sqlite3.connect(path) as conn:
-                    return conn.execute(sql).fetchall()
-            with duckdb.connect(path) as conn:
-                return conn.execute(sql).fetchall()
-    query.kind = kind
-    return query
+    return a_database(request.param, "overlap", tmp_path, monkeypatch, table="overlap")
 
 
 def _load(job, mode, start, failed, environment):

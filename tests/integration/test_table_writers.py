@@ -10,7 +10,6 @@ import sqlite3
 from datetime import UTC, datetime
 
 import hypothesis.strategies as st
-import psycopg2
 import pyarrow as pa
 import pytest
 from airflow.sdk import BaseHook
@@ -21,6 +20,7 @@ from airflow_batch_provider.destinations.connection import db_hook
 from airflow_batch_provider.destinations.mysql import MySqlTableWriter
 from airflow_batch_provider.destinations.table import GenericTableWriter, TableSchemaError, identifier_quoter
 from tests.conftest import MYSQL_CONNECTION, POSTGRES_DSN, mysql_query
+from tests.integration.warehouse import a_database
 
 TABLE = "Writer Test"  # a space and capitals: every statement must quote it the database's way
 
@@ -37,30 +37,14 @@ def rows(batch_ids: list[str], ids: list[int], text: str) -> pa.RecordBatch:
 @pytest.fixture(params=["sqlite", "postgres", "mysql"])
 def generic(request, tmp_path, monkeypatch):
     """A connection on each database, and a query function; the writer under test is the generic one."""
-    kind = request.param
-    if kind == "sqlite":
-        path = tmp_path / "w.db"
-        monkeypatch.setenv("AIRFLOW_CONN_W", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+    query = a_database(request.param, "w", tmp_path, monkeypatch, table=TABLE)
+    if request.param != "mysql":
+        return query
 
-        def query(sql):
-            with sqlite3.connect(path) as conn:
-                return conn.execute(sql).fetchall()
-    elif kind == "postgres":
-        monkeypatch.setenv("AIRFLOW_CONN_W", POSTGRES_DSN.replace("postgresql://", "postgres://"))
-
-        def query(sql):
-            with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
-                cur.execute(sql)
-                return cur.fetchall() if cur.description else []
-        query(f'DROP TABLE IF EXISTS "{TABLE}"')
-    else:
-        monkeypatch.setenv("AIRFLOW_CONN_W", json.dumps(MYSQL_CONNECTION))
-
-        def query(sql):
-            return mysql_query(sql.replace('"', "`"))
-        query(f'DROP TABLE IF EXISTS "{TABLE}"')
-    query.kind = kind
-    return query
+    def mysql(sql):  # the tests quote names as ANSI SQL does
+        return query(sql.replace('"', "`"))
+    mysql.kind = "mysql"
+    return mysql
 
 
 def write(mode: str, *batches: pa.RecordBatch, writer=GenericTableWriter) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
+from pathlib import Path
 
 import duckdb
 import psycopg2
@@ -30,41 +32,42 @@ def env(make_emulator, monkeypatch, tmp_path):
 LOAD_OPTIONS: dict = {}  # what the database fixture needs every load to pass
 
 
-@pytest.fixture(params=["sqlite", "duckdb", "postgres", "mysql"])
-def database(request, tmp_path, monkeypatch):
-    """A connection id and a query function for each real database."""
-    kind = request.param
-    if kind == "sqlite":
-        path = tmp_path / "warehouse.db"
-        monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "sqlite", "host": str(path)}))
+def a_database(kind: str, conn_id: str, folder: Path, monkeypatch, *, table: str) -> Callable[[str], list]:
+    """Points the Airflow connection ``conn_id`` at a real database of ``kind`` (a new file for SQLite and
+    DuckDB; ``table`` dropped on the servers) and returns a function that runs SQL there and returns its
+    rows; the function's ``kind`` names the database."""
+    variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+    if kind in ("sqlite", "duckdb"):
+        path = str(folder / f"{conn_id.lower()}.{kind}")
+        monkeypatch.setenv(variable, json.dumps({"conn_type": kind, "host": path}))
+        connect = sqlite3.connect if kind == "sqlite" else duckdb.connect
 
         def query(sql):
-            with sqlite3.connect(path) as conn:
+            with connect(path) as conn:
                 return conn.execute(sql).fetchall()
-    elif kind == "duckdb":
-        path = tmp_path / "warehouse.duckdb"
-        monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({"conn_type": "duckdb", "host": str(path)}))
-
-        def query(sql):
-            with duckdb.connect(str(path)) as conn:
-                return conn.execute(sql).fetchall()
-    elif kind == "mysql":  # MariaDB on the project's machines; LOAD DATA, its bulk path
-        monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps(MYSQL_CONNECTION))
-        monkeypatch.setitem(LOAD_OPTIONS, "hook_params", {"local_infile": True})
-        mysql_query("DROP TABLE IF EXISTS review_labels")
+    elif kind == "mysql":  # MariaDB on the project's machines
+        monkeypatch.setenv(variable, json.dumps(MYSQL_CONNECTION))
+        mysql_query(f"DROP TABLE IF EXISTS `{table}`")
 
         def query(sql):
             return mysql_query(sql)
-    else:
-        monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", POSTGRES_DSN.replace("postgresql://", "postgres://"))
-        with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
-            cur.execute("DROP TABLE IF EXISTS review_labels")
+    elif kind == "postgres":
+        monkeypatch.setenv(variable, POSTGRES_DSN.replace("postgresql://", "postgres://"))
 
         def query(sql):
             with psycopg2.connect(POSTGRES_DSN) as conn, conn.cursor() as cur:
                 cur.execute(sql)
                 return cur.fetchall() if cur.description else []
-    query.kind = kind
+        query(f'DROP TABLE IF EXISTS "{table}"')
+    else:
+        raise ValueError(f"no database of kind {kind!r}")
+    query.kind = kind  # type: ignore[attr-defined]
     return query
 
 
+@pytest.fixture(params=["sqlite", "duckdb", "postgres", "mysql"])
+def database(request, tmp_path, monkeypatch):
+    """A connection id (``warehouse``) and a query function for each real database."""
+    if request.param == "mysql":  # LOAD DATA, its bulk path
+        monkeypatch.setitem(LOAD_OPTIONS, "hook_params", {"local_infile": True})
+    return a_database(request.param, "warehouse", tmp_path, monkeypatch, table="review_labels")

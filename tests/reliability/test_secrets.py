@@ -19,8 +19,7 @@ from unittest import mock
 
 import pytest
 from cryptography.fernet import Fernet
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.conftest import load_dag
 from tests.reliability.conftest import API_KEY, CLUSTERS, manifest_root, query, record

@@ -2,8 +2,7 @@ import hashlib
 
 import msgspec
 import xxhash
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from airflow_batch_provider.protocol import Classify, Label, Summarize
 from airflow_batch_provider.tabular.fingerprint import Fingerprinter

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from airflow_batch_provider.job.waiting import JobProgress
 from airflow_batch_provider.protocol.status import BatchState, BatchStatus

@@ -7,8 +7,7 @@ import stat
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from airflow_batch_provider.job.output_spool import STALE_AFTER, OutputSpool, UnsafeSpoolError
 from airflow_batch_provider.protocol.results import (

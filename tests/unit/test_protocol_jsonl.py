@@ -38,8 +38,11 @@ def test_a_line_that_is_not_an_object_is_malformed():
 
 # -- a line longer than the cap: dropped as it streams, counted, never held whole ------------------------
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import (  # noqa: E402
+    given,
+    settings,
+    strategies as st,  # noqa: E402
+)
 
 from airflow_batch_provider.protocol.output import DEFAULT_MAX_OUTPUT_LINE_BYTES, OutputReader  # noqa: E402
 

@@ -93,8 +93,11 @@ import math  # noqa: E402
 
 import pyarrow as pa  # noqa: E402
 import pytest  # noqa: E402
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import (  # noqa: E402
+    given,
+    settings,
+    strategies as st,  # noqa: E402
+)
 
 from airflow_batch_provider.protocol.output import OutputReader  # noqa: E402
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns  # noqa: E402

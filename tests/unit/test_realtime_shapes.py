@@ -4,8 +4,7 @@ body a batch line would carry, so the two sides cannot drift apart."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from airflow_batch_provider.protocol import Classify, Extract, Label, Summarize, UnexpectedResponseError
 from airflow_batch_provider.protocol.realtime import (

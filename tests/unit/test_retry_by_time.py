@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from airflow_batch_provider.hooks.errors import BatchApiRateLimitedError, BatchApiUpstreamError
 from airflow_batch_provider.job.retry_by_time import GaveUp, RetryByTime

@@ -15,8 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from airflow_batch_provider.job.errors import InvalidRowsError
 from airflow_batch_provider.job.submission import spool_rows
