@@ -61,6 +61,7 @@ from airflow_batch_provider.job.submission import (
     spool_rows,
     task_identity,
 )
+from airflow_batch_provider.job.worker_wait import default_deferrable, wait_on_worker
 from airflow_batch_provider.operators.lineage import (
     Database,
     database_of,
@@ -71,7 +72,6 @@ from airflow_batch_provider.operators.lineage import (
     sql_lineage,
 )
 from airflow_batch_provider.protocol import Classify, Extract, InvalidRequestError, Label, Request, Summarize
-from airflow_batch_provider.sensors.batch import default_deferrable, wait_on_worker
 from airflow_batch_provider.tabular.columns import require_columns
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
 from airflow_batch_provider.tabular.rows_to_requests import DEFAULT_MAX_TEXT_BYTES, RowEncoder
