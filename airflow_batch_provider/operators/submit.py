@@ -18,16 +18,12 @@ import contextlib
 import dataclasses
 import shutil
 import tempfile
-import uuid
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 from airflow.sdk import BaseOperator, ObjectStoragePath
 
 from airflow_batch_provider.destinations import limits_for
@@ -72,7 +68,10 @@ from airflow_batch_provider.operators.lineage import (
     sql_lineage,
 )
 from airflow_batch_provider.protocol import Classify, Extract, InvalidRequestError, Label, Request, Summarize
-from airflow_batch_provider.tabular.columns import require_columns
+from airflow_batch_provider.sources import READ_BATCH_ROWS  # read at each call: tests make it smaller
+from airflow_batch_provider.sources.dataframe import FrameSummary, frame_batches
+from airflow_batch_provider.sources.parquet import parquet_batches
+from airflow_batch_provider.sources.sql import one_type_per_column, query_chunks
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
 from airflow_batch_provider.tabular.rows_to_requests import DEFAULT_MAX_TEXT_BYTES, RowEncoder
 from airflow_batch_provider.triggers.batch import check_event, defer_until_done
@@ -81,7 +80,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from airflow.sdk import Context
 
-READ_BATCH_ROWS = 25_000  # rows read and encoded at a time: memory vs per-batch overhead
 
 __all__ = ["AmbiguousSubmissionError", "BaseBatchSubmitOperator", "DataFrameToBatchOperator", "InputChangedError",
            "InvalidInputError", "InvalidRowsError", "ParquetToBatchOperator", "SqlToBatchOperator"]
@@ -402,52 +400,6 @@ class BaseBatchSubmitOperator(BaseOperator):
         return OperatorLineage(inputs=inputs, outputs=outputs, job_facets=job_facets)
 
 
-# What pyarrow raises when a pandas column has no Arrow type: values of several types (ArrowInvalid,
-# ArrowTypeError), an int beyond 64 bits (OverflowError), a str holding a lone surrogate
-# (UnicodeEncodeError). Input that will never convert, so a refusal, not an error Airflow retries.
-_UNCONVERTIBLE = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, UnicodeEncodeError)
-
-
-def _frame_to_batches(frame: pd.DataFrame, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    require_columns("the DataFrame", columns, frame.columns, InvalidRequestError)
-    try:
-        table = pa.Table.from_pandas(frame[columns], preserve_index=False)
-    except _UNCONVERTIBLE as exc:
-        raise _unconvertible(frame, columns, exc) from exc
-    yield from table.to_batches(max_chunksize=READ_BATCH_ROWS)
-
-
-def _unconvertible(frame: pd.DataFrame, columns: list[str], exc: Exception) -> InvalidRequestError:
-    """Which column cannot become Arrow, the first value at fault when one is, and what to do."""
-    for column in columns:
-        try:
-            pa.Array.from_pandas(frame[column])
-            continue
-        except _UNCONVERTIBLE as found:
-            exc = found
-        series = frame[column]
-        for position, value in enumerate(series):
-            if isinstance(value, str) and not value.isascii():
-                try:
-                    value.encode()
-                except UnicodeEncodeError:
-                    return InvalidRequestError(
-                        f"column {column!r} of the DataFrame holds a string with a lone surrogate at row "
-                        f"{position} (index {series.index[position]!r}), which is not text any database stores; "
-                        "re-encode it first, e.g. .str.encode('utf-8', 'replace').str.decode('utf-8')")
-            elif isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-                return InvalidRequestError(
-                    f"column {column!r} of the DataFrame holds an integer outside the signed 64-bit range, the "
-                    f"largest SQL databases store, at row {position} (index {series.index[position]!r}); "
-                    "ids must fit it, or be strings (.astype(str))")
-        kinds = sorted({type(value).__name__ for value in series if value is not None})
-        return InvalidRequestError(
-            f"column {column!r} of the DataFrame cannot be converted to Arrow ({type(exc).__name__}: "
-            f"{str(exc)[:200]}); it holds values of the types {', '.join(kinds)}. Give it one type: ids as "
-            "integers or as strings (.astype(str)), text as strings")
-    return InvalidRequestError(f"the DataFrame cannot be converted to Arrow ({type(exc).__name__}: {str(exc)[:200]})")
-
-
 class DataFrameToBatchOperator(BaseBatchSubmitOperator):
     """Submit the rows of a pandas DataFrame.
 
@@ -467,31 +419,17 @@ class DataFrameToBatchOperator(BaseBatchSubmitOperator):
         import pandas as pd
 
         if isinstance(self.dataframe, pd.DataFrame):  # what the UI's rendered-templates tab will show
-            self.dataframe = _FrameSummary(self.dataframe)
+            self.dataframe = FrameSummary(self.dataframe)
 
     def iter_record_batches(self) -> Iterator[pa.RecordBatch]:
         import pandas as pd
 
         frame = self.dataframe(context={}, jinja_env=None) if callable(self.dataframe) else self.dataframe
-        frame = frame.frame if isinstance(frame, _FrameSummary) else frame
+        frame = frame.frame if isinstance(frame, FrameSummary) else frame
         if not isinstance(frame, pd.DataFrame):
             raise InvalidInputError(
                 f"dataframe must be a pandas DataFrame (or return one), got {type(frame).__name__}")
-        yield from _frame_to_batches(frame, [self.id_column, self.text_column])
-
-
-class _FrameSummary:
-    """A rendered DataFrame that shows only its shape and columns: Airflow stores a rendered field's
-    ``str()`` in its metadata database and shows it in the UI, and row texts may be personal data."""
-
-    def __init__(self, frame: pd.DataFrame) -> None:
-        self.frame = frame
-
-    def __str__(self) -> str:
-        columns = ", ".join(map(str, self.frame.columns[:20])) + (", …" if len(self.frame.columns) > 20 else "")
-        return f"DataFrame: {len(self.frame)} rows × {len(self.frame.columns)} columns ({columns})"
-
-    __repr__ = __str__
+        yield from frame_batches(frame, [self.id_column, self.text_column], READ_BATCH_ROWS)
 
 
 class ParquetToBatchOperator(BaseBatchSubmitOperator):
@@ -514,37 +452,8 @@ class ParquetToBatchOperator(BaseBatchSubmitOperator):
         source = path_location(str(self.path))
         return [ol_input(source.namespace, source.name, rows=rows)], {}
 
-    def _dataset(self) -> ds.Dataset:
-        """The file, or the directory as Spark and Hive write them (pyarrow.dataset): files and
-        folders starting with ``_`` or ``.`` (``_temporary/``, ``_SUCCESS``, ``.crc``) are skipped,
-        ``key=value`` folders are read as columns, files in path order."""
-        root = ObjectStoragePath(str(self.path), conn_id=self.conn_id)
-        if not root.exists():
-            raise InvalidRequestError(f"no Parquet file or directory at {self.path}")
-        # pyarrow wraps the fsspec filesystem itself
-        dataset = ds.dataset(root.path, filesystem=root.fs, format="parquet", partitioning="hive")
-        if not dataset.files:
-            raise InvalidRequestError(f"no Parquet files under {self.path}")
-        return dataset
-
     def iter_record_batches(self) -> Iterator[pa.RecordBatch]:
-        columns = [self.id_column, self.text_column]
-        dataset = self._dataset()
-        require_columns(str(self.path), columns, dataset.schema.names, InvalidRequestError)
-        # One batch after another, in file order (use_threads=False): the job's identity covers the order.
-        fragments = list(dataset.get_fragments())
-        if not all(name in fragment.physical_schema.names for fragment in fragments for name in columns):
-            # A column from key=value folders: the dataset's scanner adds it.
-            yield from dataset.to_batches(columns=columns, batch_size=READ_BATCH_ROWS, use_threads=False)
-            return
-        # File by file, page by page: the scanner decodes a whole row group before cutting it, and a
-        # file written by pandas or pyarrow with their defaults is one row group of up to 1 M rows.
-        schema = pa.schema([dataset.schema.field(name) for name in columns])  # one type per column, as the scanner
-        for fragment in fragments:
-            with dataset.filesystem.open_input_file(fragment.path) as file:
-                for batch in pq.ParquetFile(file).iter_batches(batch_size=READ_BATCH_ROWS, columns=columns,
-                                                               use_threads=False):
-                    yield batch.cast(schema)
+        yield from parquet_batches(str(self.path), self.conn_id, [self.id_column, self.text_column], READ_BATCH_ROWS)
 
 
 class SqlToBatchOperator(BaseBatchSubmitOperator):
@@ -576,7 +485,8 @@ class SqlToBatchOperator(BaseBatchSubmitOperator):
     def iter_record_batches(self) -> Iterator[pa.RecordBatch]:
         hook = db_hook(self.conn_id, self.hook_params, self.database)
         self._capture_source(hook)
-        yield from _one_type_per_column(self._chunks(hook), self.id_column, self.text_column)
+        chunks = query_chunks(hook, self.sql, self.parameters, READ_BATCH_ROWS)
+        yield from one_type_per_column(chunks, self.id_column, self.text_column)
 
     def _capture_source(self, hook: Any = None) -> None:
         try:
@@ -588,58 +498,3 @@ class SqlToBatchOperator(BaseBatchSubmitOperator):
 
     def source_lineage(self, rows: int) -> tuple[list[Any], dict[str, Any]]:
         return sql_lineage(self._source_db, self.sql, rows)
-
-    def _chunks(self, hook: Any) -> Iterator[pa.RecordBatch]:
-        if getattr(hook, "conn_type", "") != "postgres":
-            # common.sql's typed, streaming read. The pyarrow backend keeps int64 ids exact: numpy's
-            # would turn a chunk's ints holding a NULL into floats, and ids above 2**53 into other ids.
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "pandas only supports SQLAlchemy", UserWarning)
-                for frame in hook.get_df_by_chunks(self.sql, self.parameters, chunksize=READ_BATCH_ROWS,
-                                                   dtype_backend="pyarrow"):
-                    yield pa.RecordBatch.from_pandas(frame, preserve_index=False)
-            return
-        # PostgreSQL: psycopg2's ordinary cursor (and so pandas' read_sql) holds the whole result in
-        # memory; a named, server-side cursor streams it.
-        conn = hook.get_conn()
-        try:
-            cursor = conn.cursor(name=f"scaledown_{uuid.uuid4().hex[:8]}")
-            cursor.execute(self.sql, self.parameters) if self.parameters else cursor.execute(self.sql)
-            names: list[str] | None = None
-            while rows := cursor.fetchmany(READ_BATCH_ROWS):
-                names = names or [d[0] for d in cursor.description]
-                yield pa.RecordBatch.from_pylist([dict(zip(names, row, strict=True)) for row in rows])
-            cursor.close()
-        finally:
-            conn.close()
-
-
-def _one_type_per_column(chunks: Iterable[pa.RecordBatch], id_column: str,
-                         text_column: str) -> Iterator[pa.RecordBatch]:
-    """The id and text columns of each chunk, with one type for the whole query: a chunk's types are
-    inferred from its own values, so an all-NULL chunk reads as ``null`` (or pandas' ``string``) and
-    would fix the job's id type wrongly. Text is ``string``; ids take the type of the first chunk with an id, and chunks
-    before it wait for it."""
-    id_type: pa.DataType | None = None
-    waiting: list[pa.RecordBatch] = []
-    for chunk in chunks:
-        require_columns("the query's result", [id_column, text_column], chunk.schema.names, InvalidRequestError)
-        ids, texts = chunk.column(id_column), chunk.column(text_column)
-        if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type) or pa.types.is_null(texts.type)):
-            raise InvalidRequestError(f"text column {text_column!r} must hold text; the query's result holds "
-                                      f"{texts.type}: cast it in the query")
-        if id_type is None and ids.null_count < len(ids):  # an all-NULL chunk says nothing of the type
-            id_type = ids.type
-        waiting.append(pa.record_batch([ids, texts.cast(pa.string())],
-                                       names=[id_column, text_column]))
-        if id_type is None:
-            continue
-        for batch in waiting:
-            try:
-                yield batch.set_column(0, id_column, batch.column(0).cast(id_type))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise InvalidRequestError(
-                    f"column {id_column!r} changes type within the query's result: {id_type} in its first "
-                    f"chunk, {batch.column(0).type} later; cast it in the query") from exc
-        waiting = []
-    yield from waiting  # ids NULL throughout: the spool names those rows

@@ -16,7 +16,8 @@ ALLOWED = {
     "job": {"hooks", "tabular", "protocol"},
     "triggers": {"job", "hooks", "protocol"},
     "sensors": {"triggers", "job", "hooks", "protocol"},
-    "operators": {"sensors", "triggers", "job", "destinations", "hooks", "tabular", "protocol"},
+    "sources": {"tabular", "protocol"},
+    "operators": {"sensors", "triggers", "job", "destinations", "sources", "hooks", "tabular", "protocol"},
 }
 SHARED = {"logs"}  # a module every room may use: the logger type helpers accept
 

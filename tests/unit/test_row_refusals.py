@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from airflow_batch_provider.job.errors import InvalidRowsError
 from airflow_batch_provider.job.submission import spool_rows
-from airflow_batch_provider.operators.submit import _frame_to_batches
 from airflow_batch_provider.protocol import InvalidRequestError, Summarize
+from airflow_batch_provider.sources.dataframe import frame_batches as _frame_to_batches
 from airflow_batch_provider.tabular.rows_to_requests import INT64_MAX, RowEncoder
 
 INT_TYPES = [pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32(), pa.uint64()]
