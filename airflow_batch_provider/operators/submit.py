@@ -251,29 +251,12 @@ class BaseBatchSubmitOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         manifest_dir = self.manifest_dir or default_manifest_dir()
         require_shared_manifest_dir(manifest_dir)
-        request = self.request
         hook = BatchApiHook(self.batch_api_conn_id)
         max_items = self.max_items_per_batch or hook.settings.max_items_per_batch
         max_bytes = self.max_bytes_per_batch or hook.settings.max_bytes_per_batch
         with tempfile.TemporaryDirectory(prefix="scaledown-job-") as tmp:
-            try:
-                with contextlib.ExitStack() as stack:
-                    landed = (stack.enter_context(LandedRows(
-                        self.skip_landed_conn_id, str(self.skip_landed_table), self.id_column,
-                        hook_params=self.skip_landed_hook_params, database=self.skip_landed_database)).fingerprints
-                              if self.skip_landed_conn_id else None)
-                    spooled = spool_rows(
-                        self.iter_record_batches(), self._encoder(request),
-                        Path(tmp), max_items=max_items, max_bytes=max_bytes, landed=landed,
-                        allow_empty=self.allow_empty, on_invalid_rows=self.on_invalid_rows, log=self.log)
-            except (InvalidRequestError, LandedTableError) as exc:
-                raise InvalidInputError(str(exc)) from exc
-            spool = spooled.spool
-            if self.max_rows is not None and spool.rows > self.max_rows:
-                raise InvalidInputError(
-                    f"the job holds {spool.rows} rows to send, more than max_rows={self.max_rows}; nothing was "
-                    "submitted. Raise max_rows if this size is expected.")
-            identity = job_identity(spool.digest, request, max_items, max_bytes)
+            spooled = self._spool(Path(tmp), max_items, max_bytes)
+            identity = job_identity(spooled.spool.digest, self.request, max_items, max_bytes)
             task = task_identity(context)
             if self.report_only:
                 self._reference = self._dry_run(job_id_for(task, identity), spooled)
@@ -284,24 +267,54 @@ class BaseBatchSubmitOperator(BaseOperator):
                 self.log.info("Job %s was wholly submitted by an earlier try (its manifest is at %s): nothing to "
                               "send", manifest.job_id, location)
             else:
-                manifest = self._submit(context, spooled, request, identity, task, location, hook,
+                manifest = self._submit(context, spooled, self.request, identity, task, location, hook,
                                         max_items, max_bytes)
+        reference = self._publish(manifest, location)
+        self._wait(reference, manifest)
+        return reference
+
+    def _spool(self, folder: Path, max_items: int, max_bytes: int) -> SpooledRows:
+        """Every row read, checked and encoded into chunks on local disk, before anything is paid for."""
+        try:
+            with contextlib.ExitStack() as stack:
+                landed = (stack.enter_context(LandedRows(
+                    self.skip_landed_conn_id, str(self.skip_landed_table), self.id_column,
+                    hook_params=self.skip_landed_hook_params, database=self.skip_landed_database)).fingerprints
+                          if self.skip_landed_conn_id else None)
+                spooled = spool_rows(
+                    self.iter_record_batches(), self._encoder(self.request),
+                    folder, max_items=max_items, max_bytes=max_bytes, landed=landed,
+                    allow_empty=self.allow_empty, on_invalid_rows=self.on_invalid_rows, log=self.log)
+        except (InvalidRequestError, LandedTableError) as exc:
+            raise InvalidInputError(str(exc)) from exc
+        if self.max_rows is not None and spooled.spool.rows > self.max_rows:
+            raise InvalidInputError(
+                f"the job holds {spooled.spool.rows} rows to send, more than max_rows={self.max_rows}; nothing "
+                "was submitted. Raise max_rows if this size is expected.")
+        return spooled
+
+    def _publish(self, manifest: JobManifest, location: ObjectStoragePath) -> dict[str, Any]:
+        """The job reference downstream tasks read (XCom), kept for lineage too."""
         reference = manifest.reference(str(location))
         self._reference = reference  # for lineage, also when the wait below defers
         self.log.info("Job %s: %d rows in %d batches (%d invalid rows left out, %d already landed); "
                       "manifest %s", manifest.job_id, manifest.total_rows, len(manifest.batches),
                       manifest.invalid_rows, manifest.skipped_rows, location)
-        if self.wait_for_completion and manifest.batches:
-            if not self.deferrable:
-                wait_on_worker(reference, manifest, poll_interval=self.poll_interval, timeout=self.wait_timeout,
-                               log=self.log)
-                return reference
-            # The trigger ends the task on success, out of reach of Airflow 3.3's stale executor event
-            # (docs/troubleshooting.md); but Airflow then emits no OpenLineage event for it, so where
-            # lineage is collected the task resumes to report it (submit >> BatchSensor has both).
-            defer_until_done(self, reference, poll_interval=self.poll_interval, timeout=self.wait_timeout,
-                             method_name="execute_complete", end_with=None if openlineage_enabled() else "job")
         return reference
+
+    def _wait(self, reference: dict[str, Any], manifest: JobManifest) -> None:
+        """With ``wait_for_completion``: on this worker, or deferred to the triggerer."""
+        if not (self.wait_for_completion and manifest.batches):
+            return
+        if not self.deferrable:
+            wait_on_worker(reference, manifest, poll_interval=self.poll_interval, timeout=self.wait_timeout,
+                           log=self.log)
+            return
+        # The trigger ends the task on success, out of reach of Airflow 3.3's stale executor event
+        # (docs/troubleshooting.md); but Airflow then emits no OpenLineage event for it, so where
+        # lineage is collected the task resumes to report it (submit >> BatchSensor has both).
+        defer_until_done(self, reference, poll_interval=self.poll_interval, timeout=self.wait_timeout,
+                         method_name="execute_complete", end_with=None if openlineage_enabled() else "job")
 
     def _encoder(self, request: Request) -> RowEncoder:
         """Rows checked against what the load's destination holds: its key column (string ids) and its
