@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from airflow.sdk import ObjectStoragePath, conf
 
@@ -31,6 +31,22 @@ SUBMITTING_FILE = "submitting.json"
 # billed, but no id came back, so it is never polled and its rows land "missing" with this code.
 ABANDONED = ""
 ABANDONED_CODE = "submit_outcome_unknown"
+
+
+class JobReference(TypedDict, total=False):
+    """What a submit hands downstream through XCom: the manifest's location and the job's counts,
+    small whatever the job's size. A dry run's report has no manifest, but ``dry_run`` and ``bytes``."""
+
+    job_id: str
+    manifest: str
+    conn_id: str  # the batch_api connection the job was submitted on
+    model: str
+    batches: int
+    rows: int
+    invalid_rows: int
+    skipped_rows: int
+    dry_run: bool
+    bytes: int
 
 
 @dataclass(frozen=True)
@@ -71,7 +87,7 @@ class JobManifest:
         data["batches"] = [BatchRef(**b) for b in data["batches"]]
         return cls(**data)
 
-    def reference(self, location: str) -> dict[str, Any]:
+    def reference(self, location: str) -> JobReference:
         """The small dict that goes to XCom (well under 64 KB whatever the job's size)."""
         return {"job_id": self.job_id, "manifest": location, "batches": len(self.batches),
                 "rows": self.total_rows, "invalid_rows": self.invalid_rows, "model": self.model,
@@ -88,8 +104,6 @@ def default_manifest_dir() -> str:
     if shared:
         return shared.rstrip("/") + "/scaledown"
     return str(Path(conf.get("core", "dags_folder")).parent / "scaledown_jobs")
-
-
 
 
 LOCAL_EXECUTORS = ("LocalExecutor", "SequentialExecutor", "DebugExecutor")
@@ -159,7 +173,7 @@ def read_manifest(job: Mapping[str, Any] | str) -> tuple[JobManifest, ObjectStor
     return JobManifest.from_json((location / MANIFEST_FILE).read_text()), location
 
 
-def job_reference(job: Mapping[str, Any] | str) -> dict[str, Any]:
+def job_reference(job: Mapping[str, Any] | str) -> JobReference:
     """The job reference dict, whichever form a task was given: the XCom value itself, the same
     rendered into a string by a template, or a manifest location."""
     if _is_reference(job):
@@ -172,13 +186,13 @@ def _is_reference(job: Mapping[str, Any] | str) -> bool:
     return isinstance(job, Mapping) or str(job).lstrip().startswith("{")
 
 
-def _as_reference(job: Mapping[str, Any] | str) -> dict[str, Any]:
+def _as_reference(job: Mapping[str, Any] | str) -> JobReference:
     if isinstance(job, Mapping):
-        return dict(job)
+        return cast(JobReference, dict(job))
     try:  # Jinja renders a dict with str(): a Python literal, not JSON
         parsed = ast.literal_eval(job.strip())
     except (ValueError, SyntaxError) as exc:
         raise ValueError(f"job {job[:200]!r} is neither a job reference nor a manifest location") from exc
     if not isinstance(parsed, dict) or "manifest" not in parsed:
         raise ValueError(f"job {job[:200]!r} is not a job reference (no 'manifest' in it)")
-    return parsed
+    return cast(JobReference, parsed)

@@ -21,7 +21,7 @@ from airflow_batch_provider.job.errors import (  # the wait's errors, importable
     BatchPollingError as BatchPollingError,
     BatchPollingRefusedError as BatchPollingRefusedError,
 )
-from airflow_batch_provider.job.manifest import JobManifest
+from airflow_batch_provider.job.manifest import JobManifest, JobReference
 from airflow_batch_provider.protocol.status import BatchState, BatchStatus
 
 
@@ -138,7 +138,7 @@ class JobProgress:
         return Verdict.RUNNING
 
 
-def stopped_waiting(job: dict[str, Any], progress: JobProgress | None) -> str:
+def stopped_waiting(job: JobReference, progress: JobProgress | None) -> str:
     """What a wait stopped by a user says (the sensor's on_kill, the trigger's): the API has no
     cancel endpoint, so the batches go on and are billed; which were still running when last looked."""
     running = progress.running() if progress is not None else []
@@ -153,7 +153,7 @@ def stopped_waiting(job: dict[str, Any], progress: JobProgress | None) -> str:
 SHOWN_IDS = 10  # failed batch ids a verdict's message and the trigger's event name
 
 
-def verdict_message(job: dict[str, Any], progress: JobProgress, verdict: Verdict) -> str:
+def verdict_message(job: JobReference, progress: JobProgress, verdict: Verdict) -> str:
     """What a finished wait says: the trigger logs it and sends it in its event, the sensor and the
     worker-side wait log it or raise it (:func:`verdict_error`)."""
     job_id, counts = job.get("job_id"), progress.counts().describe()

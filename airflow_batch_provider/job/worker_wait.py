@@ -12,7 +12,7 @@ from airflow.sdk import conf
 
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.job.budget import budget_for
-from airflow_batch_provider.job.manifest import JobManifest
+from airflow_batch_provider.job.manifest import JobManifest, JobReference
 from airflow_batch_provider.job.polling import Poller, WorkerPolling
 from airflow_batch_provider.job.retry_by_time import RetryByTime
 from airflow_batch_provider.job.waiting import JobProgress, Verdict, verdict_error, verdict_message
@@ -26,7 +26,7 @@ def default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
-def hook_for(job: dict[str, Any]) -> BatchApiHook:
+def hook_for(job: JobReference) -> BatchApiHook:
     """The sync hook of the job's connection."""
     return BatchApiHook(job.get("conn_id", BatchApiHook.default_conn_name))
 
@@ -45,7 +45,7 @@ def look(progress: JobProgress, hook: BatchApiHook) -> None:
             break
 
 
-def outcome(job: dict[str, Any], progress: JobProgress, verdict: Verdict, log: TaskLog) -> dict[str, Any]:
+def outcome(job: JobReference, progress: JobProgress, verdict: Verdict, log: TaskLog) -> dict[str, Any]:
     """The counts of a finished job, or the error its verdict stands for."""
     message = verdict_message(job, progress, verdict)
     if verdict is not Verdict.SUCCESS:
@@ -54,7 +54,7 @@ def outcome(job: dict[str, Any], progress: JobProgress, verdict: Verdict, log: T
     return {"status": "success", "job": job, **vars(progress.counts())}
 
 
-def worker_polling(job: dict[str, Any], progress: JobProgress, *, max_concurrency: int,
+def worker_polling(job: JobReference, progress: JobProgress, *, max_concurrency: int,
                    requests_per_minute: float | None, log: TaskLog) -> WorkerPolling:
     """The wait's polling from a worker: the trigger's choice of batches, budget and concurrency."""
     conn_id = job.get("conn_id", BatchApiHook.default_conn_name)
@@ -65,7 +65,7 @@ def worker_polling(job: dict[str, Any], progress: JobProgress, *, max_concurrenc
     return WorkerPolling(poller, conn_id)
 
 
-def wait_on_worker(job: dict[str, Any], manifest: JobManifest, *, poll_interval: float, timeout: timedelta,
+def wait_on_worker(job: JobReference, manifest: JobManifest, *, poll_interval: float, timeout: timedelta,
                    log: TaskLog, max_poll_interval: float = 60.0, max_concurrency: int = 32,
                    requests_per_minute: float | None = None) -> dict[str, Any]:
     """Poll from this worker until every batch has finished: waiting without a triggerer, as the

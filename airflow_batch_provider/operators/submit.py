@@ -41,6 +41,7 @@ from airflow_batch_provider.job.ledger import Ledger
 from airflow_batch_provider.job.manifest import (
     ROWS_FILE,
     JobManifest,
+    JobReference,
     default_manifest_dir,
     existing_manifest,
     job_location,
@@ -229,7 +230,7 @@ class BaseBatchSubmitOperator(BaseOperator):
         self.poll_interval = poll_interval
         self.wait_timeout = wait_timeout
         self._submitting: str | None = None            # the job being submitted, for on_kill
-        self._reference: dict[str, Any] | None = None  # the job reference, for lineage
+        self._reference: JobReference | None = None  # the job reference, for lineage
 
     # -- where rows come from ---------------------------------------------------------------------
     def iter_record_batches(self) -> Iterator[pa.RecordBatch]:
@@ -248,7 +249,7 @@ class BaseBatchSubmitOperator(BaseOperator):
                 raise InvalidInputError(f"the request, once its templates were rendered: {exc}") from exc
         return super().render_template(content, context, jinja_env, seen_oids)
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> JobReference:
         manifest_dir = self.manifest_dir or default_manifest_dir()
         require_shared_manifest_dir(manifest_dir)
         hook = BatchApiHook(self.batch_api_conn_id)
@@ -293,7 +294,7 @@ class BaseBatchSubmitOperator(BaseOperator):
                 "was submitted. Raise max_rows if this size is expected.")
         return spooled
 
-    def _publish(self, manifest: JobManifest, location: ObjectStoragePath) -> dict[str, Any]:
+    def _publish(self, manifest: JobManifest, location: ObjectStoragePath) -> JobReference:
         """The job reference downstream tasks read (XCom), kept for lineage too."""
         reference = manifest.reference(str(location))
         self._reference = reference  # for lineage, also when the wait below defers
@@ -302,7 +303,7 @@ class BaseBatchSubmitOperator(BaseOperator):
                       manifest.invalid_rows, manifest.skipped_rows, location)
         return reference
 
-    def _wait(self, reference: dict[str, Any], manifest: JobManifest) -> None:
+    def _wait(self, reference: JobReference, manifest: JobManifest) -> None:
         """With ``wait_for_completion``: on this worker, or deferred to the triggerer."""
         if not (self.wait_for_completion and manifest.batches):
             return
@@ -365,9 +366,9 @@ class BaseBatchSubmitOperator(BaseOperator):
         ledger.close(submission.entry, str(location))
         return manifest
 
-    def _dry_run(self, job_id: str, spooled: SpooledRows) -> dict[str, Any]:
+    def _dry_run(self, job_id: str, spooled: SpooledRows) -> JobReference:
         spool = spooled.spool
-        report = {"dry_run": True, "job_id": job_id, "rows": spool.rows, "batches": len(spool.chunks),
+        report: JobReference = {"dry_run": True, "job_id": job_id, "rows": spool.rows, "batches": len(spool.chunks),
                   "bytes": spool.bytes, "invalid_rows": spooled.invalid, "skipped_rows": spooled.skipped}
         self.log.info("Dry run, nothing submitted: job %s would send %d rows in %d batches (%d bytes); "
                       "%d invalid rows left out, %d already landed", job_id, spool.rows, len(spool.chunks),
@@ -382,8 +383,8 @@ class BaseBatchSubmitOperator(BaseOperator):
                              "server and are billed (the API has no cancel); they are recorded in the task's "
                              "ledger, so a retry re-attaches to them instead of paying again.", job_id)
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        reference: dict[str, Any] = check_event(event)["job"]
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> JobReference:
+        reference: JobReference = check_event(event)["job"]
         self._reference = reference  # a resumed task is a new process: lineage anew
         self._capture_source()
         return reference

@@ -15,14 +15,14 @@ import time
 import warnings
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.exceptions import AirflowProviderDeprecationWarning
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_batch_provider.hooks.errors import BatchApiError
 from airflow_batch_provider.hooks.retry import is_retryable
-from airflow_batch_provider.job.manifest import job_reference, read_manifest
+from airflow_batch_provider.job.manifest import JobReference, job_reference, read_manifest
 from airflow_batch_provider.job.polling import Poller, WorkerPolling
 
 # What the sensor raises (itself, or through check_event), importable from its module.
@@ -146,7 +146,7 @@ class BatchSensor(BaseSensorOperator):
     def on_kill(self) -> None:
         # Poke and reschedule modes; a deferred wait is stopped on the triggerer (BatchTrigger.on_kill).
         self._close_polling()
-        job = self.job if isinstance(self.job, dict) else {}
+        job = cast(JobReference, self.job if isinstance(self.job, dict) else {})  # a template not rendered yet
         self.log.warning(stopped_waiting(job, self._progress))
 
     def _close_polling(self) -> None:

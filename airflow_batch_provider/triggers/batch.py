@@ -30,7 +30,7 @@ from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook
 from airflow_batch_provider.hooks.errors import BatchApiError
 from airflow_batch_provider.job.budget import budget_for
-from airflow_batch_provider.job.manifest import read_manifest
+from airflow_batch_provider.job.manifest import JobReference, read_manifest
 from airflow_batch_provider.job.polling import Poller, Stop
 from airflow_batch_provider.job.retry_by_time import RetryByTime
 from airflow_batch_provider.job.waiting import (
@@ -72,7 +72,7 @@ class BatchTrigger(BaseTrigger):
         None resumes the task with the event.
     """
 
-    def __init__(self, *, job: dict[str, Any], batch_api_conn_id: str = BatchApiAsyncHook.default_conn_name,
+    def __init__(self, *, job: JobReference, batch_api_conn_id: str = BatchApiAsyncHook.default_conn_name,
                  deadline: float | None = None, poll_interval: float = 5.0, max_poll_interval: float = 60.0,
                  max_concurrency: int = 32, requests_per_minute: float | None = None,
                  max_consecutive_failures: int | None = None, end_with: str | None = None) -> None:
@@ -206,7 +206,7 @@ class BatchTrigger(BaseTrigger):
         return interval if self.deadline is None else max(0.0, min(interval, self.deadline - time.time()))
 
 
-def defer_until_done(operator: BaseOperator, job: dict[str, Any], *, poll_interval: float,
+def defer_until_done(operator: BaseOperator, job: JobReference, *, poll_interval: float,
                      timeout: timedelta, method_name: str, end_with: str | None = None,
                      **trigger_kwargs: Any) -> None:
     """Defer ``operator`` to a :class:`BatchTrigger`; the deadline is fixed here, on the worker, once.
