@@ -129,25 +129,13 @@ class BatchTrigger(BaseTrigger):
                             max_concurrency=self.max_concurrency, retry=RetryByTime.of(settings),
                             job_id=str(job_id), log=self.log)
             hook.on_throttled = poller.budget.slow_down  # a 429 slows the whole wait at once
-
-            async def poll(batch_id: str) -> BatchStatus | BaseException:
-                await poller.budget.await_turn()  # its turn, before a place among those in flight
-                async with limit:
-                    sent = time.monotonic()
-                    try:
-                        return await hook.get_batch(batch_id)
-                    except (BatchApiError, ProtocolError) as exc:
-                        return exc
-                    finally:
-                        poller.answered_after(time.monotonic() - sent)
-
             while True:
                 verdict = progress.verdict(time.time(), self.deadline)
                 changed = False
                 if verdict is Verdict.RUNNING:
                     chosen = poller.plan(interval)
                     hook.throttled = 0
-                    results = await asyncio.gather(*map(poll, chosen))
+                    results = await asyncio.gather(*(self._ask(hook, poller, limit, batch) for batch in chosen))
                     changed, stop = poller.settle(chosen, results, throttled=hook.throttled)
                     if stop is not None:
                         event = self._event("error", progress, stop.message)
@@ -158,16 +146,34 @@ class BatchTrigger(BaseTrigger):
                     progress_log.update(seen.batches_done, seen.describe())
                     verdict = progress.verdict(time.time(), self.deadline)
                 if verdict is not Verdict.RUNNING:
-                    message = verdict_message(self.job, progress, verdict)
-                    self.log.info(message)
-                    event = self._event(verdict.value, progress, message)
-                    if verdict is Verdict.SUCCESS and self._ends_task() and await self._set_return_value(event):
-                        yield TaskSuccessEvent()
-                    else:
-                        yield event
+                    yield await self._finished(progress, verdict)
                     return
                 interval = self.poll_interval if changed else min(interval * 1.5, self.max_poll_interval)
                 await asyncio.sleep(self._pause(poller.pause(interval)))
+
+    @staticmethod
+    async def _ask(hook: BatchApiAsyncHook, poller: Poller, limit: asyncio.Semaphore,
+                   batch_id: str) -> BatchStatus | BaseException:
+        """One batch's status, or what went wrong asking for it (the poller decides what that means)."""
+        await poller.budget.await_turn()  # its turn, before a place among those in flight
+        async with limit:
+            sent = time.monotonic()
+            try:
+                return await hook.get_batch(batch_id)
+            except (BatchApiError, ProtocolError) as exc:
+                return exc
+            finally:
+                poller.answered_after(time.monotonic() - sent)
+
+    async def _finished(self, progress: JobProgress, verdict: Verdict) -> TriggerEvent:
+        """The event that ends the wait: the verdict's, or the task's own success where the trigger
+        ends the task."""
+        message = verdict_message(self.job, progress, verdict)
+        self.log.info(message)
+        event = self._event(verdict.value, progress, message)
+        if verdict is Verdict.SUCCESS and self._ends_task() and await self._set_return_value(event):
+            return TaskSuccessEvent()
+        return event
 
     def _ends_task(self) -> bool:
         # No task instance under `airflow dags test`, which runs triggers in line and resumes the
