@@ -8,6 +8,9 @@ from typing import Any, Protocol
 
 
 class TaskLog(Protocol):
+    """What the package needs of a logger, one method per level: Airflow's task logger or any
+    ``logging.Logger``."""
+
     def debug(self, msg: Any, /, *args: Any) -> Any: ...
     def info(self, msg: Any, /, *args: Any) -> Any: ...
     def warning(self, msg: Any, /, *args: Any) -> Any: ...
@@ -45,6 +48,7 @@ class ProgressLog:
         self.log.info("%s", self.line(done, now) + (f"; {detail}" if detail else ""))
 
     def line(self, done: int, now: float) -> str:
+        """The progress line: done of total, the share, and the rate since the start."""
         share = f" ({100 * done / self.total:.1f} %)" if self.total else ""
         text = f"{self.verb} {done:,} of {self.total:,} {self.unit}{share}"
         rate = (done - (self.first or 0)) / max(now - self.started, 1e-9)

@@ -17,6 +17,7 @@ from airflow_batch_provider.destinations.table import coalesced
 
 
 def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, destination: ObjectStoragePath) -> int:
+    """The rows written locally, then copied and renamed into place: the file is whole or not there."""
     rows = 0
     with tempfile.TemporaryDirectory(prefix="scaledown-parquet-") as tmp:
         local = Path(tmp) / "results.parquet"

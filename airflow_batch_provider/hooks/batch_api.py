@@ -121,6 +121,7 @@ class BatchApiHook(HttpHook):
 
     @cached_property
     def settings(self) -> ApiSettings:
+        """The connection's settings (base URL, key, limits, retries, transport), read once per hook."""
         return ApiSettings.from_connection(self.get_connection(self.batch_api_conn_id))
 
     @cached_property
@@ -281,6 +282,7 @@ class BatchApiHook(HttpHook):
         return items, size
 
     def get_batch(self, batch_id: str) -> BatchStatus:
+        """The batch's status, read from either documented shape."""
         return BatchStatus.from_json(self._json("GET", f"{BATCHES}/{batch_id}"))
 
     def iter_output(self, batch_id: str, *, expected_model: str | None = None) -> Iterator[OutputLine]:
@@ -376,6 +378,7 @@ class ThreadHooks:
         self._all: list[BatchApiHook] = []
 
     def get(self) -> BatchApiHook:
+        """This thread's hook: made on its first call, reused after."""
         hook = getattr(self._local, "hook", None)
         if hook is None:
             hook = self._local.hook = BatchApiHook(self.batch_api_conn_id)

@@ -53,6 +53,7 @@ class BatchApiAsyncHook(HttpAsyncHook):
         return f"{type(self).__name__}(batch_api_conn_id={self.batch_api_conn_id!r})"
 
     async def settings(self) -> ApiSettings:
+        """The connection's settings, looked up without blocking the event loop (once per hook)."""
         if self._settings is None:
             conn = await get_async_connection(self.batch_api_conn_id, hook=self)
             # On the loop, not in a thread: it registers secrets with the masker, which talks to the
@@ -65,6 +66,7 @@ class BatchApiAsyncHook(HttpAsyncHook):
         # timeouts, ignores cert and trust_env, and lasts one context; a trigger keeps this one
         # session for all its polls. The CA bundle, client certificate and proxy are the ones the
         # sync hook uses (hooks/transport.py), so the environment is not read again (trust_env off).
+        """The one aiohttp session of this hook, made on first use."""
         if self._client is None or self._client.closed:
             settings = await self.settings()
             ssl_context = await asyncio.to_thread(settings.transport.ssl_context)  # reads files: off the loop
@@ -86,6 +88,7 @@ class BatchApiAsyncHook(HttpAsyncHook):
                 self.on_throttled(pause)
 
     async def close(self) -> None:
+        """Close the session; the hook may be used again, with a new one."""
         if self._client is not None:
             await self._client.close()
             self._client = None
@@ -154,4 +157,5 @@ class BatchApiAsyncHook(HttpAsyncHook):
         raise AssertionError("unreachable")
 
     async def get_batch(self, batch_id: str) -> BatchStatus:
+        """The batch's status, read from either documented shape."""
         return BatchStatus.from_json(await self._get_json(f"{BATCHES_URL}/{batch_id}"))

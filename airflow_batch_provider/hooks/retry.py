@@ -172,6 +172,8 @@ def _rule_of(exc: BatchApiError) -> Rule | None:
 
 
 def is_retryable(exc: BaseException, *, idempotent: bool) -> bool:
+    """Whether trying a failed request again may help, by the hooks' one rule; ``idempotent``: the
+    request may be repeated (a read, or a submit the server deduplicates)."""
     if isinstance(exc, TransportError):
         return exc.transient and (idempotent or not exc.request_sent)
     if isinstance(exc, BatchApiError):

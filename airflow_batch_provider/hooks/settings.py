@@ -63,6 +63,7 @@ def _secret_extras(extra: Any, secret_name: bool = False) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class ApiSettings:
+    """What a ``batch_api`` connection says: where the API is, its key, and how to talk to it."""
     base_url: str
     api_key: str
     connect_timeout: float = 10.0
@@ -98,6 +99,7 @@ class ApiSettings:
 
     @classmethod
     def extra_fields(cls) -> tuple[str, ...]:
+        """The settings a connection's extras may set (the form's fields too)."""
         return tuple(f.name for f in fields(cls) if f.name not in ("base_url", "api_key", "secrets", "transport"))
 
     @staticmethod
@@ -111,6 +113,7 @@ class ApiSettings:
 
     @classmethod
     def from_connection(cls, conn: Any) -> ApiSettings:
+        """The settings of an Airflow connection; a missing or unusable key, or a bad extra, is refused."""
         host = cls.base_url_of(conn)
         api_key = (conn.password or os.environ.get(API_KEY_ENV) or "").strip()
         if not api_key:

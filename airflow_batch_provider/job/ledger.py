@@ -57,9 +57,11 @@ class LedgerEntry:
         return self.chunks if self.complete else len(self.accepted)
 
     def window_of(self, chunk: int) -> int:
+        """The window (a group of chunks stored as one value) that holds ``chunk``."""
         return chunk // self.window
 
     def windows(self) -> int:
+        """How many windows the job's chunks fill."""
         return -(-self.chunks // self.window)
 
 
@@ -72,9 +74,11 @@ class Ledger:
 
     @property
     def durable(self) -> bool:
+        """True when acceptances are kept beyond this try (a task state store is there)."""
         return self.store is not None
 
     def load(self) -> LedgerEntry | None:
+        """What earlier tries of the task recorded for its job, or None."""
         if self.store is None:
             return None
         header = self.store.get(JOB_KEY)
@@ -93,6 +97,7 @@ class Ledger:
         return entry
 
     def start(self, entry: LedgerEntry) -> None:
+        """Record a new job: its id, its identity and its chunks, before the first POST."""
         self._set(JOB_KEY, {"job_id": entry.job_id, "identity": entry.identity, "chunks": entry.chunks,
                             "window": entry.window})
 

@@ -51,17 +51,20 @@ class JobReference(TypedDict, total=False):
 
 @dataclass(frozen=True)
 class BatchRef:
+    """One batch of a job: its id, and the rows of the job's rows file it holds."""
     batch_id: str
     first_row: int
     rows: int
 
     @property
     def abandoned(self) -> bool:
+        """True for a chunk the task chose to go on without (its rows land missing)."""
         return self.batch_id == ABANDONED
 
 
 @dataclass
 class JobManifest:
+    """A job's record once every chunk is accepted: its batches, request, id column and counts."""
     job_id: str
     conn_id: str
     model: str
@@ -79,10 +82,12 @@ class JobManifest:
     skipped_against: dict[str, Any] | None = None
 
     def to_json(self) -> str:
+        """The manifest as the JSON written beside the job's rows."""
         return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> JobManifest:
+        """The manifest a job's JSON file describes."""
         data = json.loads(text)
         data["batches"] = [BatchRef(**b) for b in data["batches"]]
         return cls(**data)
@@ -141,20 +146,24 @@ def _in_dag_test() -> bool:
 
 
 def job_location(base: str | ObjectStoragePath, job_id: str) -> ObjectStoragePath:
+    """The folder of job ``job_id`` under ``base``."""
     return ObjectStoragePath(str(base)) / job_id
 
 
 def write_manifest(location: ObjectStoragePath, manifest: JobManifest) -> None:
+    """Write the manifest into the job's folder: from then on the job is whole."""
     location.mkdir(parents=True, exist_ok=True)
     (location / MANIFEST_FILE).write_text(manifest.to_json())
 
 
 def mark_submitting(location: ObjectStoragePath, job_id: str) -> None:
+    """Note, before the first POST, that a try began paying for this job."""
     location.mkdir(parents=True, exist_ok=True)
     (location / SUBMITTING_FILE).write_text(json.dumps({"job_id": job_id, "started_at": time.time()}))
 
 
 def submitting_marked(location: ObjectStoragePath) -> bool:
+    """True when an earlier try began paying for the job in this folder."""
     return (location / SUBMITTING_FILE).exists()
 
 

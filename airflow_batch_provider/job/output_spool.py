@@ -155,6 +155,7 @@ class OutputSpool:
         return self.read(batch_id) is not None
 
     def write(self, batch_id: str, lines: Sequence[OutputLine]) -> None:
+        """Keep one batch's output lines, written whole or not at all, with its id and line count."""
         encoded = _ENCODER.encode(_File(batch_id, len(lines), [
             _Line(line.custom_id, line.model, _KIND_OF[type(line.result)] if line.result is not None else None,
                   msgspec.Raw(_ENCODER.encode(line.result)) if line.result is not None else _NO_RESULT, line.error)

@@ -177,6 +177,7 @@ class WorkerPolling:
         return self.poller.settle(chosen, results, throttled=self.hooks.take_throttled())
 
     def close(self) -> None:
+        """Stop the polling threads."""
         self.poller.budget.stop()  # threads waiting for a turn end now, without sending
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.hooks.close()

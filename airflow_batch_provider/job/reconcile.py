@@ -37,6 +37,7 @@ from airflow_batch_provider.tabular.results_to_columns import RECORD_BATCH_ROWS,
 
 @dataclass
 class LoadCounts:
+    """What a load accounted for: rows ok, error and missing, and output lines it could not use."""
     rows: int = 0
     ok: int = 0
     error: int = 0
@@ -46,9 +47,11 @@ class LoadCounts:
     unattributable_lines: int = 0
 
     def as_dict(self) -> dict[str, int]:
+        """The counts as the load's summary (XCom, asset events) holds them."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def describe(self) -> str:
+        """The counts as the task log says them."""
         extra = ", ".join(f"{n.replace('_', ' ')}: {v}" for n, v in self.as_dict().items()
                           if n.endswith("_lines") and v)
         return (f"{self.rows} rows: {self.ok} ok, {self.error} error, {self.missing} missing"

@@ -70,6 +70,7 @@ class RetryByTime:
                    max_wait=settings.retry_max_wait)
 
     def succeeded(self, key: Hashable) -> None:
+        """A request for ``key`` succeeded: its failures, and the job's streak, are forgotten."""
         self.down_since = None
         self._streak = 0
         self._succeeded_at = self.clock()

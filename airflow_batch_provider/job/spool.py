@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 @dataclass(frozen=True)
 class Chunk:
+    """One future batch in the spool: where its lines are and which rows it holds."""
     offset: int
     size: int
     first_row: int
@@ -49,6 +50,7 @@ def _rows_digest(custom_ids: pa.Array, fingerprints: pa.Array) -> memoryview:
 
 
 class RequestSpool:
+    """A job's request lines on local disk, cut into chunks within the batch limits, and its rows."""
     def __init__(self, directory: Path, id_type: pa.DataType, max_items: int, max_bytes: int) -> None:
         self.lines_path = directory / "requests.jsonl"
         self.rows_path = directory / "rows.arrow"
@@ -123,6 +125,7 @@ class RequestSpool:
 
     @property
     def bytes(self) -> int:
+        """The request lines' size, all chunks together."""
         return sum(chunk.size for chunk in self.chunks)
 
     def first_and_last_ids(self, chunks: list[Chunk]) -> list[tuple[str, str]]:
@@ -133,6 +136,7 @@ class RequestSpool:
             return [(ids[c.first_row].as_py(), ids[c.first_row + c.rows - 1].as_py()) for c in chunks]
 
     def read_chunk(self, chunk: Chunk) -> list[builtins.bytes]:  # builtins: `bytes` here is the method
+        """The request lines of one chunk, as sent."""
         with open(self.lines_path, "rb") as f:
             f.seek(chunk.offset)
             return f.read(chunk.size).splitlines(keepends=True)

@@ -59,6 +59,7 @@ ON_INPUT_CHANGE = ("fail", "restart")
 
 @dataclass
 class SpooledRows:
+    """What reading the input left: the spool, the id type, and the rows left out or skipped."""
     spool: RequestSpool
     id_type: pa.DataType
     seen: int = 0
@@ -129,10 +130,12 @@ def task_identity(context: Mapping[str, Any]) -> str:
 
 
 def job_id_for(task: str, identity: str) -> str:
+    """The job's id: the same for the same task and input, so a retry finds its job."""
     return "job-" + hashlib.blake2b(f"{task}\x1e{identity}".encode(), digest_size=10).hexdigest()
 
 
 def idempotency_key(job_id: str, chunk: int) -> str:
+    """The ``Idempotency-Key`` of one chunk of a job: the same on every resend."""
     return f"{job_id}:{chunk}"
 
 
@@ -204,6 +207,7 @@ class SendTracker:
         submission._hooks.on_throttled = self.budget.slow_down  # before this run's threads make their hooks
 
     def run(self) -> dict[int, BaseException]:
+        """Send every pending chunk and return the failures, by chunk."""
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="scaledown-submit")
         writer = ThreadPoolExecutor(1, thread_name_prefix="scaledown-ledger")
         try:

@@ -26,6 +26,7 @@ from airflow_batch_provider.protocol.status import BatchState, BatchStatus
 
 
 class Verdict(str, enum.Enum):
+    """Where a job's wait stands: still running, or finished one way."""
     RUNNING = "running"
     SUCCESS = "success"
     FAILED = "failed"
@@ -34,6 +35,7 @@ class Verdict(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Counts:
+    """A job's progress: batches finished and failed, items answered and failed."""
     batches_total: int
     batches_done: int
     batches_failed: int
@@ -42,6 +44,7 @@ class Counts:
     items_failed: int
 
     def describe(self) -> str:
+        """The counts as the task log says them."""
         return (f"{self.batches_done}/{self.batches_total} batches finished"
                 f"{f' ({self.batches_failed} failed)' if self.batches_failed else ''}; items: "
                 f"{self.items_completed} completed, {self.items_failed} failed, of {self.items_total}")
@@ -109,10 +112,12 @@ class JobProgress:
                 if b not in self._settled and not (b in self._latest and self._latest[b].terminal)]
 
     def failed(self) -> list[str]:
+        """The batches that failed as a whole."""
         return [b for b in self.batch_ids if self._settled.get(b) is BatchState.FAILED
                 or (b in self._latest and self._latest[b].state is BatchState.FAILED)]
 
     def counts(self) -> Counts:
+        """The job's counts from the statuses seen so far."""
         latest = [s for b, s in self._latest.items() if b not in self._settled]
         settled = self._settled.values()
         total, completed, failed = self._settled_items
@@ -129,6 +134,7 @@ class JobProgress:
         )
 
     def verdict(self, now: float, deadline: float | None) -> Verdict:
+        """Running, or how the job ended: every batch finished, one failed, or the deadline passed."""
         if self.failed():
             return Verdict.FAILED
         if not self.running():

@@ -97,6 +97,7 @@ class BaseBatchOutputOperator(BaseOperator):
         self.entity_columns = entity_columns
 
     def land(self, batches: Iterator[pa.RecordBatch], columns: ResultColumns) -> int:
+        """Write the rows and return how many landed (each destination's own way)."""
         raise NotImplementedError
 
     def destination(self) -> Location | None:
@@ -107,6 +108,7 @@ class BaseBatchOutputOperator(BaseOperator):
         """Refuse, before anything is written, a job this destination cannot land as asked."""
 
     def execute(self, context: Context) -> dict[str, Any]:
+        """Read every batch's output into the spool, land every row once, and report the counts."""
         manifest, location = read_manifest(self.job)
         self.check_manifest(manifest)
         columns = ResultColumns(model=manifest.model, request=manifest.request, id_column=manifest.id_column,
@@ -197,11 +199,13 @@ class BatchOutputToTableOperator(BaseBatchOutputOperator):
                                     conn_id=conn_id, table=table, database=database, mode=mode)
 
     def check_manifest(self, manifest: JobManifest) -> None:
+        """Refuse, before writing, an incremental job loaded with replace or append (paid rows would go)."""
         refuse_percent("table", self.table)
         refuse_incremental_mode(manifest.skipped_against, conn_id=self.conn_id, table=self.table,
                                 database=self.database, mode=self.mode)
 
     def land(self, batches: Iterator[pa.RecordBatch], columns: ResultColumns) -> int:
+        """The rows into the table, in one transaction, by the table's writer."""
         hook = db_hook(self.conn_id, self.hook_params, self.database)
         # Another load of the same table may hold it: wait no longer than the task may run, and
         # not forever when it may run forever (a notebook holding a DuckDB file would hang it).
@@ -213,6 +217,7 @@ class BatchOutputToTableOperator(BaseBatchOutputOperator):
         return landed
 
     def destination(self) -> Location | None:
+        """The table as an asset and a lineage dataset, when its name lasts."""
         try:
             database = database_of(self._hook.connection, self._hook)
             return database.table(self.table) if database else None
@@ -239,7 +244,9 @@ class BatchOutputToParquetOperator(BaseBatchOutputOperator):
         self.conn_id = conn_id
 
     def land(self, batches: Iterator[pa.RecordBatch], columns: ResultColumns) -> int:
+        """The rows into the Parquet file, written whole or not at all."""
         return write_parquet(batches, columns.schema, ObjectStoragePath(str(self.path), conn_id=self.conn_id))
 
     def destination(self) -> Location | None:
+        """The file as an asset and a lineage dataset."""
         return path_location(str(self.path))

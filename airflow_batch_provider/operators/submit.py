@@ -250,6 +250,8 @@ class BaseBatchSubmitOperator(BaseOperator):
         return super().render_template(content, context, jinja_env, seen_oids)
 
     def execute(self, context: Context) -> JobReference:
+        """Spool and check every row, submit the chunks not yet paid for, publish the job reference, and
+        wait if asked."""
         manifest_dir = self.manifest_dir or default_manifest_dir()
         require_shared_manifest_dir(manifest_dir)
         hook = BatchApiHook(self.batch_api_conn_id)
@@ -377,6 +379,7 @@ class BaseBatchSubmitOperator(BaseOperator):
 
     def on_kill(self) -> None:
         # The API has no cancel endpoint: batches already accepted keep running, and are billed.
+        """Say what a stop leaves running: accepted batches go on, and are recorded."""
         job_id = self._submitting
         if job_id:
             self.log.warning("Killed while submitting job %s: the batches already accepted keep running on the "
@@ -384,6 +387,7 @@ class BaseBatchSubmitOperator(BaseOperator):
                              "ledger, so a retry re-attaches to them instead of paying again.", job_id)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> JobReference:
+        """The job reference, once the trigger says the job finished."""
         reference: JobReference = check_event(event)["job"]
         self._reference = reference  # a resumed task is a new process: lineage anew
         self._capture_source()
@@ -429,6 +433,7 @@ class DataFrameToBatchOperator(BaseBatchSubmitOperator):
         self.dataframe = dataframe
 
     def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        """Render as any operator, then keep only the DataFrame's shape for the UI."""
         super().render_template_fields(context, jinja_env)
         import pandas as pd
 
@@ -436,6 +441,7 @@ class DataFrameToBatchOperator(BaseBatchSubmitOperator):
             self.dataframe = FrameSummary(self.dataframe)
 
     def iter_record_batches(self) -> Iterator[pa.RecordBatch]:
+        """The DataFrame's id and text columns as record batches."""
         import pandas as pd
 
         frame = self.dataframe(context={}, jinja_env=None) if callable(self.dataframe) else self.dataframe
@@ -463,10 +469,12 @@ class ParquetToBatchOperator(BaseBatchSubmitOperator):
         self.conn_id = conn_id
 
     def source_lineage(self, rows: int) -> tuple[list[Any], dict[str, Any]]:
+        """The file or folder read, with the rows read, as an OpenLineage input."""
         source = path_location(str(self.path))
         return [ol_input(source.namespace, source.name, rows=rows)], {}
 
     def iter_record_batches(self) -> Iterator[pa.RecordBatch]:
+        """The id and text columns of the file or folder, a batch at a time."""
         yield from parquet_batches(str(self.path), self.conn_id, [self.id_column, self.text_column], READ_BATCH_ROWS)
 
 
@@ -497,6 +505,7 @@ class SqlToBatchOperator(BaseBatchSubmitOperator):
         self._source_db: Database | None = None  # the query's database, for lineage
 
     def iter_record_batches(self) -> Iterator[pa.RecordBatch]:
+        """The query's id and text columns, in chunks, one type per column."""
         hook = db_hook(self.conn_id, self.hook_params, self.database)
         self._capture_source(hook)
         chunks = query_chunks(hook, self.sql, self.parameters, READ_BATCH_ROWS)
@@ -511,4 +520,5 @@ class SqlToBatchOperator(BaseBatchSubmitOperator):
             self._source_db = None
 
     def source_lineage(self, rows: int) -> tuple[list[Any], dict[str, Any]]:
+        """The tables the query reads, parsed from the SQL, as OpenLineage inputs."""
         return sql_lineage(self._source_db, self.sql, rows)

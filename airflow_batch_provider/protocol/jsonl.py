@@ -53,6 +53,7 @@ class LineSplitter:
         return self._buffered
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        """The lines this chunk completes; a partial line waits for the next chunk."""
         if not chunk:
             return []
         parts = chunk.split(b"\n")

@@ -24,6 +24,7 @@ DEFAULT_MAX_OUTPUT_LINE_BYTES = 16 * 1024 * 1024
 
 
 class OutputReader:
+    """Turns a batch's output, streamed in chunks of any size, into output lines, each once."""
     def __init__(self, expected_model: str | None = None,
                  max_line_bytes: int = DEFAULT_MAX_OUTPUT_LINE_BYTES) -> None:
         self.expected_model = expected_model
@@ -39,9 +40,11 @@ class OutputReader:
         self._splitter = LineSplitter(self.max_line_bytes)
 
     def feed(self, chunk: bytes) -> list[OutputLine]:
+        """The output lines completed by this chunk of bytes."""
         return self._parse(self._splitter.feed(chunk)) + self._too_long()
 
     def close(self) -> list[OutputLine]:
+        """The lines left when the stream ends: one without a final newline, and those dropped as too long."""
         return self._parse(self._splitter.close()) + self._too_long()
 
     def _too_long(self) -> list[OutputLine]:

@@ -84,6 +84,7 @@ class Extract(_Request):
         object.__setattr__(self, "entities", dict(self.entities))
 
     def params(self) -> dict[str, Any]:
+        """The body fields other than ``text``: the entities and the instruction."""
         params: dict[str, Any] = {"entities": dict(self.entities)}
         if self.instruction is not None:
             params["instruction"] = self.instruction
@@ -109,6 +110,7 @@ class Summarize(_Request):
                 raise InvalidRequestError(f"max_tokens must be > 0, got {self.max_tokens}")
 
     def params(self) -> dict[str, Any]:
+        """The body fields other than ``text``: the instructions and ``max_tokens``, when given."""
         params: dict[str, Any] = {}
         if self.instructions is not None:
             params["instructions"] = self.instructions
@@ -142,6 +144,7 @@ class Classify(_Request):
         object.__setattr__(self, "labels", labels)
 
     def params(self) -> dict[str, Any]:
+        """The body fields other than ``text``: the labels with their rubrics, and the system prompt."""
         params: dict[str, Any] = {
             "labels": [{"name": label.name, "rubric": label.rubric} for label in self.labels]
         }
@@ -190,6 +193,7 @@ class LineEncoder:
         self._seen: set[str] = set()
 
     def encode(self, custom_id: str, text: Any) -> bytes:
+        """One request line (bytes, newline included) for ``text``, named by ``custom_id``."""
         if not isinstance(custom_id, str) or not custom_id:
             raise InvalidRequestError("custom_id must be a non-empty string", item=repr(custom_id))
         _require_text(text, "text", item=custom_id)

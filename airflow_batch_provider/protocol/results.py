@@ -34,11 +34,13 @@ from airflow_batch_provider.protocol.errors import UnexpectedResponseError
 
 
 class ItemError(msgspec.Struct, frozen=True, gc=False):
+    """An item the API could not answer: its error code and message."""
     code: str
     message: str
 
 
 class Entity(msgspec.Struct, frozen=True, gc=False):
+    """One entity an extract found: its type, its text, and where and how sure, when the API says."""
     type: str
     text: str
     confidence: float | None = None
@@ -48,9 +50,11 @@ class Entity(msgspec.Struct, frozen=True, gc=False):
 
 
 class ExtractResult(msgspec.Struct, frozen=True, gc=False):
+    """An extract's entities."""
     entities: tuple[Entity, ...]
 
     def by_type(self) -> dict[str, list[str]]:
+        """The entities' texts grouped by type, in the order found."""
         grouped: dict[str, list[str]] = {}
         for entity in self.entities:
             grouped.setdefault(entity.type, []).append(entity.text)
@@ -58,18 +62,21 @@ class ExtractResult(msgspec.Struct, frozen=True, gc=False):
 
 
 class SummarizeResult(msgspec.Struct, frozen=True, gc=False):
+    """A summary, with the lengths of the input and the summary when the API gives them."""
     summary: str
     input_chars: int | None = None
     output_chars: int | None = None
 
 
 class LabelScore(msgspec.Struct, frozen=True, gc=False):
+    """One label's score, with its rubric when the API echoes it."""
     label: str
     score: float
     rubric: str | None = None
 
 
 class ClassifyResult(msgspec.Struct, frozen=True, gc=False):
+    """A classification: the top label, every label's score, and the reasoning when given."""
     top_label: str
     scores: dict[str, float]
     reasoning: str | None = None
@@ -80,6 +87,7 @@ Result = ExtractResult | SummarizeResult | ClassifyResult
 
 
 class OutputLine(msgspec.Struct, frozen=True, gc=False):
+    """One line of a batch's output: the row it answers (``custom_id``) and its result or error."""
     custom_id: str
     model: str | None
     result: Result | None
@@ -87,6 +95,7 @@ class OutputLine(msgspec.Struct, frozen=True, gc=False):
 
     @property
     def ok(self) -> bool:
+        """True when the item was answered with a result."""
         return self.error is None
 
 

@@ -20,6 +20,7 @@ from airflow_batch_provider.protocol.errors import UnexpectedResponseError
 
 
 class BatchState(str, enum.Enum):
+    """A batch's state, the same whichever of the two documented shapes the server answers with."""
     QUEUED = "queued"
     RUNNING = "running"
     COMPLETED = "completed"
@@ -27,6 +28,7 @@ class BatchState(str, enum.Enum):
 
     @property
     def terminal(self) -> bool:
+        """True once the batch will change no more (completed or failed)."""
         return self in (BatchState.COMPLETED, BatchState.FAILED)
 
 
@@ -59,6 +61,7 @@ BATCHES_URL = "/v1/batches"  # POST a batch; GET {BATCHES_URL}/{id} and {BATCHES
 
 @dataclass(frozen=True)
 class BatchStatus:
+    """A batch's status read from either documented shape, its counts of items."""
     batch_id: str
     state: BatchState
     raw_status: str
@@ -69,10 +72,12 @@ class BatchStatus:
 
     @property
     def done(self) -> int:
+        """Items answered so far, with a result or an error."""
         return self.completed + self.failed
 
     @property
     def terminal(self) -> bool:
+        """True once the batch will change no more."""
         return self.state.terminal
 
     @classmethod

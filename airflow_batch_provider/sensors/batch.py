@@ -128,6 +128,8 @@ class BatchSensor(BaseSensorOperator):
         return outcome(self.job, self._job_progress(), verdict, self.log)
 
     def execute(self, context: Context) -> Any:
+        """Deferrable: a short look on the worker, then defer to the trigger unless the job has finished;
+        otherwise poke (or reschedule) as Airflow's sensors do."""
         self.job = job_reference(self.job)  # a template may have rendered it into a string
         if not self.deferrable:
             return super().execute(context)
@@ -141,10 +143,12 @@ class BatchSensor(BaseSensorOperator):
                          max_concurrency=self.max_concurrency, requests_per_minute=self.requests_per_minute)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The trigger's event: the counts, or the error it stands for."""
         return check_event(event)
 
     def on_kill(self) -> None:
         # Poke and reschedule modes; a deferred wait is stopped on the triggerer (BatchTrigger.on_kill).
+        """Say what a stop leaves running: the API cannot cancel a batch."""
         self._close_polling()
         job = cast(JobReference, self.job if isinstance(self.job, dict) else {})  # a template not rendered yet
         self.log.warning(stopped_waiting(job, self._progress))

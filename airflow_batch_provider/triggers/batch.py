@@ -91,6 +91,7 @@ class BatchTrigger(BaseTrigger):
         self._progress: JobProgress | None = None  # for on_kill: what was still running
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
+        """The trigger's class path and arguments, as the triggerer rebuilds it (no credential)."""
         return (f"{type(self).__module__}.{type(self).__qualname__}", {
             "job": self.job, "batch_api_conn_id": self.batch_api_conn_id, "deadline": self.deadline,
             "poll_interval": self.poll_interval, "max_poll_interval": self.max_poll_interval,
@@ -106,6 +107,7 @@ class BatchTrigger(BaseTrigger):
         return TriggerEvent(payload)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll the job's batches until they have all finished or the deadline passes; one event says which."""
         job_id = self.job.get("job_id")
         try:
             manifest, _ = await asyncio.to_thread(read_manifest, self.job)  # storage I/O off the loop
