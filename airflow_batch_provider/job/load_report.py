@@ -1,8 +1,9 @@
 """What a load tells the task log once every row has landed: the counts by status with the top error
 kinds, and a capped table of failed rows, so a user sees why rows failed without querying the table.
 
-It watches the record batches on their way to the destination: memory holds the counts per kind and
-at most the failed rows it shows, whatever the job's size.
+It watches the record batches on their way to the destination (the counts by status are the load's
+own): memory holds the counts per error kind and at most the failed rows it shows, whatever the
+job's size.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 from tabulate import tabulate
+
+from airflow_batch_provider.job.reconcile import LoadCounts
 
 SHOWN_FAILED_ROWS = 20  # the default; the load's log_failed_rows
 SHOWN_KINDS = 5
@@ -25,7 +28,6 @@ class LoadReport:
     def __init__(self, id_column: str, shown_failed_rows: int = SHOWN_FAILED_ROWS) -> None:
         self.id_column = id_column
         self.shown_failed_rows = shown_failed_rows
-        self.statuses: Counter[str] = Counter()
         self.kinds: Counter[str] = Counter()  # error_code of error and missing rows
         self.failed_rows: list[tuple[object, str, str, str]] = []
 
@@ -37,13 +39,9 @@ class LoadReport:
 
     def _note(self, batch: pa.RecordBatch) -> None:
         failed_mask = pc.not_equal(batch.column("status"), "ok")
-        failed_count = pc.sum(failed_mask).as_py() or 0
-        self.statuses["ok"] += batch.num_rows - failed_count
-        if not failed_count:
+        if not pc.any(failed_mask).as_py():
             return
         failed = batch.filter(failed_mask)
-        for item in pc.value_counts(failed.column("status")).to_pylist():
-            self.statuses[item["values"]] += item["counts"]
         for item in pc.value_counts(pc.fill_null(failed.column("error_code"), "(none)")).to_pylist():
             self.kinds[item["values"]] += item["counts"]
         room = self.shown_failed_rows - len(self.failed_rows)
@@ -53,11 +51,11 @@ class LoadReport:
                     self.id_column, "status", "error_code", "error_message")), strict=True):
                 self.failed_rows.append((id_value, row_status, code or "", _one_line(message or "")))
 
-    def summary(self) -> str:
-        """A short table: rows per status, and the most frequent error kinds."""
-        total = sum(self.statuses.values())
-        rows = [(status, self.statuses[status], f"{self.statuses[status] / total:.1%}" if total else "-")
-                for status in ("ok", "error", "missing")]
+    def summary(self, counts: LoadCounts) -> str:
+        """A short table: the load's rows per status, and the most frequent error kinds."""
+        by_status = {"ok": counts.ok, "error": counts.error, "missing": counts.missing}
+        rows = [(status, count, f"{count / counts.rows:.1%}" if counts.rows else "-")
+                for status, count in by_status.items()]
         table = tabulate(rows, headers=("status", "rows", "share"), colalign=("left", "right", "right"))
         if not self.kinds:
             return table
@@ -65,11 +63,11 @@ class LoadReport:
         more = len(self.kinds) - SHOWN_KINDS
         return f"{table}\ntop error kinds: {top}" + (f" (and {more} more)" if more > 0 else "")
 
-    def failed_table(self) -> str | None:
-        """The first failed rows, or None when every row is ok."""
+    def failed_table(self, counts: LoadCounts) -> str | None:
+        """The first failed rows, or None when every row is ok (or none are to be shown)."""
         if not self.failed_rows:
             return None
-        failed = self.statuses["error"] + self.statuses["missing"]
+        failed = counts.error + counts.missing
         heading = (f"the first {len(self.failed_rows)} of {failed} failed rows" if failed > len(self.failed_rows)
                    else f"the {failed} failed rows")
         table = tabulate(self.failed_rows, headers=(self.id_column, "status", "error_code", "error_message"),

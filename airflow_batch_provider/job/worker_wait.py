@@ -57,12 +57,12 @@ def outcome(job: JobReference, progress: JobProgress, verdict: Verdict, log: Tas
 def worker_polling(job: JobReference, progress: JobProgress, *, max_concurrency: int,
                    requests_per_minute: float | None, log: TaskLog) -> WorkerPolling:
     """The wait's polling from a worker: the trigger's choice of batches, budget and concurrency."""
-    conn_id = job.get("conn_id", BatchApiHook.default_conn_name)
-    settings = BatchApiHook(conn_id).settings
+    hook = hook_for(job)
+    settings = hook.settings
     budget = budget_for(settings, requests_per_minute, max_concurrency, log)
     poller = Poller(progress, budget, max_concurrency=max_concurrency, retry=RetryByTime.of(settings),
                     job_id=str(job.get("job_id")), log=log)
-    return WorkerPolling(poller, conn_id)
+    return WorkerPolling(poller, hook.batch_api_conn_id)
 
 
 def wait_on_worker(job: JobReference, manifest: JobManifest, *, poll_interval: float, timeout: timedelta,

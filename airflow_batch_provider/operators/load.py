@@ -129,8 +129,8 @@ class BaseBatchOutputOperator(BaseOperator):
                 f"lists {manifest.total_rows}; this is a bug, please report it")
         summary: dict[str, Any] = {"job_id": manifest.job_id, **counts.as_dict(),
                                    "invalid_rows": manifest.invalid_rows}
-        self.log.info("Job %s landed: %s\n%s", manifest.job_id, counts.describe(), report.summary())
-        if (failed_rows := report.failed_table()) is not None:
+        self.log.info("Job %s landed: %s\n%s", manifest.job_id, counts.describe(), report.summary(counts))
+        if (failed_rows := report.failed_table(counts)) is not None:
             self.log.warning("Job %s: %s", manifest.job_id, failed_rows)
         target = self.destination()
         self._landed = (target, landed, columns.schema, str(location), manifest.total_rows)
