@@ -8,6 +8,7 @@ A load that finds the file held by another waits for it (logging so), up to ``lo
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Iterable
@@ -22,10 +23,23 @@ from airflow_batch_provider.destinations.table import TableWriter, coalesced, on
 
 MEMORY_LIMIT = "256MB"  # DuckDB's buffer for the merge; the rest spills to disk
 RETRY_OPEN_EVERY = 0.2  # seconds between tries to open a database file another process holds
+HEADER_BYTES = 3 * 4096  # a DuckDB file's main header and its two database headers
 
 
-def _is_held(exc: Exception) -> bool:
-    return "could not set lock" in str(exc).lower() or "conflicting lock" in str(exc).lower()
+def _is_held(exc: Exception, database: str) -> bool:
+    message = str(exc).lower()
+    if "could not set lock" in message or "conflicting lock" in message:
+        return True
+    # Two loads of a new file: one creates it, and the other may open it before its headers are
+    # written, which DuckDB reports as an invalid file. A whole file that is not DuckDB is refused.
+    return "not a valid duckdb database file" in message and _being_created(database)
+
+
+def _being_created(database: str) -> bool:
+    try:
+        return os.path.getsize(database) < HEADER_BYTES
+    except OSError:  # gone again: its creator gave up, and the next try creates it
+        return True
 
 
 class DuckDBTableWriter(TableWriter):
@@ -72,7 +86,7 @@ class DuckDBTableWriter(TableWriter):
             try:
                 self._conn = self.hook.get_conn()
             except Exception as exc:
-                if not _is_held(exc):
+                if not _is_held(exc, self.hook.get_database()):
                     raise
                 held.append(exc)
                 return False

@@ -197,3 +197,46 @@ def test_the_generic_writer_without_a_sqlalchemy_uri_probes_the_table(generic, m
     write("append", rows(["a"], [1], "first"))
     write("append", rows(["b"], [2], "second"))
     assert generic(f'SELECT COUNT(*) FROM "{TABLE}"') == [(2,)]
+
+
+def duckdb_writer(monkeypatch, path, lock_timeout: float):
+    from airflow_batch_provider.destinations.duckdb import DuckDBTableWriter
+
+    monkeypatch.setenv("AIRFLOW_CONN_W", json.dumps({"conn_type": "duckdb", "host": str(path)}))
+    batch = rows(["a"] * 3, [1, 2, 3], "x")
+    return DuckDBTableWriter(db_hook("w"), TABLE, "append", batch.schema, "id", lock_timeout=lock_timeout), batch
+
+
+def test_a_duckdb_load_waits_while_another_load_creates_the_file(tmp_path, monkeypatch):
+    """Two loads of a new file: one creates it, the other may open it before DuckDB has written its
+    headers, and DuckDB calls that file "not a valid DuckDB database file"."""
+    import threading
+
+    import duckdb
+
+    path = tmp_path / "new.duckdb"
+    path.touch()  # created, its headers not written yet
+
+    def the_creator_finishes():
+        made = tmp_path / "made.duckdb"
+        duckdb.connect(str(made)).close()
+        made.replace(path)
+    creator = threading.Timer(0.5, the_creator_finishes)
+    creator.start()
+    writer, batch = duckdb_writer(monkeypatch, path, lock_timeout=30)
+    try:
+        assert writer.write([batch]) == 3
+    finally:
+        creator.join()
+    with duckdb.connect(str(path)) as conn:
+        assert conn.execute(f'SELECT COUNT(*) FROM "{TABLE}"').fetchall() == [(3,)]
+
+
+def test_a_duckdb_load_refuses_a_file_that_is_not_duckdb_at_once(tmp_path, monkeypatch):
+    import duckdb
+
+    path = tmp_path / "notes.duckdb"
+    path.write_text("not a database\n" * 2000)
+    writer, batch = duckdb_writer(monkeypatch, path, lock_timeout=600)
+    with pytest.raises(duckdb.IOException, match="not a valid DuckDB database file"):
+        writer.write([batch])  # not TableLockTimeoutError ten minutes later
