@@ -42,7 +42,7 @@ from airflow_batch_provider.hooks.retry import (
     pause_asked,
     retry_policy,
 )
-from airflow_batch_provider.hooks.settings import DEFAULT_BASE_URL, ApiSettings
+from airflow_batch_provider.hooks.settings import DEFAULT_BASE_URL, ApiSettings, BatchLimits
 from airflow_batch_provider.hooks.transport import TRANSPORT_EXTRAS, tls_setup_problem
 from airflow_batch_provider.protocol import (
     BATCHES_URL as BATCHES,
@@ -226,29 +226,26 @@ class BatchApiHook(HttpHook):
 
     # -- batch endpoints -------------------------------------------------------------------------
     def submit_batch(self, lines: Iterable[bytes], *, idempotency_key: str | None = None,
-                     max_items: int | None = None, max_bytes: int | None = None) -> BatchStatus:
+                     limits: BatchLimits | None = None) -> BatchStatus:
         """Submit JSONL request lines as one batch; the body is streamed, never built in memory.
 
         ``lines`` may be any iterable, even a one-shot generator: it is spooled to a temporary file
         (in memory up to 8 MB) so a retry can send the same bytes again. Submissions are retried
         when that is safe (see :mod:`~airflow_batch_provider.hooks.retry`); an ambiguous failure
         that may not be retried raises :class:`SubmitOutcomeUnknownError`. The same
-        ``Idempotency-Key`` (given, or one per call) goes with every attempt. ``max_items`` and
-        ``max_bytes`` override the connection's batch limits for this call.
+        ``Idempotency-Key`` (given, or one per call) goes with every attempt. ``limits``: the job's
+        batch limits (default: the connection's), checked here as a last guard.
         """
         settings = self.settings
-        max_items = max_items or settings.max_items_per_batch
-        max_bytes = max_bytes or settings.max_bytes_per_batch
+        limits = limits or settings.batch_limits()
         key = idempotency_key or uuid.uuid4().hex
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as body:
             items, size = self._spool(lines, body)
             if items == 0:
                 raise BatchApiBadRequestError("nothing to submit: no request lines", endpoint=f"POST {BATCHES}")
-            if items > max_items or size > max_bytes:
-                raise BatchApiBadRequestError(
-                    f"the batch has {items} requests / {size} bytes; at most {max_items} requests and "
-                    f"{max_bytes} bytes per batch are allowed (max_items_per_batch / max_bytes_per_batch)",
-                    endpoint=f"POST {BATCHES}")
+            refusal = limits.refusal(items, size)
+            if refusal:
+                raise BatchApiBadRequestError(refusal, endpoint=f"POST {BATCHES}")
             headers = {"content-type": "application/jsonl", "Idempotency-Key": key}
             idempotent = settings.retry_ambiguous_submits
             try:

@@ -62,6 +62,23 @@ def _secret_extras(extra: Any, secret_name: bool = False) -> Iterator[str]:
 
 
 @dataclass(frozen=True)
+class BatchLimits:
+    """How large one batch may be: decided once per job (the operator's arguments over the
+    connection's, :meth:`ApiSettings.batch_limits`) and passed down. The spool cuts chunks by it, the
+    job refuses a row that cannot fit before paying, and the hook checks each batch against the same
+    value as a last guard."""
+    max_items: int
+    max_bytes: int
+
+    def refusal(self, items: int, size: int) -> str | None:
+        """Why a batch of ``items`` requests and ``size`` bytes may not be sent; None when it fits."""
+        if items <= self.max_items and size <= self.max_bytes:
+            return None
+        return (f"the batch has {items} requests / {size} bytes; at most {self.max_items} requests and "
+                f"{self.max_bytes} bytes per batch are allowed (max_items_per_batch / max_bytes_per_batch)")
+
+
+@dataclass(frozen=True)
 class ApiSettings:
     """What a ``batch_api`` connection says: where the API is, its key, and how to talk to it."""
     base_url: str
@@ -96,6 +113,10 @@ class ApiSettings:
     def shown_url(self) -> str:
         """The base URL as messages and logs show it: without userinfo, query or fragment."""
         return safe_url(self.base_url)
+
+    def batch_limits(self, max_items: int | None = None, max_bytes: int | None = None) -> BatchLimits:
+        """The batch limits of a job: those given, else the connection's."""
+        return BatchLimits(max_items or self.max_items_per_batch, max_bytes or self.max_bytes_per_batch)
 
     @classmethod
     def extra_fields(cls) -> tuple[str, ...]:

@@ -21,6 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from airflow_batch_provider.hooks.settings import BatchLimits
+
 
 @dataclass(frozen=True)
 class Chunk:
@@ -51,11 +53,10 @@ def _rows_digest(custom_ids: pa.Array, fingerprints: pa.Array) -> memoryview:
 
 class RequestSpool:
     """A job's request lines on local disk, cut into chunks within the batch limits, and its rows."""
-    def __init__(self, directory: Path, id_type: pa.DataType, max_items: int, max_bytes: int) -> None:
+    def __init__(self, directory: Path, id_type: pa.DataType, limits: BatchLimits) -> None:
         self.lines_path = directory / "requests.jsonl"
         self.rows_path = directory / "rows.arrow"
-        self.max_items = max_items
-        self.max_bytes = max_bytes
+        self.limits = limits
         self.schema = pa.schema([("custom_id", pa.string()), ("id", id_type),
                                  ("request_fingerprint", pa.string()), ("chunk", pa.int32())])
         self._lines = open(self.lines_path, "wb")
@@ -94,8 +95,8 @@ class RequestSpool:
         start = 0
         while start < len(sizes):
             before = int(ends[start - 1]) if start else 0
-            fit_by_bytes = int(np.searchsorted(ends, before + self.max_bytes - self._chunk_bytes, side="right"))
-            stop = min(len(sizes), start + self.max_items - self._chunk_rows, fit_by_bytes)
+            fit_by_bytes = int(np.searchsorted(ends, before + self.limits.max_bytes - self._chunk_bytes, side="right"))
+            stop = min(len(sizes), start + self.limits.max_items - self._chunk_rows, fit_by_bytes)
             if stop <= start:
                 if self._chunk_rows:
                     self._close_chunk()

@@ -30,6 +30,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_batch_provider.hooks.batch_api import BatchApiHook, ThreadHooks
 from airflow_batch_provider.hooks.retry import is_retryable, surely_not_created as not_created_by
+from airflow_batch_provider.hooks.settings import BatchLimits
 from airflow_batch_provider.job.budget import budget_for
 from airflow_batch_provider.job.errors import (
     AmbiguousSubmissionError,
@@ -68,17 +69,18 @@ class SpooledRows:
     invalid_examples: list[InvalidRow] = field(default_factory=list)
 
 
-def spool_rows(batches: Iterable[pa.RecordBatch], encoder: RowEncoder, directory: Path, *, max_items: int,
-               max_bytes: int, landed: Callable[[list], Mapping[str, str]] | None = None, allow_empty: bool = False,
+def spool_rows(batches: Iterable[pa.RecordBatch], encoder: RowEncoder, directory: Path, *, limits: BatchLimits,
+               landed: Callable[[list], Mapping[str, str]] | None = None, allow_empty: bool = False,
                on_invalid_rows: str = "fail", log: TaskLog) -> SpooledRows:
-    """Every row validated, encoded and written to a spool in ``directory``; ``landed`` answers, for
-    a batch's ids, the fingerprints already landed (rows whose fingerprint matches are skipped). Raises
-    :class:`InvalidRequestError` (whole input) or :class:`InvalidRowsError` (named rows)."""
+    """Every row validated, encoded and written to a spool in ``directory``, cut into chunks within
+    ``limits``; ``landed`` answers, for a batch's ids, the fingerprints already landed (rows whose
+    fingerprint matches are skipped). Raises :class:`InvalidRequestError` (whole input, or a row
+    whose request cannot fit in a batch) or :class:`InvalidRowsError` (named rows)."""
     result: SpooledRows | None = None
     for batch in batches:
         if result is None:
             id_type = encoder.check_schema(batch.schema)
-            result = SpooledRows(RequestSpool(directory, id_type, max_items, max_bytes), id_type)
+            result = SpooledRows(RequestSpool(directory, id_type, limits), id_type)
         result.seen += batch.num_rows
         encoded = encoder.encode(batch)
         result.invalid += len(encoded.invalid)
@@ -93,18 +95,18 @@ def spool_rows(batches: Iterable[pa.RecordBatch], encoder: RowEncoder, directory
                 mask = pa.array(keep)
                 lines, ids, custom_ids, fingerprints = (a.filter(mask) for a in (lines, ids, custom_ids, fingerprints))
         sizes = pc.binary_length(lines)
-        if len(lines) and pc.max(sizes).as_py() > max_bytes:
-            first = pc.index(pc.greater(sizes, max_bytes), True).as_py()
+        if len(lines) and pc.max(sizes).as_py() > limits.max_bytes:  # the one check before paying
+            first = pc.index(pc.greater(sizes, limits.max_bytes), True).as_py()
             raise InvalidRequestError(
                 f"row {custom_ids[first].as_py()!r}: its request line is longer than max_bytes_per_batch="
-                f"{max_bytes}; raise max_bytes_per_batch or lower max_text_bytes")
+                f"{limits.max_bytes}; raise max_bytes_per_batch or lower max_text_bytes")
         result.spool.add(lines, ids, custom_ids, fingerprints)
     if result is None or result.seen == 0:
         if not allow_empty:
             raise InvalidRequestError("the input holds no rows: nothing to submit (pass allow_empty=True "
                                       "if an empty input is normal for this task)")
         log.info("The input holds no rows (allow_empty=True): an empty job")
-        result = result or SpooledRows(RequestSpool(directory, pa.string(), max_items, max_bytes), pa.string())
+        result = result or SpooledRows(RequestSpool(directory, pa.string(), limits), pa.string())
     if result.invalid and on_invalid_rows == "fail":
         raise InvalidRowsError(result.invalid_examples, result.invalid, result.seen)
     if result.invalid:
@@ -114,10 +116,10 @@ def spool_rows(batches: Iterable[pa.RecordBatch], encoder: RowEncoder, directory
     return result
 
 
-def job_identity(rows_digest: str, request: Request, max_items: int, max_bytes: int) -> str:
+def job_identity(rows_digest: str, request: Request, limits: BatchLimits) -> str:
     """What shapes the job's batches; a retry whose identity differs is a different job."""
     shape = msgspec.json.encode({"rows": rows_digest, "model": request.model, "params": request.params(),
-                                 "max_items_per_batch": max_items, "max_bytes_per_batch": max_bytes},
+                                 "max_items_per_batch": limits.max_items, "max_bytes_per_batch": limits.max_bytes},
                                 order="sorted")
     return hashlib.sha256(shape).hexdigest()
 
@@ -394,7 +396,7 @@ class Submission:
     """
 
     def __init__(self, *, conn_id: str, spool: RequestSpool, identity: str, task: str, ledger: Ledger,
-                 concurrency: int, max_items: int, max_bytes: int, retry_ambiguous: bool,
+                 concurrency: int, limits: BatchLimits, retry_ambiguous: bool,
                  on_ambiguous: str = "fail", on_input_change: str = "fail", earlier_tries: bool = False,
                  job_dir: ObjectStoragePath | None = None, log: TaskLog) -> None:
         self.conn_id = conn_id
@@ -403,8 +405,7 @@ class Submission:
         self.task = task
         self.ledger = ledger
         self.concurrency = concurrency
-        self.max_items = max_items
-        self.max_bytes = max_bytes
+        self.limits = limits
         self.retry_ambiguous = retry_ambiguous
         self.on_ambiguous = on_ambiguous
         self.on_input_change = on_input_change
@@ -498,7 +499,7 @@ class Submission:
         except Exception as exc:
             raise NotSent(f"chunk {chunk} was not sent: {exc}") from exc
         return hook.submit_batch(lines, idempotency_key=idempotency_key(job_id, chunk),
-                                 max_items=self.max_items, max_bytes=self.max_bytes).batch_id
+                                 limits=self.limits).batch_id
 
     def run(self) -> list[BatchRef]:
         """Send what is not accepted yet; the job's batches, in chunk order."""

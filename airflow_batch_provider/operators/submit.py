@@ -31,6 +31,7 @@ from airflow_batch_provider.destinations.connection import db_hook
 from airflow_batch_provider.destinations.landed import LandedRows, LandedTableError
 from airflow_batch_provider.destinations.table import refuse_percent
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
+from airflow_batch_provider.hooks.settings import BatchLimits
 from airflow_batch_provider.job.errors import (
     AmbiguousSubmissionError,
     InputChangedError,
@@ -255,11 +256,10 @@ class BaseBatchSubmitOperator(BaseOperator):
         manifest_dir = self.manifest_dir or default_manifest_dir()
         require_shared_manifest_dir(manifest_dir)
         hook = BatchApiHook(self.batch_api_conn_id)
-        max_items = self.max_items_per_batch or hook.settings.max_items_per_batch
-        max_bytes = self.max_bytes_per_batch or hook.settings.max_bytes_per_batch
+        limits = hook.settings.batch_limits(self.max_items_per_batch, self.max_bytes_per_batch)  # once, for the job
         with tempfile.TemporaryDirectory(prefix="scaledown-job-") as tmp:
-            spooled = self._spool(Path(tmp), max_items, max_bytes)
-            identity = job_identity(spooled.spool.digest, self.request, max_items, max_bytes)
+            spooled = self._spool(Path(tmp), limits)
+            identity = job_identity(spooled.spool.digest, self.request, limits)
             task = task_identity(context)
             if self.report_only:
                 self._reference = self._dry_run(job_id_for(task, identity), spooled)
@@ -270,13 +270,12 @@ class BaseBatchSubmitOperator(BaseOperator):
                 self.log.info("Job %s was wholly submitted by an earlier try (its manifest is at %s): nothing to "
                               "send", manifest.job_id, location)
             else:
-                manifest = self._submit(context, spooled, self.request, identity, task, location, hook,
-                                        max_items, max_bytes)
+                manifest = self._submit(context, spooled, identity, task, location, hook, limits)
         reference = self._publish(manifest, location)
         self._wait(reference, manifest)
         return reference
 
-    def _spool(self, folder: Path, max_items: int, max_bytes: int) -> SpooledRows:
+    def _spool(self, folder: Path, limits: BatchLimits) -> SpooledRows:
         """Every row read, checked and encoded into chunks on local disk, before anything is paid for."""
         try:
             with contextlib.ExitStack() as stack:
@@ -286,7 +285,7 @@ class BaseBatchSubmitOperator(BaseOperator):
                           if self.skip_landed_conn_id else None)
                 spooled = spool_rows(
                     self.iter_record_batches(), self._encoder(self.request),
-                    folder, max_items=max_items, max_bytes=max_bytes, landed=landed,
+                    folder, limits=limits, landed=landed,
                     allow_empty=self.allow_empty, on_invalid_rows=self.on_invalid_rows, log=self.log)
         except (InvalidRequestError, LandedTableError) as exc:
             raise InvalidInputError(str(exc)) from exc
@@ -339,15 +338,15 @@ class BaseBatchSubmitOperator(BaseOperator):
                           max_id_chars=limits.key_chars, max_id_bytes=limits.key_bytes,
                           id_limit=limits.describe_key() + (hint.removeprefix(";") if not declared else ""))
 
-    def _submit(self, context: Context, spooled: SpooledRows, request: Request, identity: str, task: str,
-                location: ObjectStoragePath, hook: BatchApiHook, max_items: int, max_bytes: int) -> JobManifest:
+    def _submit(self, context: Context, spooled: SpooledRows, identity: str, task: str,
+                location: ObjectStoragePath, hook: BatchApiHook, limits: BatchLimits) -> JobManifest:
         """Pay for the chunks the ledger does not show as accepted, then write the manifest (the
         job's record from then on) and clear the ledger."""
         spool = spooled.spool
         ledger = Ledger(context.get("task_state_store"))
         submission = Submission(
             conn_id=self.batch_api_conn_id, spool=spool, identity=identity, task=task, ledger=ledger,
-            concurrency=self.max_concurrent_submits, max_items=max_items, max_bytes=max_bytes,
+            concurrency=self.max_concurrent_submits, limits=limits,
             retry_ambiguous=hook.settings.retry_ambiguous_submits, on_ambiguous=self.on_ambiguous,
             on_input_change=self.on_input_change, earlier_tries=getattr(context.get("ti"), "try_number", 1) > 1,
             job_dir=location, log=self.log)
@@ -356,8 +355,8 @@ class BaseBatchSubmitOperator(BaseOperator):
         skipped_against = ({"conn_id": self.skip_landed_conn_id, "table": str(self.skip_landed_table),
                             "database": self.skip_landed_database} if self.skip_landed_conn_id else None)
         manifest = JobManifest(
-            job_id=submission.job_id, conn_id=self.batch_api_conn_id, model=request.model,
-            request=request.params(), id_column=self.id_column, id_type=str(spooled.id_type),
+            job_id=submission.job_id, conn_id=self.batch_api_conn_id, model=self.request.model,
+            request=self.request.params(), id_column=self.id_column, id_type=str(spooled.id_type),
             input_fingerprint=identity, total_rows=spool.rows, invalid_rows=spooled.invalid,
             batches=batches, skipped_rows=spooled.skipped, skipped_against=skipped_against)
         location.mkdir(parents=True, exist_ok=True)

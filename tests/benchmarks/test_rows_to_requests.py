@@ -23,13 +23,15 @@ OURS = """
 import pyarrow.parquet as pq, tempfile, pathlib
 from airflow_batch_provider.protocol import Classify, Label
 from airflow_batch_provider.tabular.rows_to_requests import RowEncoder
+from airflow_batch_provider.hooks.settings import BatchLimits
 from airflow_batch_provider.job.spool import RequestSpool
 request = Classify([Label("positive", "Does the review praise it?"), Label("negative", "Does it complain?")])
 encoder = RowEncoder(request, "review_id", "body")
 spool = None
 with tempfile.TemporaryDirectory() as tmp:
     for batch in pq.ParquetFile(PATH).iter_batches(batch_size=25_000, columns=["review_id", "body"]):
-        spool = spool or RequestSpool(pathlib.Path(tmp), batch.schema.field("review_id").type, 50, 50 << 20)
+        spool = spool or RequestSpool(pathlib.Path(tmp), batch.schema.field("review_id").type,
+                                       BatchLimits(50, 50 << 20))
         encoded = encoder.encode(batch)
         spool.add(encoded.lines, encoded.ids, encoded.custom_ids, encoded.fingerprints)
     spool.close()

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from airflow_batch_provider.hooks.settings import BatchLimits
 from airflow_batch_provider.job.errors import InvalidRowsError
 from airflow_batch_provider.job.submission import spool_rows
 from airflow_batch_provider.protocol import InvalidRequestError, Summarize
@@ -54,8 +55,8 @@ def _arrow_text(values: list[str | None]) -> pa.Array:
 
 
 def _spool(batches, directory: str):
-    return spool_rows(batches, RowEncoder(Summarize(), "id", "body"), Path(directory), max_items=50,
-                      max_bytes=1 << 20, on_invalid_rows="skip", allow_empty=True, log=LOG)
+    return spool_rows(batches, RowEncoder(Summarize(), "id", "body"), Path(directory), limits=BatchLimits(50, 1 << 20),
+                      on_invalid_rows="skip", allow_empty=True, log=LOG)
 
 
 def _spooled_rows(spooled) -> pa.Table:
@@ -163,4 +164,4 @@ def test_strings_that_are_not_utf8_are_refused_naming_the_row(tmp_path):
                              "body": _arrow_text(["fine", "fine", "half a \ud83d pair"])})
     with pytest.raises(InvalidRowsError, match=r"2 of 3 rows.*b'bad\\xed\\xb2\\x80': id is not valid UTF-8.*"
                                                r"'ok too': text is not valid UTF-8"):
-        spool_rows([batch], RowEncoder(Summarize(), "id", "body"), tmp_path, max_items=50, max_bytes=1 << 20, log=LOG)
+        spool_rows([batch], RowEncoder(Summarize(), "id", "body"), tmp_path, limits=BatchLimits(50, 1 << 20), log=LOG)

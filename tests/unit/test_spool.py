@@ -4,6 +4,7 @@ from pathlib import Path
 import pyarrow as pa
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from airflow_batch_provider.hooks.settings import BatchLimits
 from airflow_batch_provider.job.spool import RequestSpool
 
 
@@ -29,7 +30,7 @@ def _rule(batches, max_items, max_bytes):
 def test_chunks_are_cut_as_the_rule_says_whatever_the_record_batches(tmp_path, batches, max_items, max_bytes):
     lines = [[b"x" * (n - 1) + b"\n" for n in sizes] for sizes in batches]
     directory = tempfile.mkdtemp(dir=tmp_path)
-    spool = RequestSpool(Path(directory), pa.string(), max_items, max_bytes)
+    spool = RequestSpool(Path(directory), pa.string(), BatchLimits(max_items, max_bytes))
     for part in lines:
         ids = pa.array([str(i) for i in range(len(part))], pa.string())
         spool.add(pa.array(part, pa.large_binary()), ids, ids, pa.array(["f"] * len(part)))
@@ -41,7 +42,7 @@ def test_chunks_are_cut_as_the_rule_says_whatever_the_record_batches(tmp_path, b
 
 
 def test_bytes_limit_cuts_chunks(tmp_path):
-    spool = RequestSpool(tmp_path, pa.string(), 50, 100)
+    spool = RequestSpool(tmp_path, pa.string(), BatchLimits(50, 100))
     lines = [b"y" * 39 + b"\n"] * 6
     spool.add(pa.array(lines, pa.large_binary()), pa.array(list("abcdef")), pa.array(list("abcdef")),
               pa.array(["f"] * 6))
