@@ -18,6 +18,7 @@ from typing import Any, TypedDict, cast
 
 from airflow.sdk import ObjectStoragePath, conf
 
+from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.job.errors import LocalManifestDirError
 
 MANIFEST_FILE = "manifest.json"
@@ -39,7 +40,7 @@ class JobReference(TypedDict, total=False):
 
     job_id: str
     manifest: str
-    conn_id: str  # the batch_api connection the job was submitted on
+    batch_api_conn_id: str  # the batch_api connection the job was submitted on (read it with connection_of)
     model: str
     batches: int
     rows: int
@@ -66,7 +67,7 @@ class BatchRef:
 class JobManifest:
     """A job's record once every chunk is accepted: its batches, request, id column and counts."""
     job_id: str
-    conn_id: str
+    batch_api_conn_id: str
     model: str
     request: dict[str, Any]
     id_column: str
@@ -89,6 +90,8 @@ class JobManifest:
     def from_json(cls, text: str) -> JobManifest:
         """The manifest a job's JSON file describes."""
         data = json.loads(text)
+        if "conn_id" in data:  # written before the connection id had one name
+            data["batch_api_conn_id"] = data.pop("conn_id")
         data["batches"] = [BatchRef(**b) for b in data["batches"]]
         return cls(**data)
 
@@ -96,7 +99,13 @@ class JobManifest:
         """The small dict that goes to XCom (well under 64 KB whatever the job's size)."""
         return {"job_id": self.job_id, "manifest": location, "batches": len(self.batches),
                 "rows": self.total_rows, "invalid_rows": self.invalid_rows, "model": self.model,
-                "conn_id": self.conn_id, "skipped_rows": self.skipped_rows}
+                "batch_api_conn_id": self.batch_api_conn_id, "skipped_rows": self.skipped_rows}
+
+
+def connection_of(job: Mapping[str, Any]) -> str:
+    """The ``batch_api`` connection a job reference names: references written before the connection
+    id had one name (in XCom from an older submit) call it ``conn_id``."""
+    return job.get("batch_api_conn_id") or job.get("conn_id") or BatchApiHook.default_conn_name
 
 
 def default_manifest_dir() -> str:

@@ -149,7 +149,7 @@ class Poller:
 
 class WorkerPolling:
     """The worker's way of asking: up to ``max_concurrency`` threads, each with its own hook (and so
-    its own pooled connections), kept for the wait's life. ``with WorkerPolling(poller, conn_id) as
+    its own pooled connections), kept for the wait's life. ``with WorkerPolling(poller, batch_api_conn_id) as
     polling: changed, stop = polling.cycle(interval)``."""
 
     def __init__(self, poller: Poller, batch_api_conn_id: str) -> None:

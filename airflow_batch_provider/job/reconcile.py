@@ -113,9 +113,9 @@ class Reconciliation:
     connection's ``retry_total_timeout``, or at once when no retry can help.
     """
 
-    def __init__(self, conn_id: str, manifest: JobManifest, location: ObjectStoragePath,
+    def __init__(self, batch_api_conn_id: str, manifest: JobManifest, location: ObjectStoragePath,
                  columns: ResultColumns, log, spool: OutputSpool, concurrency: int = 8) -> None:
-        self.conn_id = conn_id
+        self.batch_api_conn_id = batch_api_conn_id
         self.manifest = manifest
         self.location = location
         self.columns = columns
@@ -129,7 +129,7 @@ class Reconciliation:
         # until the API asks one of them to slow down; then together, at once, paced from half the
         # rate it was answering, growing back while answers come back quickly.
         self._budget: RequestBudget | None = None
-        self._hooks = ThreadHooks(conn_id, one_attempt=True)  # a batch is retried by time (download)
+        self._hooks = ThreadHooks(batch_api_conn_id, one_attempt=True)  # a batch is retried by time (download)
 
     def _fetch(self, ref: BatchRef) -> None:
         """Read a batch: its output into the spool, or (no output yet) its state. The output is asked
@@ -169,7 +169,7 @@ class Reconciliation:
         if len(todo) < total:
             self.log.info("%d of %d batches were read by an earlier try on this machine (kept in %s); reading "
                           "the other %d", total - len(todo), total, self.spool.path, len(todo))
-        settings = BatchApiHook(self.conn_id).settings
+        settings = BatchApiHook(self.batch_api_conn_id).settings
         retry = RetryByTime.of(settings)
         budget = self._budget = budget_for(settings, None, self.concurrency, self.log, "Output requests",
                                            unpaced=True)

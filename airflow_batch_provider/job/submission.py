@@ -198,7 +198,7 @@ class SendTracker:
         self.writing_windows: set[int] = set()  # the windows of the write under way
         self.stopped = threading.Event()  # set by the thread whose call failed, before a queued call can start
         self.progress = ProgressLog(submission.log, "Submitted", "batches", entry.chunks)
-        settings = BatchApiHook(submission.conn_id).settings
+        settings = BatchApiHook(submission.batch_api_conn_id).settings
         self.retry = RetryByTime.of(settings)
         self.started: dict[int, float] = {}  # when each chunk's last call began
         self.delayed: dict[int, float] = {}  # chunks to send again, and when
@@ -395,11 +395,11 @@ class Submission:
         that finds the mark but no ledger (expired or cleared) treats every chunk as possibly paid for.
     """
 
-    def __init__(self, *, conn_id: str, spool: RequestSpool, identity: str, task: str, ledger: Ledger,
+    def __init__(self, *, batch_api_conn_id: str, spool: RequestSpool, identity: str, task: str, ledger: Ledger,
                  concurrency: int, limits: BatchLimits, retry_ambiguous: bool,
                  on_ambiguous: str = "fail", on_input_change: str = "fail", earlier_tries: bool = False,
                  job_dir: ObjectStoragePath | None = None, log: TaskLog) -> None:
-        self.conn_id = conn_id
+        self.batch_api_conn_id = batch_api_conn_id
         self.spool = spool
         self.identity = identity
         self.task = task
@@ -415,7 +415,7 @@ class Submission:
         self.entry: LedgerEntry | None = None
         self.abandoned: set[int] = set()  # left in flight by an earlier try, never resent (on_ambiguous="abandon")
         self.job_id = job_id_for(task, identity)
-        self._hooks = ThreadHooks(conn_id, one_attempt=True)  # a chunk is retried by time (SendTracker)
+        self._hooks = ThreadHooks(batch_api_conn_id, one_attempt=True)  # a chunk is retried by time (SendTracker)
 
     # -- what earlier tries did ---------------------------------------------------------------------
     def _entry(self) -> LedgerEntry:

@@ -12,7 +12,7 @@ from airflow.sdk import conf
 
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.job.budget import budget_for
-from airflow_batch_provider.job.manifest import JobManifest, JobReference
+from airflow_batch_provider.job.manifest import JobManifest, JobReference, connection_of
 from airflow_batch_provider.job.polling import Poller, WorkerPolling
 from airflow_batch_provider.job.retry_by_time import RetryByTime
 from airflow_batch_provider.job.waiting import JobProgress, Verdict, verdict_error, verdict_message
@@ -28,7 +28,7 @@ def default_deferrable() -> bool:
 
 def hook_for(job: JobReference) -> BatchApiHook:
     """The sync hook of the job's connection."""
-    return BatchApiHook(job.get("conn_id", BatchApiHook.default_conn_name))
+    return BatchApiHook(connection_of(job))
 
 
 def look(progress: JobProgress, hook: BatchApiHook) -> None:

@@ -115,7 +115,7 @@ class BaseBatchOutputOperator(BaseOperator):
                                 id_type=pa.type_for_alias(manifest.id_type), label_scores=self.label_scores,
                                 entity_columns=self.entity_columns)
         with OutputSpool(manifest.job_id) as spool:
-            reconciliation = Reconciliation(manifest.conn_id, manifest, location, columns, self.log, spool,
+            reconciliation = Reconciliation(manifest.batch_api_conn_id, manifest, location, columns, self.log, spool,
                                             concurrency=self.max_concurrent_downloads)
             reconciliation.download()  # every batch, before the destination is touched
             report = LoadReport(manifest.id_column, self.log_failed_rows)

@@ -345,7 +345,7 @@ class BaseBatchSubmitOperator(BaseOperator):
         spool = spooled.spool
         ledger = Ledger(context.get("task_state_store"))
         submission = Submission(
-            conn_id=self.batch_api_conn_id, spool=spool, identity=identity, task=task, ledger=ledger,
+            batch_api_conn_id=self.batch_api_conn_id, spool=spool, identity=identity, task=task, ledger=ledger,
             concurrency=self.max_concurrent_submits, limits=limits,
             retry_ambiguous=hook.settings.retry_ambiguous_submits, on_ambiguous=self.on_ambiguous,
             on_input_change=self.on_input_change, earlier_tries=getattr(context.get("ti"), "try_number", 1) > 1,
@@ -355,7 +355,7 @@ class BaseBatchSubmitOperator(BaseOperator):
         skipped_against = ({"conn_id": self.skip_landed_conn_id, "table": str(self.skip_landed_table),
                             "database": self.skip_landed_database} if self.skip_landed_conn_id else None)
         manifest = JobManifest(
-            job_id=submission.job_id, conn_id=self.batch_api_conn_id, model=self.request.model,
+            job_id=submission.job_id, batch_api_conn_id=self.batch_api_conn_id, model=self.request.model,
             request=self.request.params(), id_column=self.id_column, id_type=str(spooled.id_type),
             input_fingerprint=identity, total_rows=spool.rows, invalid_rows=spooled.invalid,
             batches=batches, skipped_rows=spooled.skipped, skipped_against=skipped_against)

@@ -30,7 +30,7 @@ from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook
 from airflow_batch_provider.hooks.errors import BatchApiError
 from airflow_batch_provider.job.budget import budget_for
-from airflow_batch_provider.job.manifest import JobReference, read_manifest
+from airflow_batch_provider.job.manifest import JobReference, connection_of, read_manifest
 from airflow_batch_provider.job.polling import Poller, Stop
 from airflow_batch_provider.job.retry_by_time import RetryByTime
 from airflow_batch_provider.job.waiting import (
@@ -225,7 +225,7 @@ def defer_until_done(operator: BaseOperator, job: JobReference, *, poll_interval
     if end_with is not None and not operator.do_xcom_push:
         end_with = "no_xcom"
     operator.defer(
-        trigger=BatchTrigger(job=job, batch_api_conn_id=job.get("conn_id", BatchApiAsyncHook.default_conn_name),
+        trigger=BatchTrigger(job=job, batch_api_conn_id=connection_of(job),
                              deadline=deadline, poll_interval=poll_interval, end_with=end_with, **trigger_kwargs),
         method_name=method_name,
         timeout=timeout + DEFERRAL_GRACE,  # a backstop only: the trigger's own deadline decides

@@ -52,7 +52,7 @@ from airflow_batch_provider.job.output_spool import OutputSpool
 from airflow_batch_provider.job.reconcile import Reconciliation
 
 offsets = np.load(OFFSETS)
-manifest = JobManifest(job_id="bench", conn_id="bench", model="classify", request=REQUEST, id_column="review_id",
+manifest = JobManifest(job_id="bench", batch_api_conn_id="bench", model="classify", request=REQUEST, id_column="review_id",
                        id_type="int64", input_fingerprint="", total_rows=N, invalid_rows=0,
                        batches=[BatchRef(f"batch-{b}", b * PER_BATCH, PER_BATCH) for b in range(N // PER_BATCH)])
 fd = os.open(PATH, os.O_RDONLY)

@@ -32,7 +32,7 @@ def make_job(hook, tmp_path, n):
     with ThreadPoolExecutor(16) as pool:
         ids = list(pool.map(lambda _: hooks.get().submit_batch([LINE]).batch_id, range(n)))
     hooks.close()
-    manifest = JobManifest(job_id=f"bench-{n}", conn_id="batch_api_default", model="summarize", request={},
+    manifest = JobManifest(job_id=f"bench-{n}", batch_api_conn_id="batch_api_default", model="summarize", request={},
                            id_column="id", id_type="string", input_fingerprint="-", total_rows=n,
                            invalid_rows=0, batches=[BatchRef(b, i, 1) for i, b in enumerate(ids)])
     location = job_location(tmp_path, manifest.job_id)
