@@ -9,7 +9,7 @@ is known to honour ``Idempotency-Key`` or the user said so (:mod:`.submission` d
 Writes through ``task_state_store`` cost tens of milliseconds each, so chunks are stored in
 windows of :data:`WINDOW_CHUNKS` (one key each) and written in groups: one write marks the next
 few chunks in flight and records the outcomes that came back since the last write
-(:class:`.submission.SendTracker` decides when). Nothing accepted can go unrecorded at any crash
+(:class:`.send_tracker.SendTracker` decides when). Nothing accepted can go unrecorded at any crash
 point: until it is recorded, an accepted chunk is "in flight"; and no more chunks are shown in
 flight than a small multiple of the calls under way, so a try killed at any moment leaves few
 chunks ambiguous.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -159,10 +160,14 @@ def job_location(base: str | ObjectStoragePath, job_id: str) -> ObjectStoragePat
     return ObjectStoragePath(str(base)) / job_id
 
 
-def write_manifest(location: ObjectStoragePath, manifest: JobManifest) -> None:
-    """Write the manifest into the job's folder: from then on the job is whole."""
+def write_manifest(location: ObjectStoragePath, manifest: JobManifest, rows: Path | None = None) -> None:
+    """Write the job's rows file (a local ``rows``, copied), then the manifest into the job's folder:
+    from then on the job is whole."""
     location.mkdir(parents=True, exist_ok=True)
-    (location / MANIFEST_FILE).write_text(manifest.to_json())
+    if rows is not None:
+        with open(rows, "rb") as source, (location / ROWS_FILE).open("wb") as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+    (location / MANIFEST_FILE).write_text(manifest.to_json())  # last: a manifest means the job is whole
 
 
 def mark_submitting(location: ObjectStoragePath, job_id: str) -> None:

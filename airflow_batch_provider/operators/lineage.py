@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -157,6 +158,19 @@ def sql_lineage(db: Database | None, sql: str, rows: int | None = None) -> tuple
                                                    database_info=info, namespace=db.namespace)
     one = rows if len(tables) == 1 else None  # a per-table count is known only for a single table
     return [ol_input(t.namespace, t.name, rows=one) for t in tables], job_facets
+
+
+def submit_lineage(reference: Mapping[str, Any],
+                   source_lineage: Callable[[int], tuple[list[Any], dict[str, Any]]]) -> Any:
+    """A submit's lineage: the source's inputs and job facets (``source_lineage``, given the rows
+    read) and, unless it was a dry run, the job's manifest as output, with the rows submitted."""
+    from airflow.providers.openlineage.extractors import OperatorLineage
+
+    read = reference["rows"] + reference.get("invalid_rows", 0) + reference.get("skipped_rows", 0)
+    inputs, job_facets = source_lineage(read)
+    outputs = [] if reference.get("dry_run") else [ol_output(path_location(reference["manifest"]),
+                                                             reference["rows"])]
+    return OperatorLineage(inputs=inputs, outputs=outputs, job_facets=job_facets)
 
 
 def openlineage_enabled() -> bool:

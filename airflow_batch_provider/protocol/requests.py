@@ -6,8 +6,8 @@ Validation happens when a request is built (its parameters) and when a line is b
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import msgspec
@@ -154,6 +154,19 @@ class Classify(_Request):
 
 
 Request = Extract | Summarize | Classify
+
+
+def rendered(request: Request, render: Callable[[Any], Any]) -> Request:
+    """The request with ``render`` applied to each of its text parameters (instructions, entity
+    descriptions, rubrics, the system prompt): how Airflow's templates reach a request."""
+    if isinstance(request, Extract):
+        return Extract({k: render(v) for k, v in request.entities.items()}, render(request.instruction))
+    if isinstance(request, Summarize):
+        return replace(request, instructions=render(request.instructions))
+    if isinstance(request, Classify):
+        return Classify([Label(label.name, render(label.rubric)) for label in request.labels],
+                        render(request.system_prompt))
+    raise TypeError(f"request must be Extract, Summarize or Classify, got {type(request).__name__}")
 
 
 def request_from_body(body: Mapping[str, Any]) -> Request:

@@ -318,9 +318,9 @@ def test_a_retry_without_a_ledger_sends_nothing_unless_resending_is_safe(billing
 
 def test_a_try_stopped_mid_send_still_records_what_was_accepted(billing, tmp_path, monkeypatch):
     """A task timeout (a BaseException raised in the main thread) while calls are under way."""
-    from airflow_batch_provider.job import submission
+    from airflow_batch_provider.job import send_tracker  # where the send waits for its calls
 
-    real_wait, calls = submission.wait, [0]
+    real_wait, calls = send_tracker.wait, [0]
 
     def wait_then_time_out(*args, **kwargs):
         calls[0] += 1
@@ -328,11 +328,11 @@ def test_a_try_stopped_mid_send_still_records_what_was_accepted(billing, tmp_pat
             raise Crash("execution_timeout")
         return real_wait(*args, **kwargs)
 
-    monkeypatch.setattr(submission, "wait", wait_then_time_out)
+    monkeypatch.setattr(send_tracker, "wait", wait_then_time_out)
     store = DictStateStore()
     with pytest.raises(Crash):
         run(op(tmp_path, 100 * 50, max_concurrent_submits=4), store)
-    monkeypatch.setattr(submission, "wait", real_wait)
+    monkeypatch.setattr(send_tracker, "wait", real_wait)
     window = store["scaledown:window:0"]
     assert len(window["accepted"]) == billing.stats()["batches"] and window["in_flight"] == []
     run(op(tmp_path, 100 * 50, max_concurrent_submits=4), store)  # the default retry: nothing ambiguous
