@@ -16,15 +16,14 @@ from sqlalchemy import inspect
 from sqlalchemy.sql import quoted_name
 
 from airflow_batch_provider.destinations.connection import db_hook
+from airflow_batch_provider.destinations.errors import (
+    LandedTableError as LandedTableError,
+)
 from airflow_batch_provider.destinations.table import identifier_quoter, qualified
 from airflow_batch_provider.tabular.columns import require_columns
 
 QUESTION_IDS = 1000  # ids per query: under every driver's limit on bound parameters
 NEEDED = ("status", "request_fingerprint")
-
-
-class LandedTableError(ValueError):
-    """The incremental lookup cannot trust the table: rows would be paid for again."""
 
 
 def _split(table: str) -> tuple[str | None, str]:

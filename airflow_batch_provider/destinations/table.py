@@ -45,8 +45,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from airflow.providers.common.sql.hooks.sql import DbApiHook
-from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_batch_provider.destinations.errors import (
+    TableLockTimeoutError as TableLockTimeoutError,
+    TableSchemaError as TableSchemaError,
+)
 from airflow_batch_provider.destinations.limits import GENERIC
 from airflow_batch_provider.logs import TaskLog
 from airflow_batch_provider.tabular.columns import require_columns
@@ -69,10 +72,6 @@ def coalesced(batches: Iterable[pa.RecordBatch], rows: int = RECORD_BATCH_ROWS) 
             pending, have = [], 0
     if pending:
         yield pa.concat_batches(pending)
-
-
-class TableSchemaError(AirflowFailException, ValueError):
-    """The existing target table cannot take the result rows; a retry would meet the same table."""
 
 
 def iso_text(column: pa.Array) -> pa.Array:
@@ -118,10 +117,6 @@ def one_transaction(conn: Any) -> Iterator[Any]:
         raise
     finally:
         conn.close()
-
-
-class TableLockTimeoutError(TimeoutError):
-    """Another load of the same table held it longer than ``lock_timeout``; nothing was written."""
 
 
 class TableWriter:

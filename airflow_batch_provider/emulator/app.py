@@ -24,9 +24,10 @@ from starlette.concurrency import run_in_threadpool
 
 from airflow_batch_provider.emulator import batch_routes, control_routes, realtime_routes
 from airflow_batch_provider.emulator.config import EmulatorConfig
+from airflow_batch_provider.emulator.errors import ApiError
 from airflow_batch_provider.emulator.faults import FaultInjector, FaultState
 from airflow_batch_provider.emulator.rate_limit import RateLimit
-from airflow_batch_provider.emulator.state import ApiError, EmulatorState
+from airflow_batch_provider.emulator.state import EmulatorState
 from airflow_batch_provider.emulator.store import BatchStore
 from airflow_batch_provider.emulator.worker import Processor
 

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from airflow_batch_provider.emulator.state import ApiError, EmulatorState, capped, emulator
+from airflow_batch_provider.emulator.errors import ApiError
+from airflow_batch_provider.emulator.state import EmulatorState, capped, emulator
 from airflow_batch_provider.emulator.store import BatchRow
 from airflow_batch_provider.emulator.worker import chance
 from airflow_batch_provider.protocol import BATCHES_URL, MODELS, LineDecoder, LineSplitter, MalformedLineError

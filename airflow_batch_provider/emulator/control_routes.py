@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from airflow_batch_provider.emulator.config import FaultSettings
-from airflow_batch_provider.emulator.state import ApiError, EmulatorState, emulator, read_json
+from airflow_batch_provider.emulator.errors import ApiError
+from airflow_batch_provider.emulator.state import EmulatorState, emulator, read_json
 
 router = APIRouter(prefix="/_emulator")
 

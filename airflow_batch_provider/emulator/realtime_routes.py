@@ -14,7 +14,8 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from airflow_batch_provider.emulator import engines
-from airflow_batch_provider.emulator.state import ApiError, EmulatorState, emulator, read_json
+from airflow_batch_provider.emulator.errors import ApiError
+from airflow_batch_provider.emulator.state import EmulatorState, emulator, read_json
 from airflow_batch_provider.protocol import CHAT_COMPLETIONS_URL, InvalidRequestError
 from airflow_batch_provider.protocol.realtime import (
     DECISIONS_URL,

@@ -11,18 +11,12 @@ import msgspec
 from fastapi import Request
 
 from airflow_batch_provider.emulator.config import EmulatorConfig
+from airflow_batch_provider.emulator.errors import (
+    ApiError as ApiError,
+)
 from airflow_batch_provider.emulator.faults import FaultState
 from airflow_batch_provider.emulator.rate_limit import RateLimit
 from airflow_batch_provider.emulator.store import BatchRow, BatchStore
-
-
-class ApiError(Exception):
-    """Answered as ``{"detail": ...}`` with its status code."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
 
 
 @dataclass

@@ -29,13 +29,13 @@ from airflow_batch_provider.hooks.errors import (
     BatchApiError,
     BatchRouterUnavailableError,
     SubmitOutcomeUnknownError,
+    TransportError,
+    TransportSetupError,
     error_for_status,
     redact,
     safe_url,
 )
 from airflow_batch_provider.hooks.retry import (
-    TransportError,
-    TransportSetupError,
     is_retryable,
     misconfigured,
     parse_retry_after,

@@ -16,10 +16,8 @@ import aiohttp
 from airflow.providers.common.compat.connection import get_async_connection
 from airflow.providers.http.hooks.http import HttpAsyncHook
 
-from airflow_batch_provider.hooks.errors import error_for_status
+from airflow_batch_provider.hooks.errors import TransportError, TransportSetupError, error_for_status
 from airflow_batch_provider.hooks.retry import (
-    TransportError,
-    TransportSetupError,
     misconfigured,
     parse_retry_after,
     pause_asked,

@@ -175,3 +175,35 @@ def error_for_status(status: int, message: str, *, body: str, endpoint: str,
     error.rule = rule
     error.retry_after = retry_after
     return error
+
+
+class MissingApiKeyError(AirflowFailException, ValueError):
+    """No API key: retrying cannot help until the connection is fixed."""
+
+
+class InvalidApiKeyError(AirflowFailException, ValueError):
+    """The API key cannot be sent as a header; the message never contains it."""
+
+
+class TransportSettingsError(AirflowFailException, ValueError):
+    """A transport extra that cannot be used (retrying cannot help); the message names the extra,
+    never a credential."""
+
+
+class TransportError(BatchApiConnectionError):
+    """No usable answer; ``request_sent`` says whether the server may have received the request,
+    ``transient`` whether trying again could help (a TLS or proxy misconfiguration cannot)."""
+
+    def __init__(self, message: str, *, request_sent: bool, endpoint: str = "", transient: bool = True) -> None:
+        super().__init__(message, endpoint=endpoint)
+        self.request_sent = request_sent
+        self.transient = transient
+
+
+class TransportSetupError(TransportError, AirflowFailException):
+    """The API cannot be reached as configured: its certificate is not trusted, a client certificate
+    is refused or missing, the proxy wants other credentials, the URL is unusable. Nothing was sent,
+    and no retry, not even the task's, helps until a setting changes."""
+
+    def __init__(self, message: str, *, endpoint: str = "") -> None:
+        super().__init__(message, request_sent=False, endpoint=endpoint, transient=False)

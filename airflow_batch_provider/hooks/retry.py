@@ -37,7 +37,6 @@ from airflow_batch_provider.hooks.errors import (
     BatchApiAuthError,
     BatchApiBadRequestError,
     BatchApiConflictError,
-    BatchApiConnectionError,
     BatchApiError,
     BatchApiRateLimitedError,
     BatchApiRedirectError,
@@ -45,28 +44,11 @@ from airflow_batch_provider.hooks.errors import (
     BatchNotFoundError,
     BatchRouterUnavailableError,
     SubmitOutcomeUnknownError,
+    TransportError as TransportError,
+    TransportSetupError as TransportSetupError,
 )
 from airflow_batch_provider.hooks.settings import ApiSettings
 from airflow_batch_provider.logs import TaskLog
-
-
-class TransportError(BatchApiConnectionError):
-    """No usable answer; ``request_sent`` says whether the server may have received the request,
-    ``transient`` whether trying again could help (a TLS or proxy misconfiguration cannot)."""
-
-    def __init__(self, message: str, *, request_sent: bool, endpoint: str = "", transient: bool = True) -> None:
-        super().__init__(message, endpoint=endpoint)
-        self.request_sent = request_sent
-        self.transient = transient
-
-
-class TransportSetupError(TransportError, AirflowFailException):
-    """The API cannot be reached as configured: its certificate is not trusted, a client certificate
-    is refused or missing, the proxy wants other credentials, the URL is unusable. Nothing was sent,
-    and no retry, not even the task's, helps until a setting changes."""
-
-    def __init__(self, message: str, *, endpoint: str = "") -> None:
-        super().__init__(message, request_sent=False, endpoint=endpoint, transient=False)
 
 
 def misconfigured(settings: ApiSettings, url: str, cause: str, endpoint: str) -> TransportSetupError:

@@ -11,9 +11,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
-
-from airflow_batch_provider.hooks.errors import MIN_SECRET, safe_url, url_secrets
+from airflow_batch_provider.hooks.errors import (
+    MIN_SECRET,
+    InvalidApiKeyError as InvalidApiKeyError,
+    MissingApiKeyError as MissingApiKeyError,
+    safe_url,
+    url_secrets,
+)
 from airflow_batch_provider.hooks.transport import TransportSettings
 from airflow_batch_provider.protocol.output import DEFAULT_MAX_OUTPUT_LINE_BYTES
 
@@ -23,14 +27,6 @@ API_KEY_ENV = "SCALEDOWN_API_KEY"
 
 # Printable ASCII without spaces: what an x-api-key header value can carry unchanged.
 _HEADER_SAFE = re.compile(r"[!-~]+")
-
-
-class MissingApiKeyError(AirflowFailException, ValueError):
-    """No API key: retrying cannot help until the connection is fixed."""
-
-
-class InvalidApiKeyError(AirflowFailException, ValueError):
-    """The API key cannot be sent as a header; the message never contains it."""
 
 
 # Extras whose names say they hold a credential (HttpHook sends unknown extras as headers).

@@ -22,10 +22,13 @@ from urllib.parse import unquote, urlsplit
 from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]  # public, not in typeshed
 
 import certifi
-from airflow.sdk.exceptions import AirflowFailException
 from requests.utils import get_environ_proxies, select_proxy
 
-from airflow_batch_provider.hooks.errors import safe_url, url_secrets
+from airflow_batch_provider.hooks.errors import (
+    TransportSettingsError as TransportSettingsError,
+    safe_url,
+    url_secrets,
+)
 
 # The connection extras this module reads (the HTTP provider's names, and its aliases).
 TRANSPORT_EXTRAS = ("verify", "verify_ssl", "cert", "proxies", "proxy", "trust_env")
@@ -35,11 +38,6 @@ PROXY_ENV = ("https_proxy", "http_proxy", "all_proxy")
 
 _FALSE = ("false", "0", "no", "off")
 _TRUE = ("true", "1", "yes", "on")
-
-
-class TransportSettingsError(AirflowFailException, ValueError):
-    """A transport extra that cannot be used (retrying cannot help); the message names the extra,
-    never a credential."""
 
 
 @dataclass(frozen=True)

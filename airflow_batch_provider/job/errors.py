@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_batch_provider.hooks.errors import BatchApiError
+
 if TYPE_CHECKING:
     from airflow_batch_provider.tabular.rows_to_requests import InvalidRow
 
@@ -99,3 +101,15 @@ class BatchDownloadError(AirflowException):
 class BatchDownloadRefusedError(BatchDownloadError, AirflowFailException):
     """A batch cannot be read as the connection is set (a refused key, an untrusted certificate, a
     proxy refusing its credentials): a retry of the task cannot help until the connection changes."""
+
+
+class OutputNotReadyError(BatchApiError):
+    """The batch said it had completed, but its output was not there yet: read again later."""
+
+
+class GaveUp(Exception):
+    """A batch should not be tried again; the message says why (the caller names the batch)."""
+
+
+class NotSent(Exception):
+    """Raised on the way to the POST (connection lookup, reading the spool): nothing left."""

@@ -20,7 +20,8 @@ from airflow_batch_provider.hooks.batch_api import ThreadHooks
 from airflow_batch_provider.hooks.errors import BatchApiError
 from airflow_batch_provider.hooks.retry import is_retryable, slowed_down
 from airflow_batch_provider.job.budget import RequestBudget
-from airflow_batch_provider.job.retry_by_time import GaveUp, RetryByTime
+from airflow_batch_provider.job.errors import GaveUp
+from airflow_batch_provider.job.retry_by_time import RetryByTime
 from airflow_batch_provider.job.waiting import BatchPollingError, BatchPollingRefusedError, JobProgress
 from airflow_batch_provider.logs import TaskLog
 from airflow_batch_provider.protocol import BatchStatus, ProtocolError

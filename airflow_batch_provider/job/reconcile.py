@@ -23,13 +23,18 @@ from airflow.sdk import ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_batch_provider.hooks.batch_api import BatchApiHook, ThreadHooks
-from airflow_batch_provider.hooks.errors import BatchApiError, BatchNotFoundError
+from airflow_batch_provider.hooks.errors import BatchNotFoundError
 from airflow_batch_provider.hooks.retry import is_retryable
 from airflow_batch_provider.job.budget import RequestBudget, budget_for
-from airflow_batch_provider.job.errors import BatchDownloadError, BatchDownloadRefusedError
+from airflow_batch_provider.job.errors import (
+    BatchDownloadError,
+    BatchDownloadRefusedError,
+    GaveUp,
+    OutputNotReadyError as OutputNotReadyError,
+)
 from airflow_batch_provider.job.manifest import ABANDONED_CODE, ROWS_FILE, BatchRef, JobManifest
 from airflow_batch_provider.job.output_spool import OutputSpool
-from airflow_batch_provider.job.retry_by_time import GaveUp, RetryByTime
+from airflow_batch_provider.job.retry_by_time import RetryByTime
 from airflow_batch_provider.logs import ProgressLog
 from airflow_batch_provider.protocol import BatchState, OutputLine
 from airflow_batch_provider.tabular.results_to_columns import RECORD_BATCH_ROWS, ResultColumns
@@ -90,14 +95,6 @@ class _RowsCursor:
 
     def close(self) -> None:
         self._handle.close()
-
-
-
-
-
-
-class OutputNotReadyError(BatchApiError):
-    """The batch said it had completed, but its output was not there yet: read again later."""
 
 
 class Reconciliation:

@@ -27,12 +27,11 @@ from collections.abc import Callable, Hashable
 
 from airflow_batch_provider.hooks.retry import pause_asked
 from airflow_batch_provider.hooks.settings import ApiSettings
+from airflow_batch_provider.job.errors import (
+    GaveUp as GaveUp,
+)
 
 QUICK_TRIES = 8
-
-
-class GaveUp(Exception):
-    """A batch should not be tried again; the message says why (the caller names the batch)."""
 
 
 class RetryByTime:

@@ -16,17 +16,17 @@ from typing import TYPE_CHECKING, Any
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.hooks.retry import is_retryable, surely_not_created as not_created_by
 from airflow_batch_provider.job.budget import budget_for
-from airflow_batch_provider.job.errors import SubmitGaveUpError
+from airflow_batch_provider.job.errors import (
+    GaveUp,
+    NotSent as NotSent,
+    SubmitGaveUpError,
+)
 from airflow_batch_provider.job.ledger import LedgerEntry
-from airflow_batch_provider.job.retry_by_time import GaveUp, RetryByTime
+from airflow_batch_provider.job.retry_by_time import RetryByTime
 from airflow_batch_provider.logs import ProgressLog
 
 if TYPE_CHECKING:
     from airflow_batch_provider.job.submission import Submission
-
-
-class NotSent(Exception):
-    """Raised on the way to the POST (connection lookup, reading the spool): nothing left."""
 
 
 def surely_not_created(exc: BaseException) -> bool:

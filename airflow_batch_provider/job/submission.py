@@ -30,6 +30,7 @@ from airflow_batch_provider.job.errors import (
     AmbiguousSubmissionError,
     InputChangedError,
     InvalidRowsError,
+    NotSent,
     SubmitGaveUpError as SubmitGaveUpError,  # raised by the send, importable here as before
 )
 from airflow_batch_provider.job.ledger import Ledger, LedgerEntry
@@ -43,7 +44,6 @@ from airflow_batch_provider.job.manifest import (
     submitting_marked,
 )
 from airflow_batch_provider.job.send_tracker import (
-    NotSent,
     SendTracker,
     surely_not_created as surely_not_created,  # importable here as before
 )

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from airflow.sdk import AssetAlias, BaseOperator, ObjectStoragePath
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException
 
 from airflow_batch_provider.destinations import table_writer_for
 from airflow_batch_provider.destinations.connection import db_hook
@@ -22,6 +22,10 @@ from airflow_batch_provider.job.load_report import SHOWN_FAILED_ROWS, LoadReport
 from airflow_batch_provider.job.manifest import JobManifest, read_manifest
 from airflow_batch_provider.job.output_spool import OutputSpool
 from airflow_batch_provider.job.reconcile import Reconciliation
+from airflow_batch_provider.operators.errors import (
+    IncrementalModeError as IncrementalModeError,
+    TooManyFailedRowsError as TooManyFailedRowsError,
+)
 from airflow_batch_provider.operators.lineage import Location, database_of, ol_input, ol_output, path_location
 from airflow_batch_provider.tabular.results_to_columns import ResultColumns
 
@@ -30,15 +34,6 @@ if TYPE_CHECKING:
 
 
 DEFAULT_LOCK_TIMEOUT = 3600.0  # seconds a load waits for another load of its table, without execution_timeout
-
-
-class TooManyFailedRowsError(AirflowFailException):
-    """More rows failed or went missing than ``max_failed_ratio`` allows. The rows were landed, so a
-    retry of the load would land the same rows and fail the same way: Airflow does not retry it."""
-
-
-class IncrementalModeError(AirflowFailException):
-    """A load would delete or duplicate rows an incremental submit left out because they had landed."""
 
 
 def refuse_incremental_mode(skipped_against: Mapping[str, Any] | None, *, conn_id: str, table: str,

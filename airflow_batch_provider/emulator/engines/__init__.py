@@ -12,14 +12,10 @@ from typing import Any
 from airflow_batch_provider.emulator.engines.classify import classify
 from airflow_batch_provider.emulator.engines.extract import extract
 from airflow_batch_provider.emulator.engines.summarize import summarize
+from airflow_batch_provider.emulator.errors import (
+    ItemFailure as ItemFailure,
+)
 from airflow_batch_provider.protocol import InvalidRequestError, request_from_body
-
-
-class ItemFailure(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def run(body: Mapping[str, Any], *, entity_spelling: str = "text") -> dict[str, Any]:
