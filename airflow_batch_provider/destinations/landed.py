@@ -19,7 +19,7 @@ from airflow_batch_provider.destinations.connection import db_hook
 from airflow_batch_provider.destinations.errors import (
     LandedTableError as LandedTableError,
 )
-from airflow_batch_provider.destinations.table import identifier_quoter, qualified
+from airflow_batch_provider.destinations.identifiers import identifier_quoter, qualified
 from airflow_batch_provider.tabular.columns import require_columns
 
 QUESTION_IDS = 1000  # ids per query: under every driver's limit on bound parameters

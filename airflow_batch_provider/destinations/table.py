@@ -28,8 +28,7 @@ its quoting, existence and columns from common.sql (the hook's ``escape_word_for
 inspector, ``dialect.generate_insert_sql``).
 :func:`~airflow_batch_provider.destinations.table_writer_for` picks one.
 
-Every identifier goes through one quoter, :func:`identifier_quoter`: in MySQL a name in ``"`` is a
-string literal, so one stray ``"batch_id"`` in a DELETE would match, and delete, every row.
+Every identifier goes through one quoter (:mod:`.identifiers`).
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -49,6 +48,11 @@ from airflow.providers.common.sql.hooks.sql import DbApiHook
 from airflow_batch_provider.destinations.errors import (
     TableLockTimeoutError as TableLockTimeoutError,
     TableSchemaError as TableSchemaError,
+)
+from airflow_batch_provider.destinations.identifiers import (
+    identifier_quoter as identifier_quoter,
+    qualified as qualified,
+    refuse_percent as refuse_percent,
 )
 from airflow_batch_provider.destinations.limits import GENERIC
 from airflow_batch_provider.logs import TaskLog
@@ -81,29 +85,6 @@ def iso_text(column: pa.Array) -> pa.Array:
     encoded = pc.dictionary_encode(column)
     texts = pa.array([None if v is None else v.isoformat() for v in encoded.dictionary.to_pylist()], pa.string())
     return texts.take(encoded.indices)
-
-
-def identifier_quoter(hook: Any) -> Callable[[str], str]:
-    """Always quote, with the hook's quote characters (common.sql's ``escape_word_format``: ``"{}"``
-    by default, MySqlHook's backticks, MsSqlHook's ``[{}]``, or a connection's extra), doubling the
-    closing one. Not ``Dialect.escape_word``: it leaves names that are not reserved words bare (and
-    PostgreSQL folds ``Mixed`` to ``mixed``), and does not double a quote inside a name."""
-    form = getattr(hook, "escape_word_format", None) or '"{}"'
-    close = form[-1] if form.endswith(("\"", "`", "]")) else '"'
-    return lambda name: form.format(name.replace(close, close * 2))
-
-
-def refuse_percent(what: str, name: str) -> None:
-    """A ``%`` in a name pasted into SQL that is run with parameters: psycopg2 and mysqlclient read
-    it as a placeholder, so the statement fails (after the job was paid for, at load time)."""
-    if "%" in name:
-        raise TableSchemaError(f"{what} {name!r} holds a '%', which drivers with %s placeholders (psycopg2, "
-                               "mysqlclient) read as a placeholder; rename it. Nothing was written or submitted.")
-
-
-def qualified(quote: Callable[[str], str], name: str) -> str:
-    """``schema.table`` quoted part by part."""
-    return ".".join(quote(part) for part in name.split("."))
 
 
 @contextlib.contextmanager

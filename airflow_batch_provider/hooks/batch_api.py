@@ -8,9 +8,7 @@ back to ``SCALEDOWN_API_KEY``), extras the timeouts, batch limits and retry sett
 
 from __future__ import annotations
 
-import re
 import tempfile
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
@@ -18,8 +16,7 @@ from typing import IO, Any, cast
 
 import requests
 from airflow.providers.http.hooks.http import HttpHook
-from requests.exceptions import ChunkedEncodingError, ConnectTimeout, ContentDecodingError, ReadTimeout
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from requests.exceptions import ChunkedEncodingError, ContentDecodingError
 
 from airflow_batch_provider.hooks.batch_api_async import BatchApiAsyncHook  # public here too: both hooks, one module
 from airflow_batch_provider.hooks.errors import (
@@ -37,13 +34,13 @@ from airflow_batch_provider.hooks.errors import (
 )
 from airflow_batch_provider.hooks.retry import (
     is_retryable,
-    misconfigured,
     parse_retry_after,
     pause_asked,
     retry_policy,
+    transport_error,
 )
 from airflow_batch_provider.hooks.settings import DEFAULT_BASE_URL, ApiSettings, BatchLimits
-from airflow_batch_provider.hooks.transport import TRANSPORT_EXTRAS, tls_setup_problem
+from airflow_batch_provider.hooks.transport import TRANSPORT_EXTRAS
 from airflow_batch_provider.protocol import (
     BATCHES_URL as BATCHES,
     BatchStatus,
@@ -64,34 +61,6 @@ from airflow_batch_provider.protocol.output import OutputReader
 from airflow_batch_provider.protocol.realtime import realtime_call, realtime_result
 
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
-
-
-# What a proxy answered to CONNECT, as urllib3 quotes it: the status and the proxy's reason.
-_PROXY_ANSWER = re.compile(r"Tunnel connection failed: ((\d{3})(?: [A-Za-z][A-Za-z -]{0,60})?)")
-
-
-def _transport_error(exc: requests.RequestException, endpoint: str, settings: ApiSettings) -> TransportError:
-    """Classified by cause: a failed TLS handshake, or a proxy refusing our credentials, means
-    nothing was sent and no retry can help; a proxy that cannot be reached or cannot reach the API
-    may recover. Messages name the host (redacted), the cause and the CA bundle and proxy used, never
-    the exception's own text: requests quotes the URL, query and all. Raise the result outside the
-    ``except`` block, so ``exc`` does not ride along as ``__context__``."""
-    url = settings.base_url
-    problem = tls_setup_problem(exc) if isinstance(exc, requests.exceptions.SSLError) else None
-    if problem:
-        return misconfigured(settings, url, f"the TLS handshake failed ({problem})", endpoint)
-    if isinstance(exc, requests.exceptions.ProxyError):
-        answer = _PROXY_ANSWER.search(str(exc))
-        if answer and answer.group(2) in ("403", "407"):
-            return misconfigured(settings, url, f"the proxy refused ({answer.group(1)})", endpoint)
-        return TransportError(f"the proxy for {settings.shown_url} failed: "
-                              f"{f'it answered {answer.group(1)}' if answer else 'it could not be reached'}",
-                              request_sent=False, endpoint=endpoint)
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    never_sent = isinstance(exc, ConnectTimeout) or isinstance(reason, (NewConnectionError, ConnectTimeoutError))
-    kind = "timed out" if isinstance(exc, (ConnectTimeout, ReadTimeout)) else "failed"
-    return TransportError(f"the request to {settings.shown_url} {kind}: {type(exc).__name__}",
-                          request_sent=not never_sent, endpoint=endpoint)
 
 
 class BatchApiHook(HttpHook):
@@ -175,7 +144,7 @@ class BatchApiHook(HttpHook):
             failure = TransportSetupError("a request header could not be sent (its value is not shown); check "
                                           "the connection's extras", endpoint=f"{method} {endpoint}")
         except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError, ContentDecodingError) as exc:
-            failure = _transport_error(exc, f"{method} {endpoint}", settings)
+            failure = transport_error(exc, f"{method} {endpoint}", settings)
         except requests.exceptions.InvalidJSONError as exc:  # e.g. a realtime option of nan or a numpy integer
             failure = InvalidRequestError(f"the request to {method} {endpoint} cannot be sent as JSON "
                                           f"({type(exc.__cause__ or exc).__name__}); nothing was sent")
@@ -216,7 +185,7 @@ class BatchApiHook(HttpHook):
                 try:
                     return response.json()
                 except ChunkedEncodingError as exc:
-                    failure = _transport_error(exc, f"{method} {endpoint}", self.settings)
+                    failure = transport_error(exc, f"{method} {endpoint}", self.settings)
                 except ValueError:
                     failure = UnexpectedResponseError(
                         f"{method} {endpoint} answered with a body that is not JSON: "
@@ -302,7 +271,7 @@ class BatchApiHook(HttpHook):
                         yield from reader.close()
                     except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError) as exc:
                         reader.restart()
-                        broken = _transport_error(exc, f"GET {endpoint}", self.settings)
+                        broken = transport_error(exc, f"GET {endpoint}", self.settings)
                     if broken is not None:
                         raise broken  # outside the except block: no __context__ (see _send)
         self.log.debug("Read %d output lines of batch %s", reader.yielded, batch_id)
@@ -360,44 +329,6 @@ class _TransportExtras:
         self.host = safe_url(connection.host or "")  # HttpHook logs it when an extra is unusable
         self.extra_dejson = {k: v for k, v in connection.extra_dejson.items()
                              if k not in (*ApiSettings.extra_fields(), *TRANSPORT_EXTRAS)}
-
-
-class ThreadHooks:
-    """One :class:`BatchApiHook` (and so one pooled session) per thread, for pools of worker
-    threads: a ``requests.Session`` is not meant to be shared between threads."""
-
-    def __init__(self, batch_api_conn_id: str, on_throttled: Callable[[float], None] | None = None, *,
-                 one_attempt: bool = False) -> None:
-        self.batch_api_conn_id = batch_api_conn_id
-        self.on_throttled = on_throttled  # given to every thread's hook
-        self.one_attempt = one_attempt  # so is this (see BatchApiHook.one_attempt)
-        self._local = threading.local()
-        self._all: list[BatchApiHook] = []
-
-    def get(self) -> BatchApiHook:
-        """This thread's hook: made on its first call, reused after."""
-        hook = getattr(self._local, "hook", None)
-        if hook is None:
-            hook = self._local.hook = BatchApiHook(self.batch_api_conn_id)
-            hook.on_throttled = self.on_throttled
-            hook.one_attempt = self.one_attempt
-            self._all.append(hook)
-        return hook
-
-    def close(self) -> None:
-        """Close every thread's session (their pooled connections)."""
-        for hook in self._all:
-            if "session" in hook.__dict__:
-                hook.session.close()
-        self._all.clear()
-
-    def take_throttled(self) -> int:
-        """Times any of the threads' hooks was told to slow down since the last call. Called
-        between cycles, once every request of the last one has returned: no thread is counting."""
-        taken = 0
-        for hook in list(self._all):
-            taken, hook.throttled = taken + hook.throttled, 0
-        return taken
 
 
 __all__ = ["BatchApiAsyncHook", "BatchApiHook"]

@@ -30,8 +30,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, overload
 
+import requests
 import tenacity
 from airflow.sdk.exceptions import AirflowFailException
+from requests.exceptions import ConnectTimeout, ReadTimeout
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from airflow_batch_provider.hooks.errors import (
     BatchApiAuthError,
@@ -48,6 +51,7 @@ from airflow_batch_provider.hooks.errors import (
     TransportSetupError as TransportSetupError,
 )
 from airflow_batch_provider.hooks.settings import ApiSettings
+from airflow_batch_provider.hooks.transport import tls_setup_problem
 from airflow_batch_provider.logs import TaskLog
 
 
@@ -293,3 +297,31 @@ def retry_policy(settings: ApiSettings, *, idempotent: bool, log: TaskLog, what:
     if asynchronous:
         return tenacity.AsyncRetrying(**kwargs)
     return tenacity.Retrying(sleep=time.sleep, **kwargs)
+
+
+# What a proxy answered to CONNECT, as urllib3 quotes it: the status and the proxy's reason.
+_PROXY_ANSWER = re.compile(r"Tunnel connection failed: ((\d{3})(?: [A-Za-z][A-Za-z -]{0,60})?)")
+
+
+def transport_error(exc: requests.RequestException, endpoint: str, settings: ApiSettings) -> TransportError:
+    """Classified by cause: a failed TLS handshake, or a proxy refusing our credentials, means
+    nothing was sent and no retry can help; a proxy that cannot be reached or cannot reach the API
+    may recover. Messages name the host (redacted), the cause and the CA bundle and proxy used, never
+    the exception's own text: requests quotes the URL, query and all. Raise the result outside the
+    ``except`` block, so ``exc`` does not ride along as ``__context__``."""
+    url = settings.base_url
+    problem = tls_setup_problem(exc) if isinstance(exc, requests.exceptions.SSLError) else None
+    if problem:
+        return misconfigured(settings, url, f"the TLS handshake failed ({problem})", endpoint)
+    if isinstance(exc, requests.exceptions.ProxyError):
+        answer = _PROXY_ANSWER.search(str(exc))
+        if answer and answer.group(2) in ("403", "407"):
+            return misconfigured(settings, url, f"the proxy refused ({answer.group(1)})", endpoint)
+        return TransportError(f"the proxy for {settings.shown_url} failed: "
+                              f"{f'it answered {answer.group(1)}' if answer else 'it could not be reached'}",
+                              request_sent=False, endpoint=endpoint)
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    never_sent = isinstance(exc, ConnectTimeout) or isinstance(reason, (NewConnectionError, ConnectTimeoutError))
+    kind = "timed out" if isinstance(exc, (ConnectTimeout, ReadTimeout)) else "failed"
+    return TransportError(f"the request to {settings.shown_url} {kind}: {type(exc).__name__}",
+                          request_sent=not never_sent, endpoint=endpoint)

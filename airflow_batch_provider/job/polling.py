@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_batch_provider.hooks.batch_api import ThreadHooks
 from airflow_batch_provider.hooks.errors import BatchApiError
 from airflow_batch_provider.hooks.retry import is_retryable, slowed_down
+from airflow_batch_provider.hooks.thread_hooks import ThreadHooks
 from airflow_batch_provider.job.budget import RequestBudget
 from airflow_batch_provider.job.errors import GaveUp
 from airflow_batch_provider.job.retry_by_time import RetryByTime

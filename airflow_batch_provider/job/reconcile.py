@@ -22,9 +22,10 @@ import pyarrow as pa
 from airflow.sdk import ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_batch_provider.hooks.batch_api import BatchApiHook, ThreadHooks
+from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.hooks.errors import BatchNotFoundError
 from airflow_batch_provider.hooks.retry import is_retryable
+from airflow_batch_provider.hooks.thread_hooks import ThreadHooks
 from airflow_batch_provider.job.budget import RequestBudget, budget_for
 from airflow_batch_provider.job.errors import (
     BatchDownloadError,

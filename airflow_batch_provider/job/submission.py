@@ -24,8 +24,8 @@ import pyarrow.compute as pc
 from airflow.sdk import ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_batch_provider.hooks.batch_api import ThreadHooks
 from airflow_batch_provider.hooks.settings import BatchLimits
+from airflow_batch_provider.hooks.thread_hooks import ThreadHooks
 from airflow_batch_provider.job.errors import (
     AmbiguousSubmissionError,
     InputChangedError,

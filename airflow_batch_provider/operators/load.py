@@ -16,8 +16,9 @@ from airflow.sdk.exceptions import AirflowException
 
 from airflow_batch_provider.destinations import table_writer_for
 from airflow_batch_provider.destinations.connection import db_hook
+from airflow_batch_provider.destinations.identifiers import refuse_percent
 from airflow_batch_provider.destinations.parquet import write_parquet
-from airflow_batch_provider.destinations.table import MODES, refuse_percent
+from airflow_batch_provider.destinations.table import MODES
 from airflow_batch_provider.job.load_report import SHOWN_FAILED_ROWS, LoadReport
 from airflow_batch_provider.job.manifest import JobManifest, read_manifest
 from airflow_batch_provider.job.output_spool import OutputSpool

@@ -26,8 +26,8 @@ from airflow.sdk import BaseOperator, ObjectStoragePath
 
 from airflow_batch_provider.destinations import row_encoder_for
 from airflow_batch_provider.destinations.errors import LandedTableError
+from airflow_batch_provider.destinations.identifiers import refuse_percent
 from airflow_batch_provider.destinations.landed import LandedRows
-from airflow_batch_provider.destinations.table import refuse_percent
 from airflow_batch_provider.hooks.batch_api import BatchApiHook
 from airflow_batch_provider.hooks.settings import BatchLimits
 from airflow_batch_provider.job.errors import InvalidInputError

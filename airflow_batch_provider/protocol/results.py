@@ -23,13 +23,12 @@ cycle, and ``gc=False`` keeps the garbage collector from walking the millions of
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping
 from typing import Any, Literal, overload
 
 import msgspec
 
+from airflow_batch_provider.protocol import values
 from airflow_batch_provider.protocol.errors import UnexpectedResponseError
 
 
@@ -99,58 +98,6 @@ class OutputLine(msgspec.Struct, frozen=True, gc=False):
         return self.error is None
 
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def storable(text: str) -> str:
-    """``text`` with the characters no destination stores (NUL, lone surrogates) as U+FFFD."""
-    if "\x00" in text:
-        text = text.replace("\x00", "\ufffd")
-    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
-
-
-def _text(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{what} is {type(value).__name__}, not a string")
-    return storable(value)
-
-
-def _optional_text(value: Any, what: str) -> str | None:
-    return None if value is None else _text(value, what)
-
-
-def _score(value: Any, what: str) -> float:
-    """A finite float: a number, or (read tolerantly) a string of one. NaN, infinities and numbers
-    beyond a float64 are refused: MariaDB cannot store them, and one rule holds for every destination."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise TypeError(f"{what} is {type(value).__name__}, not a number")
-    try:
-        number = float(value)
-    except OverflowError:  # an integer beyond a float64
-        number = math.inf
-    except ValueError:
-        raise ValueError(f"{what} is {value!r:.60}, not a number") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{what} is {value!r:.60}, not a finite number")
-    return number
-
-
-def _optional_score(value: Any, what: str) -> float | None:
-    return None if value is None else _score(value, what)
-
-
-def _integer(value: Any, what: str, *, bits64: bool = True) -> int | None:
-    """An integer or None; ``bits64``: one an int64 column holds (a count, not a value kept as JSON)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} is {type(value).__name__}, not an integer")
-    if bits64 and not INT64_MIN <= value <= INT64_MAX:
-        raise ValueError(f"{what} is {value}, beyond a 64-bit integer")
-    return value
-
-
 def _entity(raw: Any) -> Entity:
     if not isinstance(raw, Mapping):
         raise TypeError(f"an entity is {type(raw).__name__}, not an object")
@@ -159,12 +106,12 @@ def _entity(raw: Any) -> Entity:
     if not isinstance(raw.get("type"), str) or not isinstance(text, str):
         raise ValueError(f"entity without type or text: {dict(raw)!r:.200}")
     return Entity(
-        type=storable(raw["type"]),
-        text=storable(text),
-        confidence=_optional_score(confidence, "an entity's confidence"),
-        start=_integer(raw.get("start"), "an entity's start", bits64=False),  # kept in JSON: any integer
-        end=_integer(raw.get("end"), "an entity's end", bits64=False),
-        context=_optional_text(raw.get("context"), "an entity's context"),
+        type=values.storable(raw["type"]),
+        text=values.storable(text),
+        confidence=values.optional_score(confidence, "an entity's confidence"),
+        start=values.integer(raw.get("start"), "an entity's start", bits64=False),  # kept in JSON: any integer
+        end=values.integer(raw.get("end"), "an entity's end", bits64=False),
+        context=values.optional_text(raw.get("context"), "an entity's context"),
     )
 
 
@@ -181,9 +128,9 @@ def parse_result(model: str, content: Mapping[str, Any]) -> Result:
     if a value is one no destination could store (see the module's docstring)."""
     if model == "summarize":
         return SummarizeResult(
-            summary=_text(content["summary"], "summary"),
-            input_chars=_integer(content.get("input_chars"), "input_chars"),
-            output_chars=_integer(content.get("output_chars"), "output_chars"),
+            summary=values.text(content["summary"], "summary"),
+            input_chars=values.integer(content.get("input_chars"), "input_chars"),
+            output_chars=values.integer(content.get("output_chars"), "output_chars"),
         )
     if model == "extract":
         entities = content.get("entities") or ()
@@ -195,11 +142,11 @@ def parse_result(model: str, content: Mapping[str, Any]) -> Result:
         raw_labels = content.get("labels") or ()
         if not isinstance(raw_scores, Mapping) or not isinstance(raw_labels, (list, tuple)):
             raise TypeError("scores is not an object, or labels not a list")
-        scores = {storable(str(k)): _score(v, f"the score of {k!r:.60}") for k, v in raw_scores.items()}
+        scores = {values.storable(str(k)): values.score(v, f"the score of {k!r:.60}") for k, v in raw_scores.items()}
         labels = tuple(
-            LabelScore(label=_text(item["label"], "a label's name"),
-                       score=_score(item["score"], f"the score of label {item['label']!r:.60}"),
-                       rubric=_optional_text(item.get("rubric"), "a label's rubric"))
+            LabelScore(label=values.text(item["label"], "a label's name"),
+                       score=values.score(item["score"], f"the score of label {item['label']!r:.60}"),
+                       rubric=values.optional_text(item.get("rubric"), "a label's rubric"))
             for item in raw_labels
         )
         if not scores and labels:
@@ -209,8 +156,8 @@ def parse_result(model: str, content: Mapping[str, Any]) -> Result:
             top = max(scores, key=scores.__getitem__)
         if not isinstance(top, str):
             raise TypeError("top_label is missing")
-        return ClassifyResult(top_label=storable(top), scores=scores,
-                              reasoning=_optional_text(content.get("reasoning"), "reasoning"), labels=labels)
+        return ClassifyResult(top_label=values.storable(top), scores=scores,
+                              reasoning=values.optional_text(content.get("reasoning"), "reasoning"), labels=labels)
     raise ValueError(f"unknown model {model!r}")
 
 
@@ -254,10 +201,10 @@ def parse_output_line(obj: Mapping[str, Any], expected_model: str | None = None)
     response = obj.get("response")
     if error:
         if isinstance(error, Mapping):
-            item_error = ItemError(storable(str(error.get("code") or "error")),
-                                   storable(str(error.get("message") or "")))
+            item_error = ItemError(values.storable(str(error.get("code") or "error")),
+                                   values.storable(str(error.get("message") or "")))
         else:
-            item_error = ItemError("error", storable(str(error)))
+            item_error = ItemError("error", values.storable(str(error)))
         return OutputLine(custom_id, expected_model, None, item_error)
     if not isinstance(response, Mapping):
         return OutputLine(custom_id, expected_model, None,
@@ -274,7 +221,7 @@ def parse_output_line(obj: Mapping[str, Any], expected_model: str | None = None)
         result = parse_result(str(model), completion_content(body))
     except (KeyError, IndexError, TypeError, ValueError, msgspec.DecodeError) as exc:
         return OutputLine(custom_id, model, None,
-                          ItemError("invalid_content", storable(f"unreadable {model} result: {exc}"[:500])))
+                          ItemError("invalid_content", values.storable(f"unreadable {model} result: {exc}"[:500])))
     return OutputLine(custom_id, model, result, None)
 
 
@@ -355,7 +302,7 @@ def _typed_line(line: _Line, expected_model: str | None) -> OutputLine | None:
         content = _extract_result(content)
     elif model == "classify" and not content.scores and content.labels:
         return None  # the tolerant reading takes the scores from the labels
-    elif model == "summarize" and not all(c is None or INT64_MIN <= c <= INT64_MAX
+    elif model == "summarize" and not all(c is None or values.INT64_MIN <= c <= values.INT64_MAX
                                           for c in (content.input_chars, content.output_chars)):
         return None  # msgspec takes up to 2**64 - 1; the tolerant reading refuses what int64 cannot hold
     return None if content is None else OutputLine(line.custom_id, model, content, None)

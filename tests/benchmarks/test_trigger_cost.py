@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from airflow_batch_provider.hooks.batch_api import BatchApiHook, ThreadHooks
+from airflow_batch_provider.hooks.batch_api import BatchApiHook
+from airflow_batch_provider.hooks.thread_hooks import ThreadHooks
 from airflow_batch_provider.job.manifest import BatchRef, JobManifest, job_location, write_manifest
 from airflow_batch_provider.triggers.batch import BatchTrigger
 
