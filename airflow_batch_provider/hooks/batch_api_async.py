@@ -28,6 +28,32 @@ from airflow_batch_provider.hooks.transport import tls_setup_problem
 from airflow_batch_provider.protocol import BATCHES_URL, BatchStatus, UnexpectedResponseError
 
 
+def _transport_failure(exc: BaseException, settings: ApiSettings, url: str, what: str) -> Exception:
+    """What a failed aiohttp request means, by cause, as the sync hook's ``transport_error`` says it:
+    whether anything was sent, and whether a retry can help (a TLS or proxy set-up cannot)."""
+    if isinstance(exc, aiohttp.ClientSSLError):  # while connecting: nothing was sent
+        problem = tls_setup_problem(exc)
+        return (misconfigured(settings, url, f"the TLS handshake failed ({problem})", what) if problem
+                else TransportError(f"the TLS connection to {settings.shown_url} failed: {type(exc).__name__}",
+                                    request_sent=False, endpoint=what))
+    if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy answered CONNECT with an error
+        answer = f"{exc.status} {exc.message}"[:80]
+        return (misconfigured(settings, url, f"the proxy refused ({answer})", what) if exc.status in (403, 407) else
+                TransportError(f"the proxy for {settings.shown_url} failed: it answered {answer}",
+                               request_sent=False, endpoint=what))
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return TransportError(f"the proxy for {settings.shown_url} failed: it could not be reached",
+                              request_sent=False, endpoint=what)
+    if isinstance(exc, aiohttp.ClientConnectorError):  # connect failed: nothing was sent
+        return TransportError(f"the request to {settings.shown_url} failed: {type(exc).__name__}",
+                              request_sent=False, endpoint=what)
+    if isinstance(exc, (aiohttp.InvalidURL, ValueError)):  # a host aiohttp cannot use: nothing was sent
+        return TransportSetupError(f"the request to {settings.shown_url} could not be made: {type(exc).__name__}",
+                                   endpoint=what)
+    return TransportError(f"the request to {settings.shown_url} failed: {type(exc).__name__}",
+                          request_sent=True, endpoint=what)
+
+
 class BatchApiAsyncHook(HttpAsyncHook):
     """Use as ``async with BatchApiAsyncHook(conn_id) as hook: await hook.get_batch(id)``."""
 
@@ -128,29 +154,8 @@ class BatchApiAsyncHook(HttpAsyncHook):
                             return await response.json(content_type=None)
                         except ValueError:
                             failure = UnexpectedResponseError(f"{what} answered with a body that is not JSON")
-                except aiohttp.ClientSSLError as exc:  # while connecting: nothing was sent
-                    problem = tls_setup_problem(exc)
-                    failure = (misconfigured(settings, url, f"the TLS handshake failed ({problem})", what) if problem
-                               else TransportError(f"the TLS connection to {settings.shown_url} failed: "
-                                                   f"{type(exc).__name__}", request_sent=False, endpoint=what))
-                except aiohttp.ClientHttpProxyError as exc:  # the proxy answered CONNECT with an error
-                    answer = f"{exc.status} {exc.message}"[:80]
-                    failure = (misconfigured(settings, url, f"the proxy refused ({answer})", what)
-                               if exc.status in (403, 407) else
-                               TransportError(f"the proxy for {settings.shown_url} failed: it answered {answer}",
-                                              request_sent=False, endpoint=what))
-                except aiohttp.ClientProxyConnectionError:
-                    failure = TransportError(f"the proxy for {settings.shown_url} failed: it could not be reached",
-                                             request_sent=False, endpoint=what)
-                except aiohttp.ClientConnectorError as exc:  # connect failed: nothing was sent
-                    failure = TransportError(f"the request to {settings.shown_url} failed: {type(exc).__name__}",
-                                             request_sent=False, endpoint=what)
-                except (aiohttp.InvalidURL, ValueError) as exc:  # a host aiohttp cannot use: nothing was sent
-                    failure = TransportSetupError(f"the request to {settings.shown_url} could not be made: "
-                                                  f"{type(exc).__name__}", endpoint=what)
-                except (TimeoutError, aiohttp.ClientError) as exc:
-                    failure = TransportError(f"the request to {settings.shown_url} failed: {type(exc).__name__}",
-                                             request_sent=True, endpoint=what)
+                except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                    failure = _transport_failure(exc, settings, url, what)
                 raise failure
         raise AssertionError("unreachable")
 
