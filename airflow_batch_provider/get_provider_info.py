@@ -13,6 +13,7 @@ def _field(label: str, kind: str, default, description: str) -> dict:
 
 
 def get_provider_info() -> dict:
+    """What Airflow's providers manager reads of this package."""
     return {
         "package-name": "airflow-batch-provider",
         "name": "ScaleDown Batch",

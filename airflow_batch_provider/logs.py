@@ -11,10 +11,17 @@ class TaskLog(Protocol):
     """What the package needs of a logger, one method per level: Airflow's task logger or any
     ``logging.Logger``."""
 
-    def debug(self, msg: Any, /, *args: Any) -> Any: ...
-    def info(self, msg: Any, /, *args: Any) -> Any: ...
-    def warning(self, msg: Any, /, *args: Any) -> Any: ...
-    def error(self, msg: Any, /, *args: Any) -> Any: ...
+    def debug(self, msg: Any, /, *args: Any) -> Any:
+        """Log at DEBUG."""
+
+    def info(self, msg: Any, /, *args: Any) -> Any:
+        """Log at INFO."""
+
+    def warning(self, msg: Any, /, *args: Any) -> Any:
+        """Log at WARNING."""
+
+    def error(self, msg: Any, /, *args: Any) -> Any:
+        """Log at ERROR."""
 
 
 class ProgressLog:

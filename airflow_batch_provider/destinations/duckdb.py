@@ -43,11 +43,14 @@ def _being_created(database: str) -> bool:
 
 
 class DuckDBTableWriter(TableWriter):
+    """DuckDB: rows staged in a local Parquet file, merged in one transaction that holds the file briefly."""
     types = {"string": "VARCHAR", "int64": "BIGINT", "double": "DOUBLE",
              "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "bool": "BOOLEAN"}
     limits = DUCKDB
 
     def write(self, batches: Iterable[pa.RecordBatch]) -> int:
+        """Stage every row in Parquet, then open the file (waiting while another load holds it) and
+        merge; returns the rows."""
         self._check_before_staging()
         rows = 0
         with tempfile.TemporaryDirectory(prefix="scaledown-duckdb-") as tmp:
@@ -103,4 +106,5 @@ class DuckDBTableWriter(TableWriter):
         return self._conn
 
     def begin(self, conn) -> None:
+        """Open DuckDB's explicit transaction."""
         conn.begin()

@@ -38,11 +38,13 @@ class DestinationLimits:
                     f"{self.name} holds ({self.describe_identifiers()}); nothing was submitted. Shorten it{hint}")
 
     def describe_identifiers(self) -> str:
+        """The column-name limit, as a message says it (e.g. ``63 bytes``)."""
         parts = [f"{self.identifier_chars} characters" if self.identifier_chars else "",
                  f"{self.identifier_bytes} bytes" if self.identifier_bytes else ""]
         return " and ".join(p for p in parts if p)
 
     def describe_key(self) -> str:
+        """The string-id limit, as a message says it, naming the destination."""
         parts = [f"{self.key_chars} characters" if self.key_chars else "",
                  f"{self.key_bytes} UTF-8 bytes" if self.key_bytes else ""]
         return f"a string id of at most {' and '.join(p for p in parts if p)} ({self.name})"

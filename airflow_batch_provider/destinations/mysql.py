@@ -36,12 +36,15 @@ STATEMENT_BYTES = 2 << 20  # an executemany statement's data: far below max_allo
 
 
 class MySqlTableWriter(TableWriter):
+    """MySQL/MariaDB: a TEMPORARY staging table filled by ``LOAD DATA LOCAL INFILE`` (or batched
+    INSERTs), merged under ``GET_LOCK``."""
     types = {"string": "LONGTEXT", "int64": "BIGINT", "double": "DOUBLE",
              "timestamp[us, tz=UTC]": "DATETIME(6)", "bool": "BOOLEAN"}  # DATETIME(6) holds UTC wall time
     index_after_rows = False  # CREATE INDEX commits: the unique key is declared in CREATE TABLE
     limits = MYSQL
 
     def column_type(self, field: pa.Field) -> str:
+        """The column's type; string keys become bounded VARCHARs with a binary, no-pad collation."""
         # Keys cannot be TEXT; 768 characters x 4 bytes is InnoDB's 3072-byte key limit in utf8mb4.
         # A binary, no-pad collation: under the usual default (utf8mb4_general_ci) 'a1' = 'A1' = 'á1',
         # and under PAD SPACE ones 'a1' = 'a1 ', so an upsert of one id would delete another's row and
@@ -52,6 +55,7 @@ class MySqlTableWriter(TableWriter):
         return super().column_type(field)
 
     def create_target_sql(self, if_not_exists: bool = True) -> list[str]:
+        """CREATE TABLE in utf8mb4 InnoDB, with the unique key declared inside it for an upsert table."""
         unique = ""
         if self.mode == "upsert":
             name = "scaledown_uq_" + hashlib.blake2b(self.table.encode(), digest_size=6).hexdigest()
@@ -60,6 +64,7 @@ class MySqlTableWriter(TableWriter):
                 f"({self.columns_ddl()}{unique}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"]  # not the server's
 
     def create_staging_sql(self) -> str:
+        """A TEMPORARY staging table, indexed on the merge key."""
         # The merge key's index is declared here (ALTER would commit); without it MariaDB runs
         # DELETE … IN (SELECT …) as a dependent subquery, quadratic in the rows.
         key = self.merge_key()
@@ -68,9 +73,11 @@ class MySqlTableWriter(TableWriter):
                 "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
 
     def drop_staging_sql(self) -> str:
+        """DROP TEMPORARY TABLE, which does not commit."""
         return f"DROP TEMPORARY TABLE {self.staging}"  # a plain DROP TABLE would commit
 
     def begin(self, conn: Any) -> None:
+        """Turn autocommit off and learn the database, the key collation and whether LOAD DATA may be used."""
         self.hook.set_autocommit(conn, False)
         cursor = conn.cursor()
         cursor.execute("SELECT DATABASE(), @@GLOBAL.local_infile")
@@ -84,6 +91,7 @@ class MySqlTableWriter(TableWriter):
         self.load_data = bool(getattr(self.hook, "local_infile", False) and server_infile)
 
     def existing_columns(self, conn: Any, cursor: Any) -> list[str] | None:
+        """The target's columns from information_schema, or None when it does not exist."""
         # The data dictionary: no failing statement, nothing to roll back.
         schema, _, name = self.table.rpartition(".")
         cursor.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = "
@@ -92,6 +100,7 @@ class MySqlTableWriter(TableWriter):
         return [row[0] for row in cursor.fetchall()] or None
 
     def lock_target(self, conn: Any, cursor: Any) -> None:
+        """Take the table's named lock (``GET_LOCK``), waiting up to ``lock_timeout``."""
         schema, _, name = self.table.rpartition(".")
         # MySQL limits lock names to 64 characters: a hash of the qualified name.
         key = "scaledown:" + hashlib.blake2b(f"{schema or self.database}.{name}".encode(),
@@ -108,6 +117,7 @@ class MySqlTableWriter(TableWriter):
         self.waiting(lambda: take(0), wait)
 
     def stage(self, conn: Any, cursor: Any, batch: pa.RecordBatch, table: str) -> None:
+        """Write one record batch into ``table``: LOAD DATA when allowed, else INSERTs of bounded size."""
         if self.load_data:
             self._load_data(cursor, batch, table)
             return

@@ -24,15 +24,18 @@ from airflow_batch_provider.destinations.table import TableWriter, iso_text
 
 
 class PostgresTableWriter(TableWriter):
+    """PostgreSQL: ``COPY`` into a staging table, merged under a transaction-scoped advisory lock."""
     types = {"string": "TEXT", "int64": "BIGINT", "double": "DOUBLE PRECISION",
              "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "bool": "BOOLEAN"}
     index_after_rows = True
     limits = POSTGRES
 
     def create_staging_sql(self) -> str:
+        """A temporary staging table dropped at commit."""
         return f"CREATE TEMPORARY TABLE {self.staging} ({self.columns_ddl()}) ON COMMIT DROP"
 
     def lock_target(self, conn, cursor) -> None:
+        """Take the table's advisory lock for this transaction, waiting up to ``lock_timeout``."""
         schema, _, name = self.table.rpartition(".")
         key = "hashtextextended(current_database() || '.' || coalesce(%s, current_schema()) || '.' || %s, 0)"
         params = (schema or None, name)
@@ -49,6 +52,7 @@ class PostgresTableWriter(TableWriter):
         self.waiting(now, waiting)
 
     def existing_columns(self, conn, cursor) -> list[str] | None:
+        """The target's columns from the catalog, or None when it does not exist."""
         # Asked of pg_class: a failed SELECT would abort the transaction (and drop the lock), and
         # to_regclass() may not yet see a table another load created while this one waited for the
         # lock. (Under REPEATABLE READ the snapshot is older still; the direct path's plain CREATE
@@ -64,6 +68,7 @@ class PostgresTableWriter(TableWriter):
         return [d[0] for d in cursor.description]
 
     def stage_all(self, conn, cursor, batches: Iterable[pa.RecordBatch], table: str) -> int:
+        """COPY every batch into ``table`` (psycopg 3: one COPY fed by a thread); returns the rows."""
         sql = f"COPY {table} ({self.column_list}) FROM STDIN WITH (FORMAT csv)"
         if not hasattr(cursor, "copy"):  # psycopg2: a COPY per batch
             return super().stage_all(conn, cursor, batches, table)
@@ -83,6 +88,7 @@ class PostgresTableWriter(TableWriter):
         return rows
 
     def stage(self, conn, cursor, batch: pa.RecordBatch, table: str) -> None:
+        """COPY one record batch into ``table`` as CSV (psycopg2)."""
         buffer = io.BytesIO(_csv(batch))
         cursor.copy_expert(f"COPY {table} ({self.column_list}) FROM STDIN WITH (FORMAT csv)", buffer)
 

@@ -131,12 +131,15 @@ class TableWriter:
 
     # -- SQL -------------------------------------------------------------------------------------
     def column_type(self, field: pa.Field) -> str:
+        """The dialect's column type for an Arrow field."""
         return self.types[str(field.type)]
 
     def columns_ddl(self) -> str:
+        """The column list of a CREATE TABLE, every name quoted."""
         return ", ".join(f"{self.quote(f.name)} {self.column_type(f)}" for f in self.schema)
 
     def create_target_sql(self, if_not_exists: bool = True) -> list[str]:
+        """The statements that create the target (with a unique index on the id for an upsert table)."""
         statements = [f"CREATE TABLE {'IF NOT EXISTS ' if if_not_exists else ''}{self.target} ({self.columns_ddl()})"]
         if self.mode == "upsert":  # the database itself then refuses a second row for an id
             statements.append(self.unique_index_sql(
@@ -144,12 +147,15 @@ class TableWriter:
         return statements
 
     def unique_index_sql(self, name: str) -> str:
+        """CREATE UNIQUE INDEX on the id column."""
         return f"CREATE UNIQUE INDEX {self.quote(name)} ON {self.target} ({self.quote(self.id_column)})"
 
     def create_staging_sql(self) -> str:
+        """CREATE the staging table, shaped as the target."""
         return f"CREATE TEMPORARY TABLE {self.staging} ({self.columns_ddl()})"
 
     def drop_staging_sql(self) -> str:
+        """DROP the staging table."""
         return f"DROP TABLE {self.staging}"
 
     def merge_key(self) -> str | None:
@@ -157,6 +163,7 @@ class TableWriter:
         return {"upsert": self.id_column, "append": "batch_id"}.get(self.mode)
 
     def merge_sql(self) -> list[str]:
+        """The statements that merge staging into the target, by mode."""
         insert = (f"INSERT INTO {self.target} ({self.column_list}) "
                   f"SELECT {self.column_list} FROM {self.staging}")
         if self.mode == "replace":
@@ -251,6 +258,7 @@ class TableWriter:
         """Make sure DDL and DML from here on are one transaction."""
 
     def cursor(self, conn):
+        """A cursor on the load's connection."""
         return conn.cursor()
 
     def stage_all(self, conn, cursor, batches: Iterable[pa.RecordBatch], table: str) -> int:
@@ -262,6 +270,7 @@ class TableWriter:
         return rows
 
     def stage(self, conn, cursor, batch: pa.RecordBatch, table: str) -> None:
+        """Insert one record batch into ``table`` with ``executemany``."""
         placeholders = ", ".join([getattr(self.hook, "placeholder", "%s")] * len(self.schema))
         cursor.executemany(f"INSERT INTO {table} ({self.column_list}) VALUES ({placeholders})",
                            list(zip(*(column.to_pylist() for column in batch.columns), strict=True)))
@@ -282,6 +291,7 @@ class GenericTableWriter(TableWriter):
     _dialect: Any = None  # the database's SQLAlchemy dialect, when the hook has a SQLAlchemy URI
 
     def existing_columns(self, conn, cursor) -> list[str] | None:
+        """The target's columns from common.sql's SQLAlchemy inspector (or a probing SELECT), or None."""
         from sqlalchemy import inspect
         from sqlalchemy.sql import quoted_name
 
@@ -319,6 +329,7 @@ class GenericTableWriter(TableWriter):
         return str(kinds[str(field.type)].compile(dialect=self._dialect))
 
     def write(self, batches: Iterable[pa.RecordBatch]) -> int:
+        """Create or check the target, then delete and insert in one transaction; returns the rows."""
         with one_transaction(self.hook.get_conn()) as conn:
             if self.hook.supports_autocommit:  # else the DB-API default: statements open a transaction
                 self.hook.set_autocommit(conn, False)

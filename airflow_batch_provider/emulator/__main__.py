@@ -14,6 +14,7 @@ from airflow_batch_provider.emulator.server import EmulatorServer
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The emulator's command line."""
     p = argparse.ArgumentParser(
         prog="python -m airflow_batch_provider.emulator",
         description="A local, ScaleDown-compatible Batch API. Its engines are deterministic "
@@ -66,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the emulator until interrupted; 2 for an unusable setting."""
     args = parse_args(argv)
     try:
         config = EmulatorConfig(

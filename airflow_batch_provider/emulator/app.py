@@ -44,6 +44,7 @@ def _lock_data_dir(data_dir: Path):
 
 
 def create_app(config: EmulatorConfig) -> FastAPI:
+    """The emulator's FastAPI app: its store, processor, faults, rate limit and routes."""
     tmp = None
     if config.data_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="scaledown-emulator-")

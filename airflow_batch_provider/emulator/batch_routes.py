@@ -23,6 +23,7 @@ router = APIRouter()
 
 
 def v1_shape(row: BatchRow) -> dict[str, Any]:
+    """A batch as API version 1 answers it."""
     return {"batch_id": row.id, "status": row.state, "total_count": row.total,
             "completed_count": row.completed, "failed_count": row.failed}
 
@@ -32,6 +33,7 @@ _V2_STATUS = {"queued": "validating", "processing": "in_progress", "completed": 
 
 
 def v2_shape(row: BatchRow) -> dict[str, Any]:
+    """A batch as API version 2 (OpenAI-style) answers it."""
     return {
         "id": row.id, "object": "batch", "endpoint": "/v1/chat/completions", "input_file_id": None,
         "completion_window": "24h", "status": _V2_STATUS[row.state],
@@ -81,6 +83,7 @@ def _visible(state: EmulatorState, batch_id: str) -> BatchRow:
 
 @router.post(BATCHES_URL)
 async def submit(request: Request, state: EmulatorState = Depends(emulator)) -> dict[str, Any]:
+    """``POST /v1/batches``: store a JSONL body as a batch (or return the batch its Idempotency-Key made)."""
     _router_ready(state)
     store, config = state.store, state.config
     key = None if config.ignore_idempotency_key else request.headers.get("idempotency-key")
@@ -144,11 +147,13 @@ async def _receive(state: EmulatorState, request: Request, batch_id: str) -> tup
 
 @router.get(BATCHES_URL + "/{batch_id}")
 async def status(batch_id: str, state: EmulatorState = Depends(emulator)) -> dict[str, Any]:
+    """``GET /v1/batches/{id}``: the batch's status."""
     return state.shape(await run_in_threadpool(_visible, state, batch_id))
 
 
 @router.get(BATCHES_URL + "/{batch_id}/output")
 async def output(batch_id: str, state: EmulatorState = Depends(emulator)) -> Response:
+    """``GET /v1/batches/{id}/output``: a completed batch's output lines, streamed."""
     row = await run_in_threadpool(_visible, state, batch_id)
     if row.state == "failed":
         raise ApiError(404, f"batch {batch_id} failed; it has no output")

@@ -59,6 +59,7 @@ def _check_types(settings: object, expected: dict[str, tuple[type, ...]]) -> Non
 
 @dataclass
 class EmulatorConfig:
+    """How the emulator behaves: key, speed, API version, item failures, limits."""
     api_key: str
     data_dir: Path | None = None
     api_version: int = 1

@@ -18,6 +18,7 @@ router = APIRouter(prefix="/_emulator")
 
 @router.get("/stats")
 async def stats(state: EmulatorState = Depends(emulator)) -> dict[str, Any]:
+    """``GET /_emulator/stats``: what was stored, asked, faulted and rate-limited."""
     counts = await run_in_threadpool(state.store.counts)
     return {**counts, "requests": dict(state.faults.requests), "faults_injected": dict(state.faults.injected),
             "rate_limited": state.rate_limit.limited, "in_flight_peak": dict(state.faults.in_flight_peak)}
@@ -25,6 +26,7 @@ async def stats(state: EmulatorState = Depends(emulator)) -> dict[str, Any]:
 
 @router.put("/faults")
 async def set_faults(request: Request, state: EmulatorState = Depends(emulator)) -> dict[str, Any]:
+    """``POST /_emulator/faults``: the faults to inject from now on."""
     data = await read_json(request, state.config.max_body_bytes)
     try:
         state.faults.configure(FaultSettings(**data))

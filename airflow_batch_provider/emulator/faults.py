@@ -29,6 +29,7 @@ class _DropResetNoise(logging.Filter):
 
 
 def route_of(method: str, path: str) -> str | None:
+    """The fault route a request belongs to (submit, status, output, realtime), or None."""
     if path.startswith("/_emulator"):
         return None
     if path.rstrip("/") == BATCHES_URL:
@@ -51,12 +52,14 @@ class FaultState:
         self.configure(settings)
 
     def configure(self, settings: FaultSettings) -> None:
+        """Use these fault settings from now on, with a fresh random draw."""
         self.settings = settings
         self.random = random.Random(settings.seed)
         self.passed: Counter[str] = Counter()
         self.drawn = 0
 
     def draw(self, route: str | None) -> str | None:
+        """The fault to inject into this request, if any."""
         settings = self.settings
         if route is None or route not in settings.routes or not settings.kinds:
             return None

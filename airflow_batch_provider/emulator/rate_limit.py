@@ -13,11 +13,13 @@ import time
 
 
 class RateLimit:
+    """A token bucket: requests per minute, answered 429 beyond it."""
     def __init__(self, per_minute: float | None) -> None:
         self.limited = 0
         self.configure(per_minute)
 
     def configure(self, per_minute: float | None) -> None:
+        """Use this limit from now on (None: no limit)."""
         if per_minute is not None and (isinstance(per_minute, bool) or not isinstance(per_minute, (int, float))
                                        or per_minute <= 0):
             raise ValueError(f"rate_limit_per_minute must be a number > 0 or null, got {per_minute!r}")

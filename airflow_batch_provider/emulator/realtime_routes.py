@@ -55,6 +55,7 @@ async def _extracted(data: dict[str, Any]) -> dict[str, Any]:
 
 @router.post(CHAT_COMPLETIONS_URL)
 async def chat_completions(request: Request, state: EmulatorState = Depends(emulator)) -> dict[str, Any]:
+    """``POST /v1/chat/completions``: a summarize or extract result, as today's API answers it."""
     started = time.perf_counter()
     try:
         data = body_from_chat(await read_json(request, state.config.max_body_bytes))
@@ -72,6 +73,7 @@ async def chat_completions(request: Request, state: EmulatorState = Depends(emul
 
 @router.post(DECISIONS_URL)
 async def decisions(request: Request, state: EmulatorState = Depends(emulator)) -> dict[str, Any]:
+    """``POST /v1/scaledown``: a classify-1 decision per question."""
     try:
         bodies = bodies_from_decision(await read_json(request, state.config.max_body_bytes))
     except InvalidRequestError as exc:
@@ -81,11 +83,13 @@ async def decisions(request: Request, state: EmulatorState = Depends(emulator)) 
 
 @router.post("/extract")
 async def extract(request: Request, state: EmulatorState = Depends(emulator)) -> dict[str, Any]:
+    """``POST /extract``: the older realtime shape."""
     return await _extracted(await read_json(request, state.config.max_body_bytes))
 
 
 @router.post("/summarization/abstractive")
 async def summarization(request: Request, state: EmulatorState = Depends(emulator)) -> dict[str, Any]:
+    """``POST /summarization/abstractive``: the older realtime shape."""
     started = time.perf_counter()
     result = await _realtime("summarize", await read_json(request, state.config.max_body_bytes))
     return {**result, "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
@@ -93,5 +97,6 @@ async def summarization(request: Request, state: EmulatorState = Depends(emulato
 
 @router.post("/classify")
 async def classify(request: Request, state: EmulatorState = Depends(emulator)) -> dict[str, Any]:
+    """``POST /classify``: the older realtime shape."""
     result = await _realtime("classify", await read_json(request, state.config.max_body_bytes))
     return {"top_label": result["top_label"], "scores": result["scores"], "labels": result["labels"]}

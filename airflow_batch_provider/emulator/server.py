@@ -49,13 +49,16 @@ class EmulatorServer:
 
     @property
     def url(self) -> str:
+        """The base URL to point a connection at."""
         return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def api_key(self) -> str:
+        """The key the emulator accepts."""
         return self.config.api_key
 
     def start(self, timeout: float = 20.0) -> EmulatorServer:
+        """Serve on a thread; returns once the server answers."""
         self._thread = threading.Thread(target=self._server.run, name="scaledown-emulator", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -67,6 +70,7 @@ class EmulatorServer:
         return self
 
     def stop(self) -> None:
+        """Stop serving and wait for the thread."""
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=15)

@@ -21,6 +21,7 @@ from airflow_batch_provider.emulator.store import BatchRow, BatchStore
 
 @dataclass
 class EmulatorState:
+    """What every route shares: configuration, store, faults, rate limit, the answer shape."""
     config: EmulatorConfig
     store: BatchStore
     faults: FaultState
@@ -45,6 +46,7 @@ async def capped(request: Request, limit: int) -> AsyncIterator[bytes]:
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """A request's JSON object, read within ``limit`` bytes; 400 or 413 otherwise."""
     body = b"".join([chunk async for chunk in capped(request, limit)])
     try:
         data = msgspec.json.decode(body)

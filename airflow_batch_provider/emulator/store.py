@@ -40,6 +40,7 @@ VISIBLE = ("queued", "processing", "completed", "failed")
 
 @dataclass(frozen=True)
 class BatchRow:
+    """One batch as the store holds it."""
     id: str
     state: str
     total: int
@@ -52,6 +53,7 @@ class BatchRow:
 
 
 class BatchStore:
+    """Batches and their items in SQLite, one connection per thread."""
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
@@ -79,6 +81,7 @@ class BatchStore:
 
     # -- submission ------------------------------------------------------------------------------
     def begin_batch(self, batch_id: str, created_at: float, idempotency_key: str | None) -> None:
+        """Record a batch whose body is being received."""
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO batches (id, state, created_at, idempotency_key) VALUES (?, 'receiving', ?, ?)",
@@ -86,6 +89,7 @@ class BatchStore:
             )
 
     def add_items(self, batch_id: str, first_idx: int, lines: Sequence[bytes]) -> None:
+        """Store request lines of a batch being received."""
         with self._write() as conn:
             conn.executemany(
                 "INSERT INTO items (batch_id, idx, line) VALUES (?, ?, ?)",
@@ -93,11 +97,13 @@ class BatchStore:
             )
 
     def seal_batch(self, batch_id: str, total: int, body_sha256: str | None = None) -> None:
+        """Mark a received batch queued, with its size and body hash."""
         with self._write() as conn:
             conn.execute("UPDATE batches SET state = 'queued', total = ?, body_sha256 = ? WHERE id = ?",
                          (total, body_sha256, batch_id))
 
     def discard_batch(self, batch_id: str) -> None:
+        """Forget a batch whose body was not received whole."""
         with self._write() as conn:
             conn.execute("DELETE FROM items WHERE batch_id = ?", (batch_id,))
             conn.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
@@ -112,6 +118,7 @@ class BatchStore:
         return BatchRow(*row)
 
     def find_by_idempotency_key(self, key: str) -> BatchRow | None:
+        """The batch an Idempotency-Key made, if any."""
         conn = self._connection()
         row = conn.execute("SELECT * FROM batches WHERE idempotency_key = ?", (key,)).fetchone()
         return None if row is None else BatchRow(*row)
@@ -135,6 +142,7 @@ class BatchStore:
             yield b"".join(output for _, output in rows if output is not None)
 
     def counts(self) -> dict[str, int]:
+        """Batches and items by state."""
         conn = self._connection()
         rows = conn.execute(
             "SELECT state, COUNT(*), COALESCE(SUM(total), 0) FROM batches GROUP BY state"
@@ -159,6 +167,7 @@ class BatchStore:
         return None if row is None else BatchRow(*row)
 
     def pending_items(self, batch_id: str, from_idx: int, limit: int) -> list[tuple[int, bytes]]:
+        """A batch's next items to process, from ``from_idx``."""
         conn = self._connection()
         return conn.execute(
             "SELECT idx, line FROM items WHERE batch_id = ? AND idx >= ? ORDER BY idx LIMIT ?",
@@ -182,10 +191,12 @@ class BatchStore:
             )
 
     def set_state(self, batch_id: str, state: str) -> None:
+        """Set a batch's state."""
         with self._write() as conn:
             conn.execute("UPDATE batches SET state = ? WHERE id = ?", (state, batch_id))
 
     def close(self) -> None:
+        """Close this thread's connection."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()

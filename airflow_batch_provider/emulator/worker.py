@@ -32,6 +32,7 @@ def chance(key: str, salt: str) -> float:
 
 
 def output_line(custom_id: str, model: str | None, content: dict | None, error: dict | None) -> bytes:
+    """One output line as the API writes it: a ChatCompletion response or an error."""
     if error is not None:
         return msgspec.json.encode({"custom_id": custom_id, "response": None, "error": error}) + b"\n"
     body = completion_body(model, content, f"chatcmpl-{uuid.uuid4().hex[:24]}")
@@ -41,6 +42,7 @@ def output_line(custom_id: str, model: str | None, content: dict | None, error: 
 
 
 class Processor:
+    """Works through queued batches on a thread, at the configured speed."""
     def __init__(self, store: BatchStore, config: EmulatorConfig) -> None:
         self.store = store
         self.config = config
@@ -51,10 +53,12 @@ class Processor:
         self.entity_spelling = "value" if config.api_version == 1 else "text"
 
     def start(self) -> None:
+        """Start processing on a thread."""
         self._thread = threading.Thread(target=self._run, name="emulator-processor", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop processing and close the store."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)

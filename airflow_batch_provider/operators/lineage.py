@@ -34,16 +34,19 @@ PYFORMAT = re.compile(r"%\(\w+\)s|%s")  # psycopg placeholders the OpenLineage S
 
 @dataclass(frozen=True)
 class Location:
+    """A dataset's place: its Airflow asset URI and its OpenLineage namespace and name."""
     asset_uri: str  # a fixed point of Airflow's URI sanitizer: Asset(asset_uri) anywhere is this asset
     namespace: str
     name: str
 
     def asset(self) -> Asset:
+        """The Airflow asset for this place."""
         return Asset(name=self.asset_uri, uri=self.asset_uri)
 
 
 @dataclass(frozen=True)
 class Database:
+    """A database as lineage names it: scheme, host or file, database and default schema."""
     scheme: str
     authority: str  # host:port, or the database file's absolute path
     database: str | None
@@ -51,9 +54,11 @@ class Database:
 
     @property
     def namespace(self) -> str:
+        """The OpenLineage namespace, ``scheme://authority``."""
         return f"{self.scheme}://{self.authority}"
 
     def table(self, table: str) -> Location | None:
+        """Where a table of this database is, its name completed with the defaults; None if it cannot be named."""
         *prefix, name = table.split(".")
         raw: list[str | None]
         if self.scheme in TWO_LEVEL:
@@ -119,6 +124,7 @@ def path_location(path: str) -> Location:
 
 
 def ol_input(namespace: str, name: str, rows: int | None = None, files: int | None = None) -> Any:
+    """An OpenLineage input dataset, with the rows (and files) read."""
     from airflow.providers.common.compat.openlineage.facet import InputDataset
     from openlineage.client.generated.input_statistics_input_dataset import InputStatisticsInputDatasetFacet
 
@@ -128,6 +134,7 @@ def ol_input(namespace: str, name: str, rows: int | None = None, files: int | No
 
 
 def ol_output(loc: Location, rows: int, schema: pa.Schema | None = None, files: int | None = None) -> Any:
+    """An OpenLineage output dataset, with the rows (and files) written and its schema."""
     from airflow.providers.common.compat.openlineage.facet import (
         OutputDataset,
         OutputStatisticsOutputDatasetFacet,

@@ -23,6 +23,7 @@ from airflow_batch_provider.protocol import Request
 
 
 class Fingerprinter:
+    """Request fingerprints: a fast hash of each text, seeded by the model and request parameters."""
     def __init__(self, request: Request) -> None:
         params = msgspec.json.encode({"model": request.model, **request.params()}, order="sorted")
         self._seed = int.from_bytes(hashlib.blake2b(params, digest_size=8).digest(), "big")

@@ -108,6 +108,7 @@ class ResultColumns:
                 sources[column] = f"{kind} {name!r}"
 
     def buffer(self) -> RowBuffer:
+        """A new buffer that collects output lines into record batches of these columns."""
         return RowBuffer(self)
 
 
@@ -175,6 +176,7 @@ class RowBuffer:
         return data
 
     def to_record_batch(self) -> pa.RecordBatch:
+        """The buffered rows as one record batch, typed by the columns."""
         lines = self._lines
         results = _results(lines)
         data = {self.columns.id_column: self._ids, "batch_id": self._batch_ids,

@@ -84,6 +84,7 @@ def landing_id_type(kind: pa.DataType) -> pa.DataType:
 
 @dataclass(frozen=True)
 class InvalidRow:
+    """A row refused before paying: its id and why."""
     row_id: object
     reason: str
 

@@ -45,6 +45,7 @@ def _polarity(rubric_words: set[str]) -> int:
 
 
 def classify(text: str, labels: Sequence[dict[str, str]], system_prompt: str | None = None) -> dict[str, Any]:
+    """A deterministic classification: each rubric scored by the words it shares with the text and their sentiment."""
     lowered = [w for w in text.lower().replace("n't", " not").split()]
     words = [stem(w.strip(".,!?;:()\"'")) for w in lowered]
     sentiment, positive, negative = _sentiment(words)

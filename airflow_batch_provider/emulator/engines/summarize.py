@@ -18,6 +18,7 @@ TOKENS_PER_WORD = 4 / 3
 
 
 def summarize(text: str, instructions: str | None = None, max_tokens: int | None = None) -> dict[str, Any]:
+    """A deterministic extractive summary: the sentences whose words recur most."""
     parts = sentences(text) or [text.strip()]
     words_of = [content_words(part) for part in parts]
     frequencies = Counter(word for words in words_of for word in words)

@@ -20,6 +20,7 @@ STOP_WORDS = frozenset(
 
 
 def sentences(text: str) -> list[str]:
+    """The text's sentences, stripped."""
     return [part.strip() for part in SENTENCE_END.split(text) if part and part.strip()]
 
 
@@ -30,6 +31,7 @@ def content_words(text: str) -> list[str]:
 
 @lru_cache(maxsize=65536)  # the vocabulary of a batch is small; stemming it once pays
 def stem(word: str) -> str:
+    """A crude stem: the word without a common suffix."""
     for suffix in ("ations", "ation", "ings", "ing", "ness", "ies", "ied", "ed", "es", "s", "ly"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 4:
             return word[: -len(suffix)]
