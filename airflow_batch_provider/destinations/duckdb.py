@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +19,34 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from airflow_batch_provider.destinations.limits import DUCKDB
-from airflow_batch_provider.destinations.table import TableWriter, coalesced, one_transaction
+from airflow_batch_provider.destinations.table import TableWriter, one_transaction
+from airflow_batch_provider.tabular.record_batches import coalesced
 
 MEMORY_LIMIT = "256MB"  # DuckDB's buffer for the merge; the rest spills to disk
 RETRY_OPEN_EVERY = 0.2  # seconds between tries to open a database file another process holds
 HEADER_BYTES = 3 * 4096  # a DuckDB file's main header and its two database headers
 
 
-def _is_held(exc: Exception, database: str) -> bool:
+CREATING_SECONDS = 10.0  # a creator writes the headers within milliseconds; an older short file is not being made
+
+
+def _is_held(exc: Exception, database: Callable[[], str]) -> bool:
     message = str(exc).lower()
     if "could not set lock" in message or "conflicting lock" in message:
         return True
     # Two loads of a new file: one creates it, and the other may open it before its headers are
-    # written, which DuckDB reports as an invalid file. A whole file that is not DuckDB is refused.
-    return "not a valid duckdb database file" in message and _being_created(database)
+    # written, which DuckDB reports as an invalid file. Any other file that is not DuckDB (a whole
+    # one, or a short one nobody is writing) is refused at once.
+    return "not a valid duckdb database file" in message and _being_created(database())
 
 
-def _being_created(database: str) -> bool:
+def _being_created(path: str) -> bool:
+    """A file shorter than DuckDB's headers, modified in the last few seconds: its creator is writing them."""
     try:
-        return os.path.getsize(database) < HEADER_BYTES
-    except OSError:  # gone again: its creator gave up, and the next try creates it
-        return True
+        stat = os.stat(path)
+    except OSError:  # gone again (its creator gave up): the next try creates it, or says why not
+        return bool(path)
+    return stat.st_size < HEADER_BYTES and time.time() - stat.st_mtime < CREATING_SECONDS
 
 
 class DuckDBTableWriter(TableWriter):
@@ -89,7 +96,7 @@ class DuckDBTableWriter(TableWriter):
             try:
                 self._conn = self.hook.get_conn()
             except Exception as exc:
-                if not _is_held(exc, self.hook.get_database()):
+                if not _is_held(exc, self._database_file):
                     raise
                 held.append(exc)
                 return False
@@ -104,6 +111,12 @@ class DuckDBTableWriter(TableWriter):
 
         self.waiting(now, waiting)
         return self._conn
+
+    def _database_file(self) -> str:
+        """The database file the connection names (the duckdb provider's hook resolves it; others
+        take the connection's host)."""
+        resolve = getattr(self.hook, "get_database", None)
+        return resolve() if resolve else (self.hook.get_connection(self.hook.get_conn_id()).host or "")
 
     def begin(self, conn) -> None:
         """Open DuckDB's explicit transaction."""

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from airflow.sdk import ObjectStoragePath
 
-from airflow_batch_provider.destinations.table import coalesced
+from airflow_batch_provider.tabular.record_batches import coalesced
 
 
 def write_parquet(batches: Iterable[pa.RecordBatch], schema: pa.Schema, destination: ObjectStoragePath) -> int:

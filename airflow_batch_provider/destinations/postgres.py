@@ -20,7 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from airflow_batch_provider.destinations.limits import POSTGRES
-from airflow_batch_provider.destinations.table import TableWriter, iso_text
+from airflow_batch_provider.destinations.table import TableWriter
+from airflow_batch_provider.tabular.record_batches import iso_text
 
 
 class PostgresTableWriter(TableWriter):

@@ -12,7 +12,8 @@ import sqlite3
 import pyarrow as pa
 
 from airflow_batch_provider.destinations.limits import SQLITE
-from airflow_batch_provider.destinations.table import TableWriter, iso_text
+from airflow_batch_provider.destinations.table import TableWriter
+from airflow_batch_provider.tabular.record_batches import iso_text
 
 
 class SqliteTableWriter(TableWriter):

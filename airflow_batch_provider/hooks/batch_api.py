@@ -160,7 +160,7 @@ class BatchApiHook(HttpHook):
             response.close()
             raise error_for_status(
                 response.status_code, response.reason or "request failed", body=body,
-                endpoint=f"{method} {endpoint}", conn_id=self.batch_api_conn_id,
+                endpoint=f"{method} {endpoint}", batch_api_conn_id=self.batch_api_conn_id,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
                 location=response.headers.get("Location"), secrets=settings.secrets)
         return response
@@ -329,6 +329,16 @@ class _TransportExtras:
         self.host = safe_url(connection.host or "")  # HttpHook logs it when an extra is unusable
         self.extra_dejson = {k: v for k, v in connection.extra_dejson.items()
                              if k not in (*ApiSettings.extra_fields(), *TRANSPORT_EXTRAS)}
+
+
+def __getattr__(name: str) -> Any:
+    """``ThreadHooks`` stays importable from here, as before (it lives in .thread_hooks, which imports
+    this module)."""
+    if name == "ThreadHooks":
+        from airflow_batch_provider.hooks.thread_hooks import ThreadHooks
+
+        return ThreadHooks
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["BatchApiAsyncHook", "BatchApiHook"]

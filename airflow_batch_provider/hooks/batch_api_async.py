@@ -55,7 +55,7 @@ def _transport_failure(exc: BaseException, settings: ApiSettings, url: str, what
 
 
 class BatchApiAsyncHook(HttpAsyncHook):
-    """Use as ``async with BatchApiAsyncHook(conn_id) as hook: await hook.get_batch(id)``."""
+    """Use as ``async with BatchApiAsyncHook(batch_api_conn_id) as hook: await hook.get_batch(id)``."""
 
     conn_name_attr = "batch_api_conn_id"
     default_conn_name = "batch_api_default"
@@ -147,7 +147,7 @@ class BatchApiAsyncHook(HttpAsyncHook):
                             raise error_for_status(
                                 response.status, response.reason or "request failed",
                                 body=(await response.text(errors="replace")), endpoint=what,
-                                conn_id=self.batch_api_conn_id, location=response.headers.get("Location"),
+                                batch_api_conn_id=self.batch_api_conn_id, location=response.headers.get("Location"),
                                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
                                 secrets=settings.secrets)
                         try:

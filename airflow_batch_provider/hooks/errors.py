@@ -142,7 +142,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 
 def error_for_status(status: int, message: str, *, body: str, endpoint: str,
-                     retry_after: float | None = None, conn_id: str | None = None,
+                     retry_after: float | None = None, batch_api_conn_id: str | None = None,
                      location: str | None = None, secrets: Iterable[str] = ()) -> BatchApiError:
     """The typed error for an answer ``status``, as :func:`~airflow_batch_provider.hooks.retry.rule_for`
     classifies it. ``secrets`` (the connection's) are removed from the body excerpt."""
@@ -160,7 +160,7 @@ def error_for_status(status: int, message: str, *, body: str, endpoint: str,
             "followed, so the API key is never sent to another host. Set the connection's host to the "
             "final address", status_code=status, endpoint=endpoint)
     elif rule.error is BatchApiAuthError:
-        which = f"connection {conn_id!r}" if conn_id else "the batch_api connection"
+        which = f"connection {batch_api_conn_id!r}" if batch_api_conn_id else "the batch_api connection"
         error = BatchApiAuthError(
             f"the API key was refused; set the password (API Key) of {which} or SCALEDOWN_API_KEY",
             status_code=status, body=body, endpoint=endpoint)

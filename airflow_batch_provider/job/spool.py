@@ -16,12 +16,14 @@ import builtins
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from airflow_batch_provider.hooks.settings import BatchLimits
+if TYPE_CHECKING:  # not at run time: the settings module loads Airflow, which the spool does not need
+    from airflow_batch_provider.hooks.settings import BatchLimits
 
 
 @dataclass(frozen=True)

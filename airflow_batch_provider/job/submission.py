@@ -44,6 +44,7 @@ from airflow_batch_provider.job.manifest import (
     submitting_marked,
 )
 from airflow_batch_provider.job.send_tracker import (
+    AHEAD as AHEAD,  # importable here as before
     SendTracker,
     surely_not_created as surely_not_created,  # importable here as before
 )

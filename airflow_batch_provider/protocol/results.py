@@ -30,6 +30,11 @@ import msgspec
 
 from airflow_batch_provider.protocol import values
 from airflow_batch_provider.protocol.errors import UnexpectedResponseError
+from airflow_batch_provider.protocol.values import (  # importable here as before
+    INT64_MAX as INT64_MAX,
+    INT64_MIN as INT64_MIN,
+    storable as storable,
+)
 
 
 class ItemError(msgspec.Struct, frozen=True, gc=False):

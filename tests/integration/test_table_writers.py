@@ -232,11 +232,18 @@ def test_a_duckdb_load_waits_while_another_load_creates_the_file(tmp_path, monke
         assert conn.execute(f'SELECT COUNT(*) FROM "{TABLE}"').fetchall() == [(3,)]
 
 
-def test_a_duckdb_load_refuses_a_file_that_is_not_duckdb_at_once(tmp_path, monkeypatch):
+@pytest.mark.parametrize("left", ["a whole file", "an empty file nobody writes"])
+def test_a_duckdb_load_refuses_a_file_that_is_not_duckdb_at_once(tmp_path, monkeypatch, left):
+    import os
+
     import duckdb
 
     path = tmp_path / "notes.duckdb"
-    path.write_text("not a database\n" * 2000)
+    if left == "a whole file":
+        path.write_text("not a database\n" * 2000)
+    else:  # e.g. left by touch or a creator that crashed: not being written, so not waited for
+        path.touch()
+        os.utime(path, (os.path.getatime(path) - 60, os.path.getmtime(path) - 60))
     writer, batch = duckdb_writer(monkeypatch, path, lock_timeout=600)
     with pytest.raises(duckdb.IOException, match="not a valid DuckDB database file"):
         writer.write([batch])  # not TableLockTimeoutError ten minutes later
