@@ -9,9 +9,10 @@ A load that finds the file held by another waits for it (logging so), up to ``lo
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +26,20 @@ from airflow_batch_provider.tabular.record_batches import coalesced
 MEMORY_LIMIT = "256MB"  # DuckDB's buffer for the merge; the rest spills to disk
 RETRY_OPEN_EVERY = 0.2  # seconds between tries to open a database file another process holds
 HEADER_BYTES = 3 * 4096  # a DuckDB file's main header and its two database headers
-
-
+_INVALID_FILE = re.compile(r'The file "(.+)" exists, but it is not a valid DuckDB database file')
 CREATING_SECONDS = 10.0  # a creator writes the headers within milliseconds; an older short file is not being made
 
 
-def _is_held(exc: Exception, database: Callable[[], str]) -> bool:
-    message = str(exc).lower()
-    if "could not set lock" in message or "conflicting lock" in message:
+def _is_held(exc: Exception) -> bool:
+    message = str(exc)
+    if "could not set lock" in message.lower() or "conflicting lock" in message.lower():
         return True
     # Two loads of a new file: one creates it, and the other may open it before its headers are
     # written, which DuckDB reports as an invalid file. Any other file that is not DuckDB (a whole
-    # one, or a short one nobody is writing) is refused at once.
-    return "not a valid duckdb database file" in message and _being_created(database())
+    # one, or a short one nobody is writing) is refused at once. The path is the one DuckDB opened
+    # (``~`` expanded, any ``duckdb:`` prefix gone).
+    invalid = _INVALID_FILE.search(message)
+    return invalid is not None and _being_created(invalid.group(1))
 
 
 def _being_created(path: str) -> bool:
@@ -45,8 +47,8 @@ def _being_created(path: str) -> bool:
     try:
         stat = os.stat(path)
     except OSError:  # gone again (its creator gave up): the next try creates it, or says why not
-        return bool(path)
-    return stat.st_size < HEADER_BYTES and time.time() - stat.st_mtime < CREATING_SECONDS
+        return True
+    return stat.st_size < HEADER_BYTES and 0 <= time.time() - stat.st_mtime < CREATING_SECONDS
 
 
 class DuckDBTableWriter(TableWriter):
@@ -96,7 +98,7 @@ class DuckDBTableWriter(TableWriter):
             try:
                 self._conn = self.hook.get_conn()
             except Exception as exc:
-                if not _is_held(exc, self._database_file):
+                if not _is_held(exc):
                     raise
                 held.append(exc)
                 return False
@@ -111,12 +113,6 @@ class DuckDBTableWriter(TableWriter):
 
         self.waiting(now, waiting)
         return self._conn
-
-    def _database_file(self) -> str:
-        """The database file the connection names (the duckdb provider's hook resolves it; others
-        take the connection's host)."""
-        resolve = getattr(self.hook, "get_database", None)
-        return resolve() if resolve else (self.hook.get_connection(self.hook.get_conn_id()).host or "")
 
     def begin(self, conn) -> None:
         """Open DuckDB's explicit transaction."""

@@ -12,7 +12,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import requests
 from airflow.providers.http.hooks.http import HttpHook
@@ -331,14 +331,17 @@ class _TransportExtras:
                              if k not in (*ApiSettings.extra_fields(), *TRANSPORT_EXTRAS)}
 
 
-def __getattr__(name: str) -> Any:
-    """``ThreadHooks`` stays importable from here, as before (it lives in .thread_hooks, which imports
-    this module)."""
-    if name == "ThreadHooks":
-        from airflow_batch_provider.hooks.thread_hooks import ThreadHooks
+if TYPE_CHECKING:
+    from airflow_batch_provider.hooks.thread_hooks import ThreadHooks as ThreadHooks
+else:
+    def __getattr__(name: str) -> Any:
+        """``ThreadHooks`` stays importable from here, as before (it lives in .thread_hooks, which
+        imports this module)."""
+        if name == "ThreadHooks":
+            from airflow_batch_provider.hooks.thread_hooks import ThreadHooks
 
-        return ThreadHooks
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+            return ThreadHooks
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["BatchApiAsyncHook", "BatchApiHook"]

@@ -232,7 +232,7 @@ def test_a_duckdb_load_waits_while_another_load_creates_the_file(tmp_path, monke
         assert conn.execute(f'SELECT COUNT(*) FROM "{TABLE}"').fetchall() == [(3,)]
 
 
-@pytest.mark.parametrize("left", ["a whole file", "an empty file nobody writes"])
+@pytest.mark.parametrize("left", ["a whole file", "an empty file nobody writes", "one named from ~"])
 def test_a_duckdb_load_refuses_a_file_that_is_not_duckdb_at_once(tmp_path, monkeypatch, left):
     import os
 
@@ -244,6 +244,10 @@ def test_a_duckdb_load_refuses_a_file_that_is_not_duckdb_at_once(tmp_path, monke
     else:  # e.g. left by touch or a creator that crashed: not being written, so not waited for
         path.touch()
         os.utime(path, (os.path.getatime(path) - 60, os.path.getmtime(path) - 60))
-    writer, batch = duckdb_writer(monkeypatch, path, lock_timeout=600)
+    named = path
+    if left == "one named from ~":  # DuckDB expands it: the file it opened is the one to look at
+        monkeypatch.setenv("HOME", str(tmp_path))
+        named = "~/notes.duckdb"
+    writer, batch = duckdb_writer(monkeypatch, named, lock_timeout=30)
     with pytest.raises(duckdb.IOException, match="not a valid DuckDB database file"):
-        writer.write([batch])  # not TableLockTimeoutError ten minutes later
+        writer.write([batch])  # not TableLockTimeoutError once lock_timeout has passed
