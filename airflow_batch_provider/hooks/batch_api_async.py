@@ -86,11 +86,11 @@ class BatchApiAsyncHook(HttpAsyncHook):
         return self._settings
 
     async def client(self) -> aiohttp.ClientSession:
+        """The one aiohttp session of this hook, made on first use."""
         # Not HttpAsyncHook.session(): it sends every extra as a header (ours are settings), sets no
         # timeouts, ignores cert and trust_env, and lasts one context; a trigger keeps this one
         # session for all its polls. The CA bundle, client certificate and proxy are the ones the
         # sync hook uses (hooks/transport.py), so the environment is not read again (trust_env off).
-        """The one aiohttp session of this hook, made on first use."""
         if self._client is None or self._client.closed:
             settings = await self.settings()
             ssl_context = await asyncio.to_thread(settings.transport.ssl_context)  # reads files: off the loop

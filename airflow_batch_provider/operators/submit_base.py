@@ -317,8 +317,8 @@ class BaseBatchSubmitOperator(BaseOperator):
         return manifest
 
     def on_kill(self) -> None:
-        # The API has no cancel endpoint: batches already accepted keep running, and are billed.
         """Say what a stop leaves running: accepted batches go on, and are recorded."""
+        # The API has no cancel endpoint: batches already accepted keep running, and are billed.
         job_id = self._submitting
         if job_id:
             self.log.warning("Killed while submitting job %s: the batches already accepted keep running on the "

@@ -147,8 +147,8 @@ class BatchSensor(BaseSensorOperator):
         return check_event(event)
 
     def on_kill(self) -> None:
-        # Poke and reschedule modes; a deferred wait is stopped on the triggerer (BatchTrigger.on_kill).
         """Say what a stop leaves running: the API cannot cancel a batch."""
+        # Poke and reschedule modes; a deferred wait is stopped on the triggerer (BatchTrigger.on_kill).
         self._close_polling()
         job = cast(JobReference, self.job if isinstance(self.job, dict) else {})  # a template not rendered yet
         self.log.warning(stopped_waiting(job, self._progress))
